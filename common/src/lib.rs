@@ -1,0 +1,29 @@
+//! Serving plumbing shared by the project's gRPC servers (the greeter-server
+//! and the control plane), so both behave the same way under Kubernetes.
+//!
+//! # Layout
+//!
+//! - [`incoming`]: the accept loop: `TCP_NODELAY` on every connection, a
+//!   per-connection id and peer address visible to handlers, back-off on
+//!   accept errors.
+//! - [`health`]: `grpc.health.v1` (tonic-health) whose `Watch` streams end
+//!   when the server stops, so a graceful drain is not held up by them.
+//! - [`signal`]: SIGTERM / SIGINT as a stream of stop requests.
+//! - [`logging`]: `tracing` set-up (`RUST_LOG`, text or JSON).
+//! - [`hostname`]: the default instance name.
+
+pub mod health;
+pub mod incoming;
+pub mod logging;
+pub mod signal;
+
+/// The machine's host name, or `"unknown"` when it cannot be read.
+///
+/// In a Kubernetes pod this is the pod name.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}

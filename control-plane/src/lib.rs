@@ -1,0 +1,1 @@
+//! The control plane: watches service endpoints and serves them over xDS (work in progress).

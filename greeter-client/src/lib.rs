@@ -1,0 +1,1 @@
+//! Client library: xDS-fed round-robin channel (work in progress).
