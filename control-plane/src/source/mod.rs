@@ -17,6 +17,8 @@
 //!   or its input was rejected ([`SourceState::Degraded`]); the last state
 //!   keeps being served either way.
 
+pub mod static_source;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
