@@ -1,0 +1,312 @@
+//! The current state of every service, published to all readers.
+//!
+//! Sources write through a [`SourceHandle`]; each write is applied under a
+//! short lock, builds the changed service's xDS resources once
+//! ([`ServiceResources::build`]) and publishes a new immutable [`Snapshot`]
+//! on a `tokio::sync::watch` channel. Readers (one task per xDS stream, the
+//! status API) only ever see whole snapshots, and a slow reader simply skips
+//! to the newest one: nothing queues up per reader.
+//!
+//! Versions: every published snapshot has a revision, counting up from 1;
+//! every resource records the revision at which it last changed. The xDS
+//! `version_info` is `<instance id>-<revision>`, where the instance id is new
+//! on every start, so a version never repeats across restarts.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use crate::model::{ModelError, Service};
+use crate::source::{Rejected, SourceHandle, SourceState, SourceStatus, Stamped};
+use crate::xds::ResourceType;
+use crate::xds::names::{self, Naming};
+use crate::xds::resources::{Resource, ServiceResources};
+
+/// One service as currently served.
+#[derive(Debug)]
+pub struct ServiceEntry {
+    /// The service, normalised.
+    pub service: Service,
+    /// Revision at which it last changed.
+    pub revision: u64,
+    /// When it last changed (wall clock, for people).
+    pub updated_at: SystemTime,
+    /// When it last changed (monotonic, for latency measurements).
+    pub changed_at: Instant,
+    /// Its xDS resources.
+    pub resources: ServiceResources,
+}
+
+/// Everything served, as of one revision. Immutable; cheap to share.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Counts up with every publication.
+    pub revision: u64,
+    /// Services by name.
+    pub services: Arc<BTreeMap<String, Arc<ServiceEntry>>>,
+    /// The source's health.
+    pub source: SourceStatus,
+}
+
+impl Snapshot {
+    /// The resource of type `kind` named `name`, if it exists.
+    pub fn get(&self, kind: ResourceType, name: &str) -> Option<&Arc<Resource>> {
+        let service = names::service_of(name)?;
+        self.services.get(service)?.resources.get(kind, name)
+    }
+
+    /// Every resource of type `kind` a wildcard subscription gets.
+    pub fn wildcard(&self, kind: ResourceType) -> impl Iterator<Item = &Arc<Resource>> + '_ {
+        self.services
+            .values()
+            .flat_map(move |entry| entry.resources.wildcard(kind))
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    revision: u64,
+    services: Arc<BTreeMap<String, Arc<ServiceEntry>>>,
+    source: SourceStatus,
+}
+
+/// The control plane's state. Shared as `Arc<Store>`.
+#[derive(Debug)]
+pub struct Store {
+    naming: Naming,
+    instance_id: String,
+    started_at: SystemTime,
+    inner: Mutex<Inner>,
+    tx: watch::Sender<Arc<Snapshot>>,
+}
+
+impl Store {
+    /// An empty store serving `naming.namespace`, fed by a source whose
+    /// initial status is `source`.
+    pub fn new(naming: Naming, source: SourceStatus) -> Arc<Self> {
+        let started_at = SystemTime::now();
+        let inner = Inner {
+            revision: 1,
+            services: Arc::default(),
+            source,
+        };
+        let (tx, _) = watch::channel(Arc::new(Snapshot {
+            revision: inner.revision,
+            services: inner.services.clone(),
+            source: inner.source.clone(),
+        }));
+        Arc::new(Self {
+            naming,
+            instance_id: new_instance_id(started_at),
+            started_at,
+            inner: Mutex::new(inner),
+            tx,
+        })
+    }
+
+    /// The handle a source writes through.
+    pub fn source_handle(self: &Arc<Self>) -> SourceHandle {
+        SourceHandle::new(self.clone())
+    }
+
+    /// Follows every published snapshot (latest value wins).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.tx.subscribe()
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.tx.borrow().clone()
+    }
+
+    /// Namespace and cluster domain.
+    pub fn naming(&self) -> &Naming {
+        &self.naming
+    }
+
+    /// The namespace served.
+    pub fn namespace(&self) -> &str {
+        &self.naming.namespace
+    }
+
+    /// This run's id, the prefix of every `version_info`.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// When this store was created.
+    pub fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+
+    /// The xDS `version_info` for `revision`.
+    pub fn version_info(&self, revision: u64) -> String {
+        format!("{}-{revision}", self.instance_id)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data behind (every
+        // write builds the new state before swapping it in), so keep going.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn publish(&self, inner: &mut Inner) {
+        inner.revision += 1;
+        self.tx.send_replace(Arc::new(Snapshot {
+            revision: inner.revision,
+            services: inner.services.clone(),
+            source: inner.source.clone(),
+        }));
+    }
+
+    fn entry(
+        &self,
+        service: Service,
+        revision: u64,
+        previous: Option<&ServiceEntry>,
+    ) -> ServiceEntry {
+        let resources = ServiceResources::build(
+            &service,
+            &self.naming,
+            revision,
+            previous.map(|p| (&p.service, &p.resources)),
+        );
+        ServiceEntry {
+            service,
+            revision,
+            updated_at: SystemTime::now(),
+            changed_at: Instant::now(),
+            resources,
+        }
+    }
+
+    pub(crate) fn replace_all(&self, services: Vec<Service>, event: String) -> Vec<Rejected> {
+        let mut rejected = Vec::new();
+        let mut inner = self.lock();
+        let revision = inner.revision + 1;
+        let mut next = BTreeMap::new();
+        let mut changed = false;
+        for mut service in services {
+            if let Err(error) = service.validate(&self.naming.namespace) {
+                tracing::warn!(service = service.name, %error, "service rejected");
+                rejected.push(Rejected {
+                    name: service.name,
+                    error,
+                });
+                continue;
+            }
+            service.normalize();
+            let previous = inner.services.get(&service.name);
+            let entry = match previous {
+                Some(old) if old.service == service => old.clone(),
+                _ => {
+                    changed = true;
+                    log_change(&service, revision, previous.is_some());
+                    Arc::new(self.entry(service, revision, previous.map(|p| &**p)))
+                }
+            };
+            next.insert(entry.service.name.clone(), entry);
+        }
+        for gone in inner
+            .services
+            .keys()
+            .filter(|name| !next.contains_key(*name))
+        {
+            changed = true;
+            tracing::info!(service = gone, revision, "service removed");
+        }
+        if changed {
+            inner.services = Arc::new(next);
+        }
+        inner.source.last_event = Some(Stamped::now(event));
+        self.publish(&mut inner);
+        rejected
+    }
+
+    pub(crate) fn upsert(&self, mut service: Service, event: String) -> Result<bool, ModelError> {
+        service.validate(&self.naming.namespace)?;
+        service.normalize();
+        let mut inner = self.lock();
+        let previous = inner.services.get(&service.name).cloned();
+        if previous.as_ref().is_some_and(|old| old.service == service) {
+            return Ok(false);
+        }
+        let revision = inner.revision + 1;
+        log_change(&service, revision, previous.is_some());
+        let entry = Arc::new(self.entry(service, revision, previous.as_deref()));
+        Arc::make_mut(&mut inner.services).insert(entry.service.name.clone(), entry);
+        inner.source.last_event = Some(Stamped::now(event));
+        self.publish(&mut inner);
+        Ok(true)
+    }
+
+    pub(crate) fn remove(&self, name: &str, event: String) -> bool {
+        let mut inner = self.lock();
+        if !inner.services.contains_key(name) {
+            return false;
+        }
+        Arc::make_mut(&mut inner.services).remove(name);
+        tracing::info!(
+            service = name,
+            revision = inner.revision + 1,
+            "service removed"
+        );
+        inner.source.last_event = Some(Stamped::now(event));
+        self.publish(&mut inner);
+        true
+    }
+
+    pub(crate) fn set_source_state(&self, state: SourceState, error: Option<String>) {
+        let mut inner = self.lock();
+        let source = &mut inner.source;
+        let error = error.map(Stamped::now);
+        if source.state == state
+            && (error.is_none()
+                || source.last_error.as_ref().map(|e| &e.text) == error.as_ref().map(|e| &e.text))
+        {
+            return;
+        }
+        if source.state != state {
+            tracing::info!(source = %source.kind, from = %source.state, to = %state, "source state changed");
+            source.state = state;
+            source.state_since = SystemTime::now();
+        }
+        if error.is_some() {
+            source.last_error = error;
+        }
+        self.publish(&mut inner);
+    }
+}
+
+fn log_change(service: &Service, revision: u64, existed: bool) {
+    let (ready, draining, not_ready) = service.counts();
+    tracing::info!(
+        service = service.name,
+        revision,
+        ready,
+        draining,
+        not_ready,
+        "{}",
+        if existed {
+            "service updated"
+        } else {
+            "service added"
+        }
+    );
+}
+
+/// A run id that differs between runs: start time in milliseconds plus a
+/// random suffix (two starts in the same millisecond still differ).
+fn new_instance_id(started_at: SystemTime) -> String {
+    let millis = started_at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{millis:x}{:04x}", rand::random::<u16>())
+}
+
+#[cfg(test)]
+mod tests;

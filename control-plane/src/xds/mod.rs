@@ -1,0 +1,69 @@
+//! Envoy xDS v3: the resources served and the ADS protocol.
+//!
+//! - [`names`]: which resource names exist and what they mean.
+//! - [`resources`]: the one conversion from the model to Envoy resources,
+//!   done once per service change.
+
+pub mod names;
+pub mod resources;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use prost::Name;
+
+/// The resource types served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResourceType {
+    /// LDS: `envoy.config.listener.v3.Listener`.
+    Listener,
+    /// RDS: `envoy.config.route.v3.RouteConfiguration`.
+    RouteConfiguration,
+    /// CDS: `envoy.config.cluster.v3.Cluster`.
+    Cluster,
+    /// EDS: `envoy.config.endpoint.v3.ClusterLoadAssignment`.
+    ClusterLoadAssignment,
+}
+
+impl ResourceType {
+    /// Every type, in the order a client resolves them.
+    pub const ALL: [Self; 4] = [
+        Self::Listener,
+        Self::RouteConfiguration,
+        Self::Cluster,
+        Self::ClusterLoadAssignment,
+    ];
+
+    /// The type URL used on the wire.
+    pub fn type_url(self) -> String {
+        match self {
+            Self::Listener => Listener::type_url(),
+            Self::RouteConfiguration => RouteConfiguration::type_url(),
+            Self::Cluster => Cluster::type_url(),
+            Self::ClusterLoadAssignment => ClusterLoadAssignment::type_url(),
+        }
+    }
+
+    /// The type for a type URL, if it is one we serve.
+    pub fn from_type_url(type_url: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.type_url() == type_url)
+    }
+
+    /// Whether a state-of-the-world response of this type must list every
+    /// subscribed resource (Listener and Cluster), rather than only those
+    /// that changed.
+    pub fn is_full_state(self) -> bool {
+        matches!(self, Self::Listener | Self::Cluster)
+    }
+
+    /// Short name for logs and metrics: LDS, RDS, CDS, EDS.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Self::Listener => "LDS",
+            Self::RouteConfiguration => "RDS",
+            Self::Cluster => "CDS",
+            Self::ClusterLoadAssignment => "EDS",
+        }
+    }
+}

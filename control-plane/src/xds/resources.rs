@@ -1,0 +1,328 @@
+//! The one conversion from the model to Envoy xDS resources.
+//!
+//! Resources are built when a service changes, once, however many clients
+//! subscribe to it, and kept encoded (`Any`) so streams only copy bytes.
+//! What changed decides what is rebuilt: an endpoint change rebuilds only
+//! the ClusterLoadAssignment of the affected port; Listeners, routes and
+//! Clusters are rebuilt only when the service's ports change. A resource
+//! that was not rebuilt keeps its revision, which is how streams tell that
+//! it needs no resend.
+//!
+//! The shapes follow what gRPC's xDS clients accept (see FACTS.md):
+//! - Listener: `api_listener` holding an HttpConnectionManager that takes
+//!   its route configuration by RDS over ADS, with the router filter last.
+//! - RouteConfiguration: one virtual host for any domain, prefix `""` to the
+//!   port's Cluster.
+//! - Cluster: `EDS` over ADS, `ROUND_ROBIN`.
+//! - ClusterLoadAssignment: one locality per zone, `locality` always set,
+//!   weight = ready endpoints in it (at least 1) so a zone with more pods
+//!   gets a larger share; ready → HEALTHY, draining → DRAINING, not ready →
+//!   UNHEALTHY (skipped by every client, but counted by ours to explain
+//!   "no ready endpoints"); addresses are unique (the model guarantees it).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy,
+};
+use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
+use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+use envoy_types::pb::envoy::config::core::v3::socket_address::{PortSpecifier, Protocol};
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, AggregatedConfigSource, ApiVersion, ConfigSource, HealthStatus, Locality,
+    SocketAddress,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use envoy_types::pb::envoy::config::listener::v3::{ApiListener, Listener};
+use envoy_types::pb::envoy::config::route::v3::route::Action;
+use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
+use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
+use envoy_types::pb::envoy::config::route::v3::{
+    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, Rds,
+};
+use envoy_types::pb::google::protobuf::{Any, UInt32Value};
+use envoy_types::util::pack_any;
+
+use super::ResourceType;
+use super::names::Naming;
+use crate::model::{EndpointState, Service, ServicePort};
+
+/// Name of the router filter in the HttpConnectionManager.
+const ROUTER_FILTER: &str = "envoy.filters.http.router";
+
+/// One encoded resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// Resource name.
+    pub name: String,
+    /// Store revision at which this resource last changed. Streams compare
+    /// it with what they sent to decide whether to send it again.
+    pub revision: u64,
+    /// The encoded resource.
+    pub any: Any,
+}
+
+/// The resources of one Service port.
+#[derive(Debug, Clone)]
+pub struct PortResources {
+    /// The Service port.
+    pub port: u16,
+    /// Canonical name shared by the Cluster, route and assignment.
+    pub cluster_name: String,
+    /// RouteConfiguration.
+    pub route: Arc<Resource>,
+    /// Cluster.
+    pub cluster: Arc<Resource>,
+    /// ClusterLoadAssignment.
+    pub assignment: Arc<Resource>,
+}
+
+/// Every resource of one service.
+#[derive(Debug, Clone)]
+pub struct ServiceResources {
+    /// Listeners by every name that refers to the service.
+    pub listeners: Arc<HashMap<String, Arc<Resource>>>,
+    /// One entry per Service port, in port order.
+    pub ports: Vec<PortResources>,
+}
+
+impl ServiceResources {
+    /// Builds the resources of `service` at `revision`. With `previous` (the
+    /// service as last built, and its resources), only what changed is
+    /// rebuilt; the rest is shared.
+    pub fn build(
+        service: &Service,
+        naming: &Naming,
+        revision: u64,
+        previous: Option<(&Service, &ServiceResources)>,
+    ) -> Self {
+        let same_ports = previous.is_some_and(|(old, _)| port_keys(old).eq(port_keys(service)));
+        let previous = previous.filter(|_| same_ports);
+
+        let ports = service
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let cluster_name = naming.cluster_name(&service.name, port.port);
+                match previous {
+                    Some((old_service, old)) => {
+                        let old_port = &old.ports[i];
+                        let assignment = if old_service.ports[i].endpoints == port.endpoints {
+                            old_port.assignment.clone()
+                        } else {
+                            Arc::new(assignment(&cluster_name, port, revision))
+                        };
+                        PortResources {
+                            assignment,
+                            ..old_port.clone()
+                        }
+                    }
+                    None => PortResources {
+                        port: port.port,
+                        route: Arc::new(route(&cluster_name, revision)),
+                        cluster: Arc::new(cluster(&cluster_name, revision)),
+                        assignment: Arc::new(assignment(&cluster_name, port, revision)),
+                        cluster_name,
+                    },
+                }
+            })
+            .collect();
+
+        let listeners = match previous {
+            Some((_, old)) => old.listeners.clone(),
+            None => Arc::new(
+                naming
+                    .listener_names(service)
+                    .into_iter()
+                    .map(|(name, port)| {
+                        let route_name = naming.cluster_name(&service.name, port);
+                        let resource = Arc::new(listener(&name, &route_name, revision));
+                        (name, resource)
+                    })
+                    .collect(),
+            ),
+        };
+        Self { listeners, ports }
+    }
+
+    /// The resource of type `kind` named `name`, if this service has it.
+    pub fn get(&self, kind: ResourceType, name: &str) -> Option<&Arc<Resource>> {
+        match kind {
+            ResourceType::Listener => self.listeners.get(name),
+            ResourceType::RouteConfiguration => self.port(name).map(|p| &p.route),
+            ResourceType::Cluster => self.port(name).map(|p| &p.cluster),
+            ResourceType::ClusterLoadAssignment => self.port(name).map(|p| &p.assignment),
+        }
+    }
+
+    /// Resources of type `kind` a wildcard subscription (no names) gets:
+    /// every route, Cluster and assignment, and the Listener of each port
+    /// under its canonical name.
+    pub fn wildcard(&self, kind: ResourceType) -> impl Iterator<Item = &Arc<Resource>> + '_ {
+        self.ports.iter().filter_map(move |port| match kind {
+            ResourceType::Listener => self.listeners.get(&port.cluster_name),
+            ResourceType::RouteConfiguration => Some(&port.route),
+            ResourceType::Cluster => Some(&port.cluster),
+            ResourceType::ClusterLoadAssignment => Some(&port.assignment),
+        })
+    }
+
+    fn port(&self, cluster_name: &str) -> Option<&PortResources> {
+        self.ports.iter().find(|p| p.cluster_name == cluster_name)
+    }
+}
+
+fn port_keys(service: &Service) -> impl Iterator<Item = (u16, Option<&str>)> {
+    service.ports.iter().map(|p| (p.port, p.name.as_deref()))
+}
+
+fn ads() -> ConfigSource {
+    ConfigSource {
+        resource_api_version: ApiVersion::V3 as i32,
+        config_source_specifier: Some(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        ..Default::default()
+    }
+}
+
+fn resource(name: &str, revision: u64, any: Any) -> Resource {
+    Resource {
+        name: name.to_owned(),
+        revision,
+        any,
+    }
+}
+
+/// Listener `name` whose routes come from RDS resource `route_name`.
+fn listener(name: &str, route_name: &str, revision: u64) -> Resource {
+    let manager = HttpConnectionManager {
+        stat_prefix: name.to_owned(),
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: route_name.to_owned(),
+        })),
+        http_filters: vec![HttpFilter {
+            name: ROUTER_FILTER.to_owned(),
+            config_type: Some(ConfigType::TypedConfig(pack_any(Router::default()))),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let listener = Listener {
+        name: name.to_owned(),
+        api_listener: Some(ApiListener {
+            api_listener: Some(pack_any(manager)),
+        }),
+        ..Default::default()
+    };
+    resource(name, revision, pack_any(listener))
+}
+
+fn route(cluster_name: &str, revision: u64) -> Resource {
+    let config = RouteConfiguration {
+        name: cluster_name.to_owned(),
+        virtual_hosts: vec![VirtualHost {
+            name: cluster_name.to_owned(),
+            domains: vec!["*".to_owned()],
+            routes: vec![Route {
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(PathSpecifier::Prefix(String::new())),
+                    ..Default::default()
+                }),
+                action: Some(Action::Route(RouteAction {
+                    cluster_specifier: Some(ClusterSpecifier::Cluster(cluster_name.to_owned())),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    resource(cluster_name, revision, pack_any(config))
+}
+
+fn cluster(cluster_name: &str, revision: u64) -> Resource {
+    let cluster = Cluster {
+        name: cluster_name.to_owned(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+        eds_cluster_config: Some(EdsClusterConfig {
+            eds_config: Some(ads()),
+            service_name: cluster_name.to_owned(),
+        }),
+        lb_policy: LbPolicy::RoundRobin as i32,
+        ..Default::default()
+    };
+    resource(cluster_name, revision, pack_any(cluster))
+}
+
+fn health(state: EndpointState) -> HealthStatus {
+    match state {
+        EndpointState::Ready => HealthStatus::Healthy,
+        EndpointState::Draining => HealthStatus::Draining,
+        EndpointState::NotReady => HealthStatus::Unhealthy,
+    }
+}
+
+fn assignment(cluster_name: &str, port: &ServicePort, revision: u64) -> Resource {
+    let mut zones: BTreeMap<&str, LocalityLbEndpoints> = BTreeMap::new();
+    for endpoint in &port.endpoints {
+        let zone = endpoint.zone.as_deref().unwrap_or_default();
+        let locality = zones.entry(zone).or_insert_with(|| LocalityLbEndpoints {
+            locality: Some(Locality {
+                zone: zone.to_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        locality.lb_endpoints.push(LbEndpoint {
+            host_identifier: Some(HostIdentifier::Endpoint(EnvoyEndpoint {
+                address: Some(Address {
+                    address: Some(AddressKind::SocketAddress(SocketAddress {
+                        protocol: Protocol::Tcp as i32,
+                        address: endpoint.address.to_string(),
+                        port_specifier: Some(PortSpecifier::PortValue(endpoint.port.into())),
+                        ..Default::default()
+                    })),
+                }),
+                hostname: endpoint.instance.clone().unwrap_or_default(),
+                ..Default::default()
+            })),
+            health_status: health(endpoint.state) as i32,
+            ..Default::default()
+        });
+    }
+    let endpoints = zones
+        .into_values()
+        .map(|mut locality| {
+            let ready = locality
+                .lb_endpoints
+                .iter()
+                .filter(|e| e.health_status == HealthStatus::Healthy as i32)
+                .count();
+            let weight = u32::try_from(ready).unwrap_or(u32::MAX).max(1);
+            locality.load_balancing_weight = Some(UInt32Value { value: weight });
+            locality
+        })
+        .collect();
+    let assignment = ClusterLoadAssignment {
+        cluster_name: cluster_name.to_owned(),
+        endpoints,
+        ..Default::default()
+    };
+    resource(cluster_name, revision, pack_any(assignment))
+}
+
+#[cfg(test)]
+mod tests;
