@@ -1,0 +1,374 @@
+//! Active grpc.health.v1 probing of one static endpoint.
+//!
+//! # Design notes
+//!
+//! One task per distinct endpoint address, whatever the number of services
+//! that list it. The task keeps one HTTP/2 connection and watches the
+//! overall health (service `""`): a server pushes every change at once, so
+//! a draining server's NOT_SERVING takes the endpoint out before the server
+//! refuses connections. Servers without `Watch` (UNIMPLEMENTED) are polled
+//! with `Check` every probe interval instead.
+//!
+//! A watch stream on a healthy but idle connection tells nothing about a
+//! peer that vanished without closing it (a host gone, a network
+//! partition). HTTP/2 keepalive pings would notice, but servers that enforce
+//! gRPC's ping policy (grpc-go, grpc-java: at most one ping per five minutes
+//! by default) answer frequent pings with GOAWAY. So the task sends a `Check`
+//! on the same connection every probe interval while it watches; a check not
+//! answered within the probe timeout ends the session. Only the watch
+//! decides the endpoint's state: an answer to a check sent before a change
+//! could otherwise undo it.
+//!
+//! Whenever a session ends (connect failure, broken stream, timeout) the
+//! endpoint is not ready, with a detail saying why, and the task reconnects
+//! after a jittered backoff that grows up to the probe interval. An endpoint
+//! starts not ready until its first SERVING answer. The task only reports
+//! changes; it stops when the source's task drops its handle.
+
+use std::error::Error as StdError;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior, timeout};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status, Streaming};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use tracing::Instrument as _;
+
+use super::AbortOnDrop;
+
+/// Shortest wait before reconnecting.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Probe timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProbeConfig {
+    /// Check polling interval, liveness check interval, and the longest
+    /// reconnection backoff.
+    pub(crate) interval: Duration,
+    /// Time limit for connecting and for each answer.
+    pub(crate) timeout: Duration,
+}
+
+/// What probing says about an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Health {
+    /// It answered SERVING.
+    Ready,
+    /// It is not ready, for this reason.
+    NotReady(String),
+}
+
+impl Health {
+    /// Before the first answer.
+    pub(crate) fn starting() -> Self {
+        Self::NotReady("health probe: no answer yet".to_owned())
+    }
+}
+
+/// A change of an endpoint's health, from prober `id`.
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub(crate) addr: SocketAddr,
+    pub(crate) id: u64,
+    pub(crate) health: Health,
+}
+
+/// Starts probing `addr`; reports go to `reports` tagged with `id`. The
+/// task stops when the returned guard is dropped or `reports` closes.
+pub(crate) fn spawn(
+    addr: SocketAddr,
+    id: u64,
+    config: ProbeConfig,
+    reports: mpsc::Sender<Report>,
+) -> AbortOnDrop {
+    let reporter = Reporter {
+        addr,
+        id,
+        reports,
+        last: Health::starting(),
+    };
+    let task = probe(addr, config, reporter).instrument(tracing::info_span!("probe", %addr));
+    AbortOnDrop::new(tokio::spawn(task))
+}
+
+/// The source's task has gone away.
+struct Closed;
+
+struct Reporter {
+    addr: SocketAddr,
+    id: u64,
+    reports: mpsc::Sender<Report>,
+    last: Health,
+}
+
+impl Reporter {
+    async fn report(&mut self, health: Health) -> Result<(), Closed> {
+        if health == self.last {
+            return Ok(());
+        }
+        match &health {
+            Health::Ready => tracing::info!("endpoint ready"),
+            Health::NotReady(detail) => tracing::info!(detail, "endpoint not ready"),
+        }
+        self.last = health.clone();
+        let report = Report {
+            addr: self.addr,
+            id: self.id,
+            health,
+        };
+        self.reports.send(report).await.map_err(|_| Closed)
+    }
+}
+
+/// Why a session ended, and whether the server answered during it.
+struct Ended {
+    detail: String,
+    answered: bool,
+}
+
+impl Ended {
+    fn unanswered(detail: String) -> Self {
+        Self {
+            detail,
+            answered: false,
+        }
+    }
+}
+
+async fn probe(addr: SocketAddr, config: ProbeConfig, mut reporter: Reporter) {
+    let mut backoff = Backoff::new(config.interval);
+    loop {
+        let Ok(ended) = session(addr, config, &mut reporter).await else {
+            return;
+        };
+        if reporter
+            .report(Health::NotReady(ended.detail))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        if ended.answered {
+            backoff.reset();
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// One connection: watch (or poll) until something breaks.
+async fn session(
+    addr: SocketAddr,
+    config: ProbeConfig,
+    reporter: &mut Reporter,
+) -> Result<Ended, Closed> {
+    let channel = match connect(addr, config).await {
+        Ok(channel) => channel,
+        Err(detail) => return Ok(Ended::unanswered(detail)),
+    };
+    let mut client = HealthClient::new(channel);
+    match timeout(config.timeout, client.watch(overall())).await {
+        Err(_) => Ok(Ended::unanswered(format!(
+            "unreachable: no answer to a health watch within {}",
+            humantime::format_duration(config.timeout)
+        ))),
+        Ok(Err(status)) if status.code() == Code::Unimplemented => {
+            tracing::debug!("health Watch is not implemented: polling Check");
+            poll_checks(&mut client, config, reporter).await
+        }
+        Ok(Err(status)) => Ok(Ended::unanswered(format!(
+            "health probe: watch failed: {}",
+            describe(&status)
+        ))),
+        Ok(Ok(response)) => {
+            follow_watch(response.into_inner(), &mut client, config, reporter).await
+        }
+    }
+}
+
+async fn follow_watch(
+    mut stream: Streaming<HealthCheckResponse>,
+    client: &mut HealthClient<Channel>,
+    config: ProbeConfig,
+    reporter: &mut Reporter,
+) -> Result<Ended, Closed> {
+    let mut answered = false;
+    let mut liveness = tokio::time::interval_at(Instant::now() + config.interval, config.interval);
+    liveness.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            message = stream.message() => match message {
+                Ok(Some(response)) => {
+                    answered = true;
+                    reporter.report(health_of(response.status)).await?;
+                }
+                Ok(None) => {
+                    return Ok(Ended {
+                        detail: "health probe: the server ended the watch".to_owned(),
+                        answered,
+                    });
+                }
+                Err(status) => {
+                    return Ok(Ended {
+                        detail: watch_ended(&status),
+                        answered,
+                    });
+                }
+            },
+            _ = liveness.tick() => {
+                match timeout(config.timeout, client.check(overall())).await {
+                    Err(_) => return Ok(Ended { detail: no_check_answer(config), answered }),
+                    Ok(Err(status)) if status.code() == Code::Unavailable => {
+                        return Ok(Ended {
+                            detail: format!("unreachable: health check failed: {}", describe(&status)),
+                            answered,
+                        });
+                    }
+                    // Any other answer shows the server is there.
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn poll_checks(
+    client: &mut HealthClient<Channel>,
+    config: ProbeConfig,
+    reporter: &mut Reporter,
+) -> Result<Ended, Closed> {
+    let mut answered = false;
+    let mut ticks = tokio::time::interval(config.interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let health = match timeout(config.timeout, client.check(overall())).await {
+            Err(_) => {
+                return Ok(Ended {
+                    detail: no_check_answer(config),
+                    answered,
+                });
+            }
+            Ok(Err(status)) if status.code() == Code::Unavailable => {
+                return Ok(Ended {
+                    detail: format!("unreachable: health check failed: {}", describe(&status)),
+                    answered,
+                });
+            }
+            Ok(Err(status)) => {
+                Health::NotReady(format!("health probe: check failed: {}", describe(&status)))
+            }
+            Ok(Ok(response)) => health_of(response.into_inner().status),
+        };
+        answered = true;
+        reporter.report(health).await?;
+    }
+}
+
+/// An eagerly connected channel to `addr`, or why there is none.
+async fn connect(addr: SocketAddr, config: ProbeConfig) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|error| format!("unreachable: {error}"))?
+        .connect_timeout(config.timeout)
+        .tcp_nodelay(true);
+    match timeout(config.timeout, endpoint.connect()).await {
+        Err(_) => Err(format!(
+            "unreachable: connect timed out after {}",
+            humantime::format_duration(config.timeout)
+        )),
+        Ok(Err(error)) => Err(format!("unreachable: {}", root_cause(&error))),
+        Ok(Ok(channel)) => Ok(channel),
+    }
+}
+
+/// The request for the server's overall health.
+fn overall() -> HealthCheckRequest {
+    HealthCheckRequest {
+        service: String::new(),
+    }
+}
+
+fn no_check_answer(config: ProbeConfig) -> String {
+    format!(
+        "unreachable: no answer to a health check within {}",
+        humantime::format_duration(config.timeout)
+    )
+}
+
+/// The endpoint's health for a `ServingStatus` value.
+pub(crate) fn health_of(status: i32) -> Health {
+    match ServingStatus::try_from(status) {
+        Ok(ServingStatus::Serving) => Health::Ready,
+        Ok(other) => Health::NotReady(format!("health probe: {}", other.as_str_name())),
+        Err(_) => Health::NotReady(format!("health probe: unknown status {status}")),
+    }
+}
+
+/// Why a watch stream failed: the connection broke (the status carries the
+/// transport's error), or the server ended the call with a status.
+pub(crate) fn watch_ended(status: &Status) -> String {
+    match status.source() {
+        Some(cause) => format!("unreachable: connection lost ({})", root_cause(cause)),
+        None => format!("health probe: watch ended: {}", describe(status)),
+    }
+}
+
+/// `Code: message`, without tonic's metadata dump.
+pub(crate) fn describe(status: &Status) -> String {
+    if status.message().is_empty() {
+        format!("{:?}", status.code())
+    } else {
+        format!("{:?}: {}", status.code(), status.message())
+    }
+}
+
+/// What went wrong at the bottom of a transport error: the I/O error's kind
+/// ("connection refused") when there is one, else the innermost message.
+pub(crate) fn root_cause(error: &(dyn StdError + 'static)) -> String {
+    let mut current = Some(error);
+    let mut text = error.to_string();
+    while let Some(error) = current {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return io.kind().to_string();
+        }
+        text = error.to_string();
+        current = error.source();
+    }
+    text
+}
+
+/// Reconnection delays: doubling from [`MIN_BACKOFF`] up to a cap, each
+/// shortened by up to a fifth at random so probers do not move in step.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    /// Delays up to `max`.
+    pub(crate) fn new(max: Duration) -> Self {
+        let min = MIN_BACKOFF.min(max);
+        Self {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// Back to the shortest delay.
+    pub(crate) fn reset(&mut self) {
+        self.next = self.min;
+    }
+
+    /// The next delay.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (base * 2).min(self.max);
+        base.mul_f64(rand::random_range(0.8..=1.0))
+    }
+}

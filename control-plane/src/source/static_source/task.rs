@@ -1,0 +1,227 @@
+//! The static source's task: holds the configured services and one prober
+//! per distinct endpoint, and tells the store what changed.
+//!
+//! A configuration change (a file edit) goes to the store as one full
+//! replacement, in which services that did not change keep their version.
+//! A probe result goes out as an upsert of just the services that list that
+//! endpoint. Probers are keyed by address: a reload that keeps an address
+//! keeps its prober and its last known health; a prober whose address left
+//! the configuration is stopped, and a late report from it is ignored.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+
+use super::AbortOnDrop;
+use super::probe::{self, Health, ProbeConfig, Report};
+use super::watch::LoadError;
+use crate::model::{EndpointState, Service};
+use crate::source::{SourceHandle, SourceState};
+
+/// How many probe reports may wait for the task.
+pub(crate) const REPORT_QUEUE: usize = 256;
+
+struct Prober {
+    id: u64,
+    health: Health,
+    _task: AbortOnDrop,
+}
+
+/// The source's state, changed only by the task.
+pub(crate) struct Task {
+    handle: SourceHandle,
+    /// `None` when probing is off: every endpoint is ready.
+    probing: Option<ProbeConfig>,
+    file: Option<PathBuf>,
+    flag_services: Vec<Service>,
+    file_services: Vec<Service>,
+    probers: HashMap<SocketAddr, Prober>,
+    next_id: u64,
+    reports: mpsc::Sender<Report>,
+}
+
+impl Task {
+    /// A task with the `--static` services `flag_services` and no file
+    /// services yet; probe reports are sent on `reports`.
+    pub(crate) fn new(
+        handle: SourceHandle,
+        probing: Option<ProbeConfig>,
+        file: Option<PathBuf>,
+        flag_services: Vec<Service>,
+        reports: mpsc::Sender<Report>,
+    ) -> Self {
+        Self {
+            handle,
+            probing,
+            file,
+            flag_services,
+            file_services: Vec::new(),
+            probers: HashMap::new(),
+            next_id: 0,
+            reports,
+        }
+    }
+
+    /// The name of a service defined both by a flag and in `file_services`.
+    pub(crate) fn conflict(&self, file_services: &[Service]) -> Option<String> {
+        file_services
+            .iter()
+            .find(|f| self.flag_services.iter().any(|s| s.name == f.name))
+            .map(|f| f.name.clone())
+    }
+
+    /// Makes `file_services` (checked with [`Task::conflict`]) the file's
+    /// services, starts and stops probers to match, and publishes every
+    /// service.
+    pub(crate) fn apply(&mut self, file_services: Vec<Service>, event: String) {
+        self.file_services = file_services;
+        let wanted: BTreeSet<SocketAddr> = self
+            .services()
+            .flat_map(|s| s.ports.iter().flat_map(|p| &p.endpoints))
+            .map(|e| e.socket_addr())
+            .collect();
+        self.probers.retain(|addr, _| {
+            let keep = wanted.contains(addr);
+            if !keep {
+                tracing::debug!(%addr, "endpoint left the configuration: probe stopped");
+            }
+            keep
+        });
+        if let Some(config) = self.probing {
+            for addr in wanted {
+                if !self.probers.contains_key(&addr) {
+                    self.next_id += 1;
+                    let id = self.next_id;
+                    let task = probe::spawn(addr, id, config, self.reports.clone());
+                    let prober = Prober {
+                        id,
+                        health: Health::starting(),
+                        _task: task,
+                    };
+                    self.probers.insert(addr, prober);
+                }
+            }
+        }
+        let services: Vec<Service> = self.services().map(|s| self.build(s)).collect();
+        for rejected in self.handle.replace_all(services, event) {
+            // Services are checked before they get here; this is a bug.
+            tracing::error!(service = rejected.name, error = %rejected.error, "static service refused by the store");
+        }
+    }
+
+    /// Handles a newly loaded file (or why it could not be loaded).
+    pub(crate) fn on_file(&mut self, loaded: Result<Vec<Service>, LoadError>) {
+        let path = self
+            .file
+            .as_ref()
+            .map_or_else(String::new, |p| p.display().to_string());
+        let error = match loaded {
+            Ok(services) => match self.conflict(&services) {
+                None => {
+                    let count = services.len();
+                    tracing::info!(path, services = count, "static file applied");
+                    self.apply(
+                        services,
+                        format!("static file {path} applied: {count} services"),
+                    );
+                    self.handle.set_state(SourceState::Connected, None);
+                    return;
+                }
+                Some(name) => format!(
+                    "invalid static file {path}: service {name} is already defined by --static"
+                ),
+            },
+            Err(error) => error.to_string(),
+        };
+        tracing::warn!(
+            error,
+            "static file change rejected: the last good configuration stays in force"
+        );
+        self.handle.set_state(SourceState::Degraded, Some(error));
+    }
+
+    /// Handles a prober's report: updates the services that list its
+    /// endpoint.
+    pub(crate) fn on_report(&mut self, report: Report) {
+        let Some(prober) = self.probers.get_mut(&report.addr) else {
+            return;
+        };
+        if prober.id != report.id || prober.health == report.health {
+            return;
+        }
+        prober.health = report.health;
+        let event = match &prober.health {
+            Health::Ready => format!("endpoint {} ready", report.addr),
+            Health::NotReady(detail) => format!("endpoint {} not ready: {detail}", report.addr),
+        };
+        let affected: Vec<Service> = self
+            .services()
+            .filter(|s| {
+                s.ports
+                    .iter()
+                    .flat_map(|p| &p.endpoints)
+                    .any(|e| e.socket_addr() == report.addr)
+            })
+            .map(|s| self.build(s))
+            .collect();
+        for service in affected {
+            let name = service.name.clone();
+            if let Err(error) = self.handle.upsert(service, event.clone()) {
+                tracing::error!(service = name, %error, "static service refused by the store");
+            }
+        }
+    }
+
+    fn services(&self) -> impl Iterator<Item = &Service> {
+        self.flag_services.iter().chain(&self.file_services)
+    }
+
+    /// `service` with each endpoint's state from its prober.
+    fn build(&self, service: &Service) -> Service {
+        let mut service = service.clone();
+        for endpoint in service.ports.iter_mut().flat_map(|p| &mut p.endpoints) {
+            let health = match self.probing {
+                None => Health::Ready,
+                Some(_) => self
+                    .probers
+                    .get(&endpoint.socket_addr())
+                    .map_or_else(Health::starting, |p| p.health.clone()),
+            };
+            (endpoint.state, endpoint.detail) = match health {
+                Health::Ready => (EndpointState::Ready, None),
+                Health::NotReady(detail) => (EndpointState::NotReady, Some(detail)),
+            };
+        }
+        service
+    }
+
+    /// Applies reports and file changes until the task is dropped.
+    pub(crate) async fn run(
+        mut self,
+        mut reports: mpsc::Receiver<Report>,
+        mut files: Option<mpsc::Receiver<Result<Vec<Service>, LoadError>>>,
+    ) {
+        loop {
+            tokio::select! {
+                // Never closes: `self` holds a sender.
+                Some(report) = reports.recv() => self.on_report(report),
+                loaded = recv(&mut files) => match loaded {
+                    Some(loaded) => self.on_file(loaded),
+                    // The watcher stopped (it only does so when this task
+                    // is dropped): stop listening to it.
+                    None => files = None,
+                },
+            }
+        }
+    }
+}
+
+/// The next item of `files`; never resolves when there is no file.
+async fn recv<T>(files: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match files {
+        Some(files) => files.recv().await,
+        None => std::future::pending().await,
+    }
+}
