@@ -30,6 +30,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
+pub mod fake_kube;
+
 /// Upper bound for a spawned process to announce that it is listening.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -17,6 +17,7 @@
 //!   or its input was rejected ([`SourceState::Degraded`]); the last state
 //!   keeps being served either way.
 
+pub mod kubernetes;
 pub mod static_source;
 
 use std::fmt;
