@@ -26,12 +26,15 @@ use tokio::task::JoinHandle;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
-    let result = match cli.command {
-        Command::Serve(args) => serve(args).await,
-        Command::Status(args) => status(args).await,
+    let (what, result) = match cli.command {
+        Command::Serve(args) => ("serve", serve(args).await),
+        Command::Status(args) => ("status", status(args).await),
     };
     result.unwrap_or_else(|error| {
-        tracing::error!("{error:#}");
+        // A fixed message with the cause as a field, so log collectors (and
+        // tests) can match it.
+        let error = format!("{error:#}");
+        tracing::error!(error, "{what} failed");
         ExitCode::FAILURE
     })
 }

@@ -92,7 +92,13 @@ impl StreamTask {
                 }
                 request = inbound.next() => match request {
                     None => return Ended::ClientClosed,
-                    Some(Err(status)) => return Ended::ClientFailed(status),
+                    Some(Err(status)) => {
+                        // Tell the client why (a malformed or oversized
+                        // message), if it is still listening.
+                        let reason = format!("the request stream failed: {}", status.message());
+                        let _ = queue.try_send(Err(Status::new(status.code(), reason)));
+                        return Ended::ClientFailed(status);
+                    }
                     Some(Ok(request)) => match self.handle(&request) {
                         Ok(outgoing) => outgoing,
                         Err(error) => {
