@@ -37,14 +37,21 @@ impl TestServer {
 
     /// Like [`TestServer::start`], with `config`.
     pub async fn start_with(services: Vec<Service>, config: server::Config) -> Self {
+        let server = Self::start_unsynced(config).await;
+        let handle = server.source();
+        let rejected = handle.replace_all(services, "test set-up");
+        assert!(rejected.is_empty(), "{rejected:?}");
+        handle.set_state(SourceState::Connected, None);
+        server
+    }
+
+    /// A server whose source has not finished its first sync: the test
+    /// reports services and the state through [`TestServer::source`].
+    pub async fn start_unsynced(config: server::Config) -> Self {
         let store = Store::new(
             Naming::new("default"),
             SourceStatus::starting(SourceKind::Static, "test"),
         );
-        let handle = store.source_handle();
-        let rejected = handle.replace_all(services, "test set-up");
-        assert!(rejected.is_empty(), "{rejected:?}");
-        handle.set_state(SourceState::Connected, None);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let metrics = Arc::new(Metrics::new());
