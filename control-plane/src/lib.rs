@@ -10,9 +10,22 @@
 //! - [`store`]: the current state; builds each changed service's resources
 //!   once and publishes immutable snapshots to every reader.
 //! - [`xds`]: resource names, the model-to-Envoy conversion, and the ADS
-//!   protocol.
+//!   protocol: a pure per-stream state machine ([`xds::session`]), the task
+//!   driving it ([`xds::stream`]), the gRPC service ([`xds::server`]) and
+//!   the connected-client registry ([`xds::registry`]).
+//! - [`status`]: the status API (`controlplane.v1.ControlPlaneStatus`) and
+//!   the `control-plane status` client's report and tables.
+//! - [`metrics`]: Prometheus metrics and their `/metrics` endpoint.
+//! - [`server`]: everything on one port (ADS, status, health, reflection)
+//!   and the shutdown.
+//!
+//! The binary (`main.rs`, `cli.rs`) adds the command line (`serve`,
+//! `status`), signals and logging.
 
+pub mod metrics;
 pub mod model;
+pub mod server;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod xds;

@@ -143,7 +143,7 @@ impl Store {
 
     /// The xDS `version_info` for `revision`.
     pub fn version_info(&self, revision: u64) -> String {
-        format!("{}-{revision}", self.instance_id)
+        version_info(&self.instance_id, revision)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -297,6 +297,11 @@ fn log_change(service: &Service, revision: u64, existed: bool) {
             "service added"
         }
     );
+}
+
+/// The xDS `version_info` of `revision` in the run `instance_id`.
+pub fn version_info(instance_id: &str, revision: u64) -> String {
+    format!("{instance_id}-{revision}")
 }
 
 /// A run id that differs between runs: start time in milliseconds plus a

@@ -3,9 +3,18 @@
 //! - [`names`]: which resource names exist and what they mean.
 //! - [`resources`]: the one conversion from the model to Envoy resources,
 //!   done once per service change.
+//! - [`session`]: the protocol state of one ADS stream, a pure state
+//!   machine (subscriptions, nonces, ACK/NACK, what to send).
+//! - [`stream`]: the task that drives a session for one stream.
+//! - [`server`]: the `AggregatedDiscoveryService` gRPC service.
+//! - [`registry`]: the connected clients, for the status API and metrics.
 
 pub mod names;
+pub mod registry;
 pub mod resources;
+pub mod server;
+pub mod session;
+pub mod stream;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;

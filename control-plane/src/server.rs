@@ -1,0 +1,213 @@
+//! Serving the control plane: ADS, the status API, `grpc.health.v1` and
+//! server reflection on one port, Prometheus metrics on another, and the
+//! shutdown.
+//!
+//! Health (service `""` and each API's name) is NOT_SERVING until the
+//! source's first full sync, so a readiness probe keeps clients away from a
+//! control plane that would hand them an empty world. On a stop request
+//! health turns NOT_SERVING, every ADS stream ends with UNAVAILABLE (clients
+//! keep their last endpoints and reconnect), health watches end, and
+//! in-flight unary calls get the grace period to finish.
+
+use std::future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::incoming::{self, ConnCounters};
+use futures::{Stream, StreamExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::metrics::{self, Metrics};
+use crate::source::SourceState;
+use crate::status::StatusService;
+use crate::store::Store;
+use crate::xds::registry::Registry;
+use crate::xds::server::{AdsConfig, AdsService};
+
+/// Default time in-flight calls get to finish after a stop request.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// HTTP/2 PING interval on idle connections, so clients that vanished
+/// without closing (a deleted pod) are noticed and their streams freed.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a PING may go unanswered before the connection is dropped.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const ADS_SERVICE: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+const STATUS_SERVICE: &str = proto::controlplane::v1::control_plane_status_server::SERVICE_NAME;
+/// Names whose health is reported.
+const HEALTH_SERVICES: [&str; 3] = ["", ADS_SERVICE, STATUS_SERVICE];
+
+/// What [`run`] needs besides the listener and the store.
+#[derive(Debug, Default)]
+pub struct Config {
+    /// ADS limits.
+    pub ads: AdsConfig,
+    /// Time in-flight calls get after a stop request; [`DEFAULT_GRACE`]
+    /// when zero.
+    pub grace: Duration,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics_listener: Option<TcpListener>,
+}
+
+/// Errors that end [`run`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Server reflection could not be set up.
+    #[error("failed to build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The gRPC server failed.
+    #[error("the gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// How the server stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every connection finished within the grace period.
+    Clean,
+    /// The grace period ran out; remaining connections were cut.
+    GraceExpired,
+    /// A second stop request cut the shutdown short.
+    Forced,
+}
+
+/// Serves `store` on `listener` until the first item of `stop` (its value
+/// names the cause, for the logs), then shuts down; a second item cuts the
+/// shutdown short.
+pub async fn run<S>(
+    listener: TcpListener,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    config: Config,
+    mut stop: S,
+) -> Result<Outcome, Error>
+where
+    S: Stream<Item = &'static str> + Unpin,
+{
+    let stopped = CancellationToken::new();
+    let registry = Registry::new(metrics.clone());
+    let health = HealthReporter::new();
+    set_health(&health, ServingStatus::NotServing).await;
+    let readiness = tokio::spawn(serve_when_synced(store.clone(), health.clone()));
+    if let Some(listener) = config.metrics_listener {
+        tokio::spawn(metrics::http::serve(
+            listener,
+            metrics.clone(),
+            stopped.clone(),
+        ));
+    }
+
+    let ads = AdsService::new(
+        store.clone(),
+        registry.clone(),
+        metrics,
+        stopped.clone(),
+        config.ads.limits,
+    );
+    let reflection = reflection_names(tonic_reflection::server::Builder::configure())
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .build_v1()?;
+    let reflection_alpha = reflection_names(tonic_reflection::server::Builder::configure())
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+        .build_v1alpha()?;
+    let counters = Arc::new(ConnCounters::default());
+    let serve = Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .add_service(common::health::service(health.clone(), stopped.clone()))
+        .add_service(ads.into_server(&config.ads))
+        .add_service(StatusService::new(store, registry.clone()).into_server())
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .serve_with_incoming_shutdown(
+            incoming::accept(listener, counters.clone()),
+            stopped.clone().cancelled_owned(),
+        );
+    let mut serve = std::pin::pin!(serve);
+
+    let cause = tokio::select! {
+        result = &mut serve => {
+            result?;
+            return Ok(Outcome::Clean);
+        }
+        cause = next_stop(&mut stop) => cause,
+    };
+    // Stopped first, so it cannot turn health back to SERVING.
+    readiness.abort();
+    let _ = readiness.await;
+    set_health(&health, ServingStatus::NotServing).await;
+    tracing::info!(
+        cause,
+        clients = registry.len(),
+        connections_accepted = counters.accepted(),
+        "stop requested: health NOT_SERVING, closing ADS streams"
+    );
+    stopped.cancel();
+    let grace = if config.grace.is_zero() {
+        DEFAULT_GRACE
+    } else {
+        config.grace
+    };
+    tokio::select! {
+        result = tokio::time::timeout(grace, &mut serve) => match result {
+            Ok(result) => {
+                result?;
+                Ok(Outcome::Clean)
+            }
+            Err(_) => {
+                tracing::warn!(?grace, "grace period over: cutting remaining connections");
+                Ok(Outcome::GraceExpired)
+            }
+        },
+        cause = next_stop(&mut stop) => {
+            tracing::warn!(cause, "second stop request: not waiting for connections to finish");
+            Ok(Outcome::Forced)
+        }
+    }
+}
+
+fn reflection_names(
+    builder: tonic_reflection::server::Builder<'static>,
+) -> tonic_reflection::server::Builder<'static> {
+    builder
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(STATUS_SERVICE)
+        .with_service_name("grpc.health.v1.Health")
+        // Listed by name only: envoy-types ships no descriptors for it.
+        .with_service_name(ADS_SERVICE)
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    for service in HEALTH_SERVICES {
+        health.set_service_status(service, status).await;
+    }
+}
+
+/// Turns health SERVING once the source has finished its first sync.
+async fn serve_when_synced(store: Arc<Store>, health: HealthReporter) {
+    let mut snapshots = store.subscribe();
+    let synced = snapshots
+        .wait_for(|s| s.source.state != SourceState::Starting)
+        .await
+        .is_ok();
+    if synced {
+        set_health(&health, ServingStatus::Serving).await;
+        tracing::info!("source synced: health is SERVING");
+    }
+}
+
+/// The next stop request; never resolves once the stream has ended.
+async fn next_stop<S>(stop: &mut S) -> &'static str
+where
+    S: Stream<Item = &'static str> + Unpin,
+{
+    match stop.next().await {
+        Some(cause) => cause,
+        None => future::pending().await,
+    }
+}

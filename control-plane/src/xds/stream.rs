@@ -1,0 +1,187 @@
+//! The task behind one ADS stream: the I/O around a [`Session`].
+//!
+//! # Design notes
+//!
+//! One task per stream selects, in this order, on: the server stopping, a
+//! new store snapshot, the next request. Snapshots come first so that a
+//! change published before a request arrived is handled before it (tests
+//! rely on that order to prove that something was *not* sent).
+//!
+//! Responses go into a small bounded queue that the stream's HTTP/2 body
+//! drains. When a client stops reading, the queue fills and the task waits
+//! on it, reading neither requests nor snapshots; the store's `watch`
+//! channel keeps only the newest snapshot, so nothing piles up however many
+//! updates the client misses, and other streams (their own tasks) are not
+//! held up. When the client reads again it gets what was queued, then one
+//! response computed from the newest snapshot.
+//!
+//! A request the session refuses (over the limits) ends this stream with
+//! INVALID_ARGUMENT; a stopping server ends it with UNAVAILABLE, telling
+//! the client to reconnect.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use futures::{Stream, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+
+use super::registry::Registration;
+use super::session::{self, Ack, Outgoing, Received};
+use crate::metrics::Metrics;
+use crate::store::Snapshot;
+
+/// Responses queued per stream before the task waits for the client.
+pub const QUEUE_DEPTH: usize = 2;
+
+/// Sent to clients when the server stops.
+const STOPPING: &str = "the control plane is shutting down; reconnect to another instance or retry";
+
+/// What the task puts in the queue.
+pub type Queued = Result<Outgoing, Status>;
+
+/// Why a stream ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The client closed its side.
+    ClientClosed,
+    /// The client's side failed (reset, malformed or oversized message).
+    ClientFailed(Status),
+    /// A request was refused.
+    Refused(session::Error),
+    /// The server is stopping.
+    Stopping,
+    /// The response side is gone (the client went away).
+    ClientGone,
+}
+
+/// The parts a stream task works with.
+#[derive(Debug)]
+pub struct StreamTask {
+    /// The client's registration, holding its session.
+    pub registration: Registration,
+    /// The store's snapshots.
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// Where NACKs are counted.
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the server stops.
+    pub stopped: CancellationToken,
+}
+
+impl StreamTask {
+    /// Serves `inbound` until it ends, writing into `queue`.
+    pub async fn run<S>(mut self, mut inbound: S, queue: mpsc::Sender<Queued>) -> Ended
+    where
+        S: Stream<Item = Result<DiscoveryRequest, Status>> + Unpin,
+    {
+        // Requests are answered from the current snapshot; only newer ones
+        // wake the task.
+        self.snapshots.borrow_and_update();
+        loop {
+            let outgoing = tokio::select! {
+                biased;
+                () = self.stopped.cancelled() => return stopping(&queue),
+                changed = self.snapshots.changed() => {
+                    if changed.is_err() {
+                        return stopping(&queue);
+                    }
+                    let snapshot = self.snapshots.borrow_and_update().clone();
+                    self.registration.slot().session().on_snapshot(&snapshot)
+                }
+                request = inbound.next() => match request {
+                    None => return Ended::ClientClosed,
+                    Some(Err(status)) => {
+                        // Tell the client why (a malformed or oversized
+                        // message), if it is still listening.
+                        let reason = format!("the request stream failed: {}", status.message());
+                        let _ = queue.try_send(Err(Status::new(status.code(), reason)));
+                        return Ended::ClientFailed(status);
+                    }
+                    Some(Ok(request)) => match self.handle(&request) {
+                        Ok(outgoing) => outgoing,
+                        Err(error) => {
+                            let status = Status::invalid_argument(error.to_string());
+                            if let Some(ended) = self.send(&queue, Err(status)).await {
+                                return ended;
+                            }
+                            return Ended::Refused(error);
+                        }
+                    },
+                },
+            };
+            for item in outgoing {
+                if let Some(ended) = self.send(&queue, Ok(item)).await {
+                    return ended;
+                }
+            }
+        }
+    }
+
+    fn handle(&self, request: &DiscoveryRequest) -> Result<Vec<Outgoing>, session::Error> {
+        let snapshot = self.snapshots.borrow().clone();
+        let slot = self.registration.slot();
+        let mut session = slot.session();
+        let had_node = session.node().is_some();
+        let reply = session.on_request(request, &snapshot, SystemTime::now())?;
+        if !had_node && let Some(node) = session.node() {
+            tracing::info!(
+                node = node.id,
+                user_agent = node.user_agent,
+                "xDS client identified"
+            );
+        }
+        drop(session);
+        match &reply.received {
+            Received::Request {
+                kind,
+                ack,
+                added,
+                removed,
+            } => {
+                if let Ack::Nacked { version, error } = ack {
+                    self.metrics.nack(*kind);
+                    tracing::warn!(kind = kind.short_name(), version, error, "NACK");
+                }
+                if added + removed > 0 {
+                    tracing::debug!(
+                        kind = kind.short_name(),
+                        added,
+                        removed,
+                        "subscription changed"
+                    );
+                }
+            }
+            Received::Stale { kind, nonce } => {
+                tracing::debug!(kind = kind.short_name(), nonce, "stale request ignored");
+            }
+            Received::UnknownType { type_url } => {
+                tracing::warn!(
+                    type_url,
+                    "request for a resource type this control plane does not serve; ignored"
+                );
+            }
+        }
+        Ok(reply.responses)
+    }
+
+    /// Queues `item`, waiting while the queue is full; `Some` when the
+    /// stream must end instead.
+    async fn send(&self, queue: &mpsc::Sender<Queued>, item: Queued) -> Option<Ended> {
+        tokio::select! {
+            biased;
+            () = self.stopped.cancelled() => Some(stopping(queue)),
+            sent = queue.send(item) => sent.is_err().then_some(Ended::ClientGone),
+        }
+    }
+}
+
+fn stopping(queue: &mpsc::Sender<Queued>) -> Ended {
+    // Best effort: a full queue means the client is not reading anyway.
+    let _ = queue.try_send(Err(Status::unavailable(STOPPING)));
+    Ended::Stopping
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+use prost::Message;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+
+use super::*;
+use crate::model::{Endpoint, Service, ServicePort};
+use crate::source::{SourceKind, SourceStatus};
+use crate::store::Store;
+use crate::xds::ResourceType;
+use crate::xds::names::Naming;
+use crate::xds::registry::Registry;
+use crate::xds::session::{Limits, Session};
+
+const GREETER: &str = "greeter.default.svc.cluster.local:80";
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn set(store: &Arc<Store>, addr: &str) {
+    let service = Service {
+        name: "greeter".into(),
+        namespace: "default".into(),
+        ports: vec![ServicePort {
+            name: None,
+            port: 80,
+            endpoints: vec![Endpoint::ready(addr.parse::<SocketAddr>().unwrap())],
+        }],
+    };
+    store.source_handle().upsert(service, "test").unwrap();
+}
+
+struct Harness {
+    store: Arc<Store>,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    stopped: CancellationToken,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let store = Store::new(
+            Naming::new("default"),
+            SourceStatus::starting(SourceKind::Static, "test"),
+        );
+        set(&store, "10.0.0.1:8080");
+        let metrics = Arc::new(Metrics::new());
+        Self {
+            store,
+            registry: Registry::new(metrics.clone()),
+            metrics,
+            stopped: CancellationToken::new(),
+        }
+    }
+
+    /// Starts a stream task; returns its request sender, its response
+    /// queue and the task.
+    fn open(
+        &self,
+    ) -> (
+        mpsc::Sender<DiscoveryRequest>,
+        mpsc::Receiver<Queued>,
+        tokio::task::JoinHandle<Ended>,
+    ) {
+        let (requests, inbound) = mpsc::channel(8);
+        let (queue, responses) = mpsc::channel(QUEUE_DEPTH);
+        let task = StreamTask {
+            registration: self.registry.register(
+                None,
+                Session::new(self.store.instance_id(), "test", Limits::default()),
+            ),
+            snapshots: self.store.subscribe(),
+            metrics: self.metrics.clone(),
+            stopped: self.stopped.clone(),
+        };
+        let inbound = ReceiverStream::new(inbound).map(Ok);
+        (requests, responses, tokio::spawn(task.run(inbound, queue)))
+    }
+}
+
+fn subscribe() -> DiscoveryRequest {
+    DiscoveryRequest {
+        type_url: ResourceType::ClusterLoadAssignment.type_url(),
+        resource_names: vec![GREETER.into()],
+        ..Default::default()
+    }
+}
+
+fn addresses(item: Queued) -> Vec<String> {
+    let outgoing = item.expect("a response, not an error");
+    let mut addresses = Vec::new();
+    for any in &outgoing.response.resources {
+        let cla = ClusterLoadAssignment::decode(any.value.as_slice()).unwrap();
+        for lb in cla.endpoints.iter().flat_map(|l| &l.lb_endpoints) {
+            let Some(HostIdentifier::Endpoint(endpoint)) = &lb.host_identifier else {
+                continue;
+            };
+            if let Some(AddressKind::SocketAddress(socket)) =
+                endpoint.address.as_ref().and_then(|a| a.address.as_ref())
+            {
+                addresses.push(socket.address.clone());
+            }
+        }
+    }
+    addresses
+}
+
+async fn next(responses: &mut mpsc::Receiver<Queued>) -> Queued {
+    tokio::time::timeout(LIMIT, responses.recv())
+        .await
+        .expect("a response in time")
+        .expect("queue open")
+}
+
+#[tokio::test]
+async fn a_stalled_stream_queues_little_and_then_gets_the_newest_state() {
+    let harness = Harness::new();
+    let (stalled_requests, mut stalled, _stalled_task) = harness.open();
+    let (reader_requests, mut reader, _reader_task) = harness.open();
+    stalled_requests.send(subscribe()).await.unwrap();
+    reader_requests.send(subscribe()).await.unwrap();
+    assert_eq!(addresses(next(&mut reader).await), vec!["10.0.0.1"]);
+
+    // The reader drains its queue as updates come; the stalled one never reads.
+    let reading = tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            seen += 1;
+            if addresses(next(&mut reader).await) == ["10.0.9.9"] {
+                return seen;
+            }
+        }
+    });
+    for i in 0..300u32 {
+        set(
+            &harness.store,
+            &format!("10.0.{}.{}:8080", i / 200, i % 200 + 1),
+        );
+        tokio::task::yield_now().await;
+    }
+    set(&harness.store, "10.0.9.9:8080");
+    let reader_saw = tokio::time::timeout(LIMIT, reading).await.unwrap().unwrap();
+    assert!(reader_saw > 1, "the reader followed the updates");
+
+    // The stalled stream's task is parked on a full queue ...
+    assert_eq!(stalled.len(), QUEUE_DEPTH);
+    // ... and once read, it delivers what was queued (and the one it was
+    // holding), then the newest state: not one response per update.
+    let mut delivered = 0;
+    loop {
+        delivered += 1;
+        if addresses(next(&mut stalled).await) == ["10.0.9.9"] {
+            break;
+        }
+    }
+    assert!(
+        delivered <= QUEUE_DEPTH + 2,
+        "{delivered} responses for 301 updates"
+    );
+}
+
+#[tokio::test]
+async fn stopping_ends_the_stream_with_unavailable() {
+    let harness = Harness::new();
+    let (requests, mut responses, task) = harness.open();
+    requests.send(subscribe()).await.unwrap();
+    next(&mut responses).await.expect("first response");
+    assert_eq!(harness.registry.len(), 1);
+    harness.stopped.cancel();
+    let status = next(&mut responses).await.expect_err("an error status");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(status.message().contains("shutting down"), "{status}");
+    let ended = tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+    assert!(matches!(ended, Ended::Stopping), "{ended:?}");
+    assert!(
+        harness.registry.is_empty(),
+        "unregistered when the task ends"
+    );
+}
+
+#[tokio::test]
+async fn an_oversize_request_ends_only_its_stream() {
+    let harness = Harness::new();
+    let (bad_requests, mut bad, bad_task) = harness.open();
+    let (good_requests, mut good, _good_task) = harness.open();
+    let mut huge = subscribe();
+    huge.resource_names = (0..=session::MAX_NAMES_PER_REQUEST)
+        .map(|i| format!("n{i}"))
+        .collect();
+    bad_requests.send(huge).await.unwrap();
+    let status = next(&mut bad).await.expect_err("refused");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("at most 10000"), "{status}");
+    let ended = tokio::time::timeout(LIMIT, bad_task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(ended, Ended::Refused(_)), "{ended:?}");
+
+    good_requests.send(subscribe()).await.unwrap();
+    assert_eq!(addresses(next(&mut good).await), vec!["10.0.0.1"]);
+}

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Calls greet.Greeter/SayHello through gRPC's own xDS client (grpcio).
+
+Used by the control plane's interop test: a standard gRPC xDS client, not
+ours, must balance across greeter servers through the control plane.
+
+    xds_greeter_client.py --bootstrap bootstrap.json --target xds:///greeter --count 300
+        makes 300 calls and prints one JSON object:
+        {"ok": N, "failed": N, "by_backend": {"<served_by>": N, ...}, "errors": {"<code>": N}}
+
+    xds_greeter_client.py --bootstrap bootstrap.json --target xds:///greeter --batches
+        keeps one channel open and reads a call count per line from standard
+        input, printing one such JSON object per line read (so a test can
+        change the backends between batches and watch this client follow).
+
+The bootstrap file is what GRPC_XDS_BOOTSTRAP points at: the control plane's
+address and this client's node. Requests and replies are encoded by hand
+(two string fields), so only grpcio is needed.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+
+def varint(value):
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def encode_request(name):
+    """greet.HelloRequest{name}: field 1, length-delimited."""
+    data = name.encode("utf-8")
+    return b"\x0a" + varint(len(data)) + data
+
+
+def decode_reply(data):
+    """greet.HelloReply: message = 1, served_by = 2 (strings), connection_id = 3."""
+    fields = {}
+    pos = 0
+    while pos < len(data):
+        key, pos = read_varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 2:
+            length, pos = read_varint(data, pos)
+            fields[number] = data[pos:pos + length].decode("utf-8")
+            pos += length
+        elif wire == 0:
+            fields[number], pos = read_varint(data, pos)
+        else:
+            raise ValueError("unexpected wire type %d in HelloReply" % wire)
+    return {"message": fields.get(1, ""), "served_by": fields.get(2, "")}
+
+
+def read_varint(data, pos):
+    value = 0
+    shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def run_batch(call, count, timeout):
+    import grpc
+
+    by_backend = {}
+    errors = {}
+    ok = 0
+    for i in range(count):
+        try:
+            reply = decode_reply(call(encode_request("interop-%d" % i), timeout=timeout))
+            by_backend[reply["served_by"]] = by_backend.get(reply["served_by"], 0) + 1
+            ok += 1
+        except grpc.RpcError as error:
+            key = "%s: %s" % (error.code().name, error.details())
+            errors[key] = errors.get(key, 0) + 1
+    return {"ok": ok, "failed": count - ok, "by_backend": by_backend, "errors": errors}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", required=True, help="xDS bootstrap JSON file")
+    parser.add_argument("--target", default="xds:///greeter")
+    parser.add_argument("--count", type=int, default=300, help="calls to make")
+    parser.add_argument("--batches", action="store_true",
+                        help="read call counts from standard input, one batch per line")
+    parser.add_argument("--call-timeout", type=float, default=20.0,
+                        help="deadline of each call, seconds (the first one waits for xDS)")
+    args = parser.parse_args()
+
+    # Must be set before grpc starts its xDS client.
+    os.environ["GRPC_XDS_BOOTSTRAP"] = args.bootstrap
+    import grpc
+
+    with grpc.insecure_channel(args.target) as channel:
+        call = channel.unary_unary("/greet.Greeter/SayHello")
+        if not args.batches:
+            print(json.dumps(run_batch(call, args.count, args.call_timeout)), flush=True)
+            return
+        for line in sys.stdin:
+            line = line.strip()
+            if not line:
+                continue
+            print(json.dumps(run_batch(call, int(line), args.call_timeout)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
