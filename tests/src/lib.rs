@@ -16,6 +16,8 @@
 //! each binary's own package has integration tests. Set `E2E_BIN_DIR` to
 //! point elsewhere.
 
+pub mod fake_xds;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
