@@ -1,0 +1,290 @@
+//! Discovery: control plane outages, services that do not exist or have
+//! nothing ready, invalid updates, bad settings.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use greeter_client::{Builder, Error};
+use proto::greet::greeter_client::GreeterClient;
+use support::{backends, builder, collect, counts, hello, load, spread, wait_ready, wait_view};
+use tests::bounded;
+use tests::fake_xds::{self, FakeXds, Health};
+use tonic::Code;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn control_plane_outage_keeps_balancing_and_resubscribes() {
+    bounded(LIMIT, async {
+        let servers = backends(&["a", "b", "c"]).await;
+        let mut fake = FakeXds::start().await;
+        let spec = |n: usize| (servers[n].addr, Health::Healthy, servers[n].name.as_str());
+        fake.set_endpoints("greeter", &[spec(0), spec(1), spec(2)]);
+        let channel = builder(&fake, "greeter").connect().await.expect("connect");
+        wait_ready(&channel, &["a", "b", "c"]).await;
+        let client = GreeterClient::new(channel.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = load(&client, 2, &stop);
+
+        fake.stop().await;
+        wait_view(
+            &channel,
+            Duration::from_secs(5),
+            "control plane lost",
+            |set| !set.control_plane.connected && set.control_plane.unreachable_since.is_some(),
+        )
+        .await;
+        let mut probe = client.clone();
+        let during = spread(&mut probe, 300).await;
+        assert!(
+            ["a", "b", "c"]
+                .iter()
+                .all(|name| during.get(*name).is_some_and(|n| *n >= 50)),
+            "balancing goes on over the last endpoints: {during:?}"
+        );
+
+        let streams_before = fake.requests().iter().map(|r| r.stream).max().unwrap_or(0);
+        fake.restart().await;
+        let resubscribed = fake
+            .wait_for_request(Duration::from_secs(10), |r| {
+                r.stream > streams_before && r.request.type_url == fake_xds::ENDPOINTS
+            })
+            .await;
+        assert!(
+            !resubscribed.request.version_info.is_empty(),
+            "resubscribes with the version it had"
+        );
+        wait_view(&channel, Duration::from_secs(5), "reconnected", |set| {
+            set.control_plane.connected
+        })
+        .await;
+
+        // A later update applies.
+        fake.set_endpoints("greeter", &[spec(0), spec(2)]);
+        wait_ready(&channel, &["a", "c"]).await;
+        let later = spread(&mut probe, 20).await;
+        assert_eq!(
+            later.keys().collect::<Vec<_>>(),
+            ["a", "c"],
+            "b is gone: {later:?}"
+        );
+
+        stop.store(true, Ordering::Relaxed);
+        let outcomes = collect(workers).await;
+        let failures: Vec<_> = outcomes.iter().filter(|(_, r)| r.is_err()).collect();
+        assert!(failures.is_empty(), "failed calls: {failures:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unknown_service_fails_fast_and_says_so() {
+    bounded(LIMIT, async {
+        let fake = FakeXds::start().await;
+        fake.set_endpoints(
+            "greeter",
+            &[("127.0.0.1:9".parse().expect("addr"), Health::Healthy, "a")],
+        );
+        let channel = builder(&fake, "xds:///nosuch")
+            .connect()
+            .await
+            .expect("connect");
+        let mut client = GreeterClient::new(channel);
+        let started = Instant::now();
+        let status = hello(&mut client, 0).await.expect_err("no such service");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(status.message().contains("\"nosuch\""), "{status:?}");
+        assert!(status.message().contains("does not exist"), "{status:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_ready_endpoints_fails_with_the_counts() {
+    bounded(LIMIT, async {
+        let fake = FakeXds::start().await;
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        fake.set_endpoints(
+            "greeter",
+            &[
+                (addr(9), Health::Unhealthy, "a"),
+                (addr(10), Health::Unhealthy, "b"),
+                (addr(11), Health::Draining, "c"),
+            ],
+        );
+        let channel = builder(&fake, "greeter").connect().await.expect("connect");
+        let mut client = GreeterClient::new(channel.clone());
+        let mut request = tonic::Request::new(proto::greet::HelloRequest::default());
+        request.set_timeout(Duration::from_millis(300));
+        let started = Instant::now();
+        let status = client.say_hello(request).await.expect_err("nothing ready");
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "waited for the deadline"
+        );
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(
+            status
+                .message()
+                .contains("no ready endpoints for \"greeter\": 0 ready, 2 not ready, 1 draining"),
+            "{status:?}"
+        );
+
+        // Without wait-for-ready it fails at once.
+        let impatient = builder(&fake, "greeter")
+            .wait_for_ready(false)
+            .connect()
+            .await
+            .expect("connect");
+        wait_view(&impatient, Duration::from_secs(5), "resolved", |set| {
+            matches!(set.service, greeter_client::ServiceStatus::Resolved { .. })
+        })
+        .await;
+        let mut client = GreeterClient::new(impatient);
+        let started = Instant::now();
+        let status = hello(&mut client, 0).await.expect_err("nothing ready");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(
+            status.message().contains("0 ready, 2 not ready"),
+            "{status:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_invalid_update_is_nacked_and_the_last_endpoints_stay() {
+    bounded(LIMIT, async {
+        let servers = backends(&["a", "b"]).await;
+        let fake = FakeXds::start().await;
+        let specs: Vec<_> = servers
+            .iter()
+            .map(|s| (s.addr, Health::Healthy, s.name.as_str()))
+            .collect();
+        fake.set_endpoints("greeter", &specs);
+        let channel = builder(&fake, "greeter").connect().await.expect("connect");
+        wait_ready(&channel, &["a", "b"]).await;
+
+        let duplicate = fake_xds::load_assignment(
+            "greeter",
+            &[
+                (servers[0].addr, Health::Healthy, "a"),
+                (servers[0].addr, Health::Healthy, "a-again"),
+            ],
+        );
+        fake.send_raw(fake_xds::ENDPOINTS, vec![fake_xds::any(duplicate)]);
+        let nack = fake
+            .wait_for_request(Duration::from_secs(5), |r| r.request.error_detail.is_some())
+            .await
+            .request;
+        let detail = nack.error_detail.expect("detail");
+        assert!(
+            detail
+                .message
+                .contains(&format!("address {} appears twice", servers[0].addr)),
+            "{detail:?}"
+        );
+        assert_eq!(nack.type_url, fake_xds::ENDPOINTS);
+        assert!(!nack.response_nonce.is_empty());
+        let accepted = fake
+            .requests()
+            .into_iter()
+            .rfind(|r| {
+                r.request.type_url == fake_xds::ENDPOINTS && r.request.error_detail.is_none()
+            })
+            .expect("an earlier ACK");
+        assert_eq!(
+            nack.version_info, accepted.request.version_info,
+            "NACK carries the last good version"
+        );
+
+        let set = wait_view(&channel, Duration::from_secs(5), "NACK recorded", |set| {
+            set.control_plane.last_nack.is_some()
+        })
+        .await;
+        assert_eq!(set.ready().count(), 2);
+        let mut client = GreeterClient::new(channel);
+        assert_eq!(
+            spread(&mut client, 20).await,
+            counts(&[("a", 10), ("b", 10)])
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_settings_fail_at_connect() {
+    bounded(LIMIT, async {
+        let error = Builder::new("dns:///greeter")
+            .control_plane("http://127.0.0.1:1")
+            .connect()
+            .await
+            .expect_err("bad target");
+        assert!(matches!(error, Error::Target(_)), "{error}");
+
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        let started = Instant::now();
+        let error = Builder::new("greeter")
+            .control_plane(format!("http://127.0.0.1:{port}"))
+            .connect()
+            .await
+            .expect_err("nothing listens there");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(
+            matches!(error, Error::ControlPlaneUnreachable { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains(&port.to_string()), "{error}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dropping_the_last_clone_stops_everything() {
+    bounded(LIMIT, async {
+        let servers = backends(&["a", "b"]).await;
+        let fake = FakeXds::start().await;
+        let specs: Vec<_> = servers
+            .iter()
+            .map(|s| (s.addr, Health::Healthy, s.name.as_str()))
+            .collect();
+        fake.set_endpoints("greeter", &specs);
+        let channel = builder(&fake, "greeter").connect().await.expect("connect");
+        wait_ready(&channel, &["a", "b"]).await;
+        let clone = channel.clone();
+        let mut view = channel.endpoints();
+        drop(channel);
+        // A clone keeps it all alive.
+        let mut client = GreeterClient::new(clone);
+        assert_eq!(spread(&mut client, 4).await, counts(&[("a", 2), ("b", 2)]));
+        assert_eq!(fake.open_streams(), 1);
+        drop(client);
+
+        support::wait_until(Duration::from_secs(5), "discovery stream closed", || {
+            fake.open_streams() == 0
+        })
+        .await;
+        for server in &servers {
+            let port = server.addr.port();
+            support::wait_until(Duration::from_secs(5), "backend connection closed", || {
+                support::established_to(port) == 0
+            })
+            .await;
+        }
+        // Watchers see the end.
+        let ended = tokio::time::timeout(Duration::from_secs(5), async {
+            while view.changed().await.is_ok() {}
+        })
+        .await;
+        assert!(ended.is_ok(), "the endpoint watch ends with the channel");
+    })
+    .await;
+}
