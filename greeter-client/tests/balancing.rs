@@ -10,8 +10,8 @@ use greeter_client::{ConnectionState, EndpointHealth};
 use nix::sys::signal::Signal;
 use proto::greet::greeter_client::GreeterClient;
 use support::{
-    backends, builder, counts, established_to, hello, spread, state_of, wait_ready, wait_until,
-    wait_view,
+    backends, builder, counts, established_to, hello, spread, start_call, state_of, wait_ready,
+    wait_until, wait_view,
 };
 use tests::bounded;
 use tests::fake_xds::{FakeXds, Health};
@@ -123,17 +123,12 @@ async fn a_removed_endpoint_finishes_its_calls_then_closes() {
         let client = GreeterClient::new(channel.clone());
 
         // Two slow calls: one lands on each backend.
-        let slow: Vec<_> = (0..2)
-            .map(|_| {
-                let mut client = client.clone();
-                tokio::spawn(async move { hello(&mut client, 1500).await })
-            })
-            .collect();
+        let slow = [
+            start_call(&client, 1500).await,
+            start_call(&client, 1500).await,
+        ];
         let b_port = servers[1].addr.port();
-        wait_until(Duration::from_secs(5), "client connected to b", || {
-            established_to(b_port) == 1
-        })
-        .await;
+        assert_eq!(established_to(b_port), 1, "one connection to b");
 
         fake.set_endpoints("greeter", &[spec(0)]);
         let set = wait_view(&channel, Duration::from_secs(5), "b closing", |set| {
@@ -161,7 +156,7 @@ async fn a_removed_endpoint_finishes_its_calls_then_closes() {
 
         let mut served = Vec::new();
         for call in slow {
-            let reply = call.await.expect("join").expect("in-flight call succeeds");
+            let reply = call.await.expect("in-flight call succeeds");
             served.push(reply.served_by);
         }
         served.sort();
@@ -196,17 +191,12 @@ async fn a_draining_endpoint_takes_no_new_calls() {
         let channel = builder(&fake, "greeter").connect().await.expect("connect");
         wait_ready(&channel, &["a", "b", "c"]).await;
         let client = GreeterClient::new(channel.clone());
-        let slow: Vec<_> = (0..3)
-            .map(|_| {
-                let mut client = client.clone();
-                tokio::spawn(async move { hello(&mut client, 1000).await })
-            })
-            .collect();
+        let mut slow = Vec::new();
+        for _ in 0..3 {
+            slow.push(start_call(&client, 1000).await);
+        }
         let b_port = servers[1].addr.port();
-        wait_until(Duration::from_secs(5), "connected to b", || {
-            established_to(b_port) == 1
-        })
-        .await;
+        assert_eq!(established_to(b_port), 1);
 
         fake.set_endpoints(
             "greeter",
@@ -228,9 +218,7 @@ async fn a_draining_endpoint_takes_no_new_calls() {
             counts(&[("a", 15), ("c", 15)])
         );
         for call in slow {
-            call.await
-                .expect("join")
-                .expect("in-flight calls finish, on b too");
+            call.await.expect("in-flight calls finish, on b too");
         }
         wait_until(Duration::from_secs(5), "b's connection closed", || {
             established_to(b_port) == 0

@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,14 +39,15 @@ async fn control_plane_outage_keeps_balancing_and_resubscribes() {
             |set| !set.control_plane.connected && set.control_plane.unreachable_since.is_some(),
         )
         .await;
+        let lost_at = Instant::now();
+        // Every call (the load's and these) during the outage, in turn.
         let mut probe = client.clone();
-        let during = spread(&mut probe, 300).await;
-        assert!(
-            ["a", "b", "c"]
-                .iter()
-                .all(|name| during.get(*name).is_some_and(|n| *n >= 50)),
-            "balancing goes on over the last endpoints: {during:?}"
-        );
+        let mut during = Vec::new();
+        for _ in 0..300 {
+            let started = Instant::now();
+            during.push((started, hello(&mut probe, 0).await.map(|r| r.served_by)));
+        }
+        let outage = (lost_at, Instant::now());
 
         let streams_before = fake.requests().iter().map(|r| r.stream).max().unwrap_or(0);
         fake.restart().await;
@@ -74,9 +76,32 @@ async fn control_plane_outage_keeps_balancing_and_resubscribes() {
         );
 
         stop.store(true, Ordering::Relaxed);
-        let outcomes = collect(workers).await;
+        let mut outcomes = collect(workers).await;
+        outcomes.extend(during);
         let failures: Vec<_> = outcomes.iter().filter(|(_, r)| r.is_err()).collect();
         assert!(failures.is_empty(), "failed calls: {failures:?}");
+
+        // Balancing went on over the last endpoints: the calls started
+        // during the outage took turns (three callers share the rotation,
+        // so its ends may be off by a few).
+        let mut by_backend = BTreeMap::new();
+        let mut total = 0;
+        for (started, result) in &outcomes {
+            if (outage.0..outage.1).contains(started)
+                && let Ok(name) = result
+            {
+                *by_backend.entry(name.clone()).or_insert(0usize) += 1;
+                total += 1;
+            }
+        }
+        assert!(total >= 300, "{total} calls during the outage");
+        for name in ["a", "b", "c"] {
+            let n = by_backend.get(name).copied().unwrap_or(0);
+            assert!(
+                n.abs_diff(total / 3) <= 4,
+                "uneven during the outage: {by_backend:?}"
+            );
+        }
     })
     .await;
 }
@@ -285,6 +310,42 @@ async fn dropping_the_last_clone_stops_everything() {
         })
         .await;
         assert!(ended.is_ok(), "the endpoint watch ends with the channel");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_call_explains_an_unreachable_control_plane() {
+    bounded(LIMIT, async {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let uri = format!("http://{}", closed.local_addr().expect("addr"));
+        drop(closed);
+        let channel = Builder::new("greeter")
+            .control_plane(uri.clone())
+            .backoff(greeter_client::Backoff::fast(), greeter_client::Backoff::fast())
+            .connect_lazy()
+            .expect("valid settings");
+        wait_view(&channel, Duration::from_secs(5), "unreachable", |set| {
+            set.control_plane.unreachable_since.is_some()
+        })
+        .await;
+        let mut client = GreeterClient::new(channel);
+        let mut request = tonic::Request::new(proto::greet::HelloRequest::default());
+        request.set_timeout(Duration::from_millis(200));
+        let status = client.say_hello(request).await.expect_err("nothing to call");
+        assert_eq!(status.code(), Code::Unavailable);
+        let message = status.message();
+        assert!(
+            message.starts_with(
+                "no endpoints for \"greeter\" yet: waiting for listener \"greeter\" from the control plane"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("; control plane {uri} unreachable since ")),
+            "{message}"
+        );
+        assert!(message.ends_with("; no update received yet"), "{message}");
     })
     .await;
 }

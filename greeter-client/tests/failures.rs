@@ -231,13 +231,8 @@ async fn goaway_takes_an_endpoint_out_at_once() {
         // The next call goes to the other backend: make it a slow one.
         let first = hello(&mut client, 0).await.expect("call").served_by;
         let (leaving, staying) = if first == "a" { (1, "a") } else { (0, "b") };
-        let mut slow_client = client.clone();
-        let slow = tokio::spawn(async move { hello(&mut slow_client, 1500).await });
+        let slow = support::start_call(&client, 1500).await;
         let leaving_name = servers[leaving].name.clone();
-        support::wait_until(Duration::from_secs(5), "slow call in flight", || {
-            support::established_to(servers[leaving].addr.port()) == 1
-        })
-        .await;
 
         // SIGTERM with no drain delay: GOAWAY at once; the control plane
         // still says HEALTHY.
@@ -250,10 +245,7 @@ async fn goaway_takes_an_endpoint_out_at_once() {
         )
         .await;
         assert_eq!(spread(&mut client, 50).await, counts(&[(staying, 50)]));
-        let reply = slow
-            .await
-            .expect("join")
-            .expect("the in-flight call finishes");
+        let reply = slow.await.expect("the in-flight call finishes");
         assert_eq!(reply.served_by, leaving_name);
     })
     .await;

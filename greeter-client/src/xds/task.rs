@@ -36,19 +36,29 @@ pub(crate) enum ConnectError {
     Connect(String, String),
 }
 
+impl ConnectError {
+    /// What went wrong, without the address (for status lines that name it).
+    pub(crate) fn cause(&self) -> &str {
+        match self {
+            ConnectError::Uri(_, cause) | ConnectError::Connect(_, cause) => cause,
+        }
+    }
+}
+
 /// Connects to the control plane (one attempt).
 pub(crate) async fn connect(settings: &TaskSettings) -> Result<Channel, ConnectError> {
-    let endpoint = Endpoint::from_shared(settings.uri.clone())
+    let mut endpoint = Endpoint::from_shared(settings.uri.clone())
         .map_err(|e| ConnectError::Uri(settings.uri.clone(), error_chain(&e)))?
         .connect_timeout(settings.connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(
-            settings
-                .keepalive_interval
-                .unwrap_or(Duration::from_secs(3600)),
-        )
-        .keep_alive_timeout(settings.keepalive_timeout)
-        .keep_alive_while_idle(settings.keepalive_interval.is_some());
+        .tcp_nodelay(true);
+    if let Some(interval) = settings.keepalive_interval {
+        // The discovery stream idles for long stretches: keep probing it so
+        // a vanished control plane is noticed.
+        endpoint = endpoint
+            .http2_keep_alive_interval(interval)
+            .keep_alive_timeout(settings.keepalive_timeout)
+            .keep_alive_while_idle(true);
+    }
     endpoint
         .connect()
         .await
@@ -87,7 +97,7 @@ impl Task {
                 Some(channel) => Ok(channel),
                 None => tokio::select! {
                     () = self.stop.cancelled() => return,
-                    result = connect(&self.settings) => result.map_err(|e| e.to_string()),
+                    result = connect(&self.settings) => result.map_err(|e| e.cause().to_owned()),
                 },
             };
             let error = match channel {
@@ -202,7 +212,7 @@ fn log_resolution(resolution: &Resolution) {
 }
 
 fn status_text(status: &tonic::Status) -> String {
-    let mut text = format!("{}: {}", status.code(), status.message());
+    let mut text = format!("{:?}: {}", status.code(), status.message());
     if let Some(source) = std::error::Error::source(status) {
         text.push_str(": ");
         text.push_str(&error_chain(source));

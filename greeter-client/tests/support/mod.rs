@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -121,6 +123,21 @@ pub(crate) async fn hello(
         .map(tonic::Response::into_inner)
 }
 
+/// A call under way.
+pub(crate) type Call = Pin<Box<dyn Future<Output = Result<HelloReply, tonic::Status>> + Send>>;
+
+/// Starts a call and polls it once, so that when this returns it has been
+/// picked and handed to its connection; await it later.
+pub(crate) async fn start_call(client: &GreeterClient<Channel>, delay_ms: u32) -> Call {
+    let mut client = client.clone();
+    let mut call: Call = Box::pin(async move { hello(&mut client, delay_ms).await });
+    assert!(
+        futures::poll!(&mut call).is_pending(),
+        "a call with a delay finished at once"
+    );
+    call
+}
+
 /// `n` sequential calls; replies counted by backend (failures panic).
 pub(crate) async fn spread(
     client: &mut GreeterClient<Channel>,
@@ -142,13 +159,40 @@ pub(crate) fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
 }
 
 /// Established TCP connections from this machine to `port` (client side),
-/// from the kernel's table.
+/// from the kernel's tables.
+///
+/// The kernel produces `/proc/net/tcp*` piecemeal, so a table read while
+/// other tests open and close sockets can miss or repeat a line: each table
+/// is read in one large read, and counted until two reads agree.
 pub(crate) fn established_to(port: u16) -> usize {
+    let mut last = count_established(port);
+    for _ in 0..10 {
+        let again = count_established(port);
+        if again == last {
+            return again;
+        }
+        last = again;
+    }
+    last
+}
+
+fn count_established(port: u16) -> usize {
+    use std::io::Read;
     let mut count = 0;
+    let mut buffer = vec![0u8; 4 << 20];
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
+        let Ok(mut file) = std::fs::File::open(table) else {
             continue;
         };
+        let mut filled = 0;
+        while let Ok(n) = file.read(&mut buffer[filled..]) {
+            if n == 0 || filled + n == buffer.len() {
+                filled += n;
+                break;
+            }
+            filled += n;
+        }
+        let text = String::from_utf8_lossy(&buffer[..filled]);
         for line in text.lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() < 4 {
