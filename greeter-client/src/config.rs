@@ -22,7 +22,10 @@ pub struct Config {
     /// SETTINGS), to endpoints and to the control plane.
     pub connect_timeout: Duration,
     /// HTTP/2 PING interval on idle and busy connections, to notice dead
-    /// peers; `None` turns keepalive off.
+    /// peers; `None` turns keepalive off. Servers that enforce gRPC's
+    /// keepalive policy (grpc-go by default allows one ping per 5 minutes
+    /// without calls in flight) answer frequent idle pings with GOAWAY
+    /// ENHANCE_YOUR_CALM: against those, use a longer interval or `None`.
     pub keepalive_interval: Option<Duration>,
     /// How long a keepalive PING may go unanswered before the connection is
     /// dropped (and the endpoint ejected).

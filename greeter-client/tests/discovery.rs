@@ -349,3 +349,39 @@ async fn a_call_explains_an_unreachable_control_plane() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_deleted_service_fails_fast_and_its_connections_close() {
+    bounded(LIMIT, async {
+        let servers = backends(&["a"]).await;
+        let fake = FakeXds::start().await;
+        fake.set_endpoints("greeter", &[(servers[0].addr, Health::Healthy, "a")]);
+        let channel = builder(&fake, "greeter").connect().await.expect("connect");
+        wait_ready(&channel, &["a"]).await;
+        let mut client = GreeterClient::new(channel.clone());
+        hello(&mut client, 0)
+            .await
+            .expect("call before the deletion");
+
+        fake.remove_service("greeter");
+        wait_view(&channel, Duration::from_secs(5), "deleted", |set| {
+            matches!(set.service, greeter_client::ServiceStatus::DoesNotExist(_))
+        })
+        .await;
+        let started = Instant::now();
+        let status = hello(&mut client, 0).await.expect_err("deleted");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(status.message().contains("does not exist"), "{status:?}");
+        let port = servers[0].addr.port();
+        support::wait_until(Duration::from_secs(5), "connection closed", || {
+            support::established_to(port) == 0
+        })
+        .await;
+
+        // Created again: calls flow again.
+        fake.set_endpoints("greeter", &[(servers[0].addr, Health::Healthy, "a")]);
+        wait_ready(&channel, &["a"]).await;
+        hello(&mut client, 0).await.expect("call after re-creation");
+    })
+    .await;
+}

@@ -231,15 +231,16 @@ async fn goaway_takes_an_endpoint_out_at_once() {
         // The next call goes to the other backend: make it a slow one.
         let first = hello(&mut client, 0).await.expect("call").served_by;
         let (leaving, staying) = if first == "a" { (1, "a") } else { (0, "b") };
-        let slow = support::start_call(&client, 1500).await;
+        let slow = support::start_call(&client, 3000).await;
         let leaving_name = servers[leaving].name.clone();
 
         // SIGTERM with no drain delay: GOAWAY at once; the control plane
-        // still says HEALTHY.
+        // still says HEALTHY. The connection itself stays open until the
+        // slow call ends (3 s): ejection must not wait for that.
         servers[leaving].process.signal(Signal::SIGTERM);
         wait_view(
             &channel,
-            Duration::from_secs(1),
+            Duration::from_secs(2),
             "ejected on GOAWAY",
             |set| state_of(set, &leaving_name) != Some(ConnectionState::Ready),
         )
