@@ -140,7 +140,13 @@ async fn main() -> ExitCode {
     };
     match channel.settled(args.wait).await {
         Ok(set) => {
-            let ready: Vec<_> = set.ready().map(|e| e.hostname.as_str()).collect();
+            let ready: Vec<_> = set
+                .ready()
+                .map(|e| match e.hostname.as_str() {
+                    "" => e.addr.to_string(),
+                    name => format!("{name} ({})", e.addr),
+                })
+                .collect();
             tracing::info!(target = %set.target, ?ready, "endpoints ready");
         }
         Err(status) => tracing::warn!(
