@@ -1,25 +1,26 @@
 //! The whole path: real greeter-servers on loopback registered as pods in
-//! the fake API server, the control plane following them, and gRPC's own
-//! xDS client (Python grpcio; see `../python/mod.rs`) calling
-//! `xds:///greeter` through it. Marking a pod unready in the API moves
-//! every call away from it; ready again brings it back.
+//! the fake API server, the control plane following them, and a channel of
+//! the greeter-client library calling `xds:///greeter` through it. Marking
+//! a pod unready in the API moves every call away from it, without a
+//! failed call; ready again brings it back.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use greeter_client::{Builder, Channel};
+use proto::greet::HelloRequest;
+use proto::greet::greeter_client::GreeterClient;
 use tests::fake_kube::{
     EndpointFixture, EndpointSliceFixture, EndpointState, FakeKube, ServiceFixture,
 };
 use tests::{Process, bounded};
 
-use crate::harness::ControlPlane;
-use crate::python::{Batch, Bootstrap, PythonClient};
+use crate::harness::{ControlPlane, LIMIT, WAIT};
 
-/// The Python set-up may install grpcio first.
-const LIMIT: Duration = Duration::from_secs(300);
 const PODS: [&str; 3] = ["greeter-a", "greeter-b", "greeter-c"];
-/// How far from an even split a backend may be.
-const SLACK: u64 = 2;
 
 /// Starts one greeter-server per pod name on loopback.
 async fn start_greeters() -> Vec<(Process, SocketAddr)> {
@@ -52,34 +53,50 @@ fn register(kube: &FakeKube, greeters: &[(Process, SocketAddr)]) {
     }
 }
 
-fn assert_even(batch: &Batch, backends: &[&str], total: u64) {
-    assert_eq!(batch.ok, total, "every call succeeded: {}", batch.raw);
-    let share = total / backends.len() as u64;
-    for backend in backends {
-        let got = batch.served_by(backend);
-        assert!(
-            got.abs_diff(share) <= SLACK,
-            "{backend} served {got} of {total}, expected {share} ± {SLACK}: {}",
-            batch.raw
+/// One SayHello; returns the instance that served it.
+async fn call(channel: &Channel) -> Result<String, tonic::Status> {
+    let mut request = tonic::Request::new(HelloRequest {
+        name: "kubernetes".into(),
+        delay_ms: 0,
+    });
+    request.set_timeout(Duration::from_secs(5));
+    let reply = GreeterClient::new(channel.clone())
+        .say_hello(request)
+        .await?;
+    Ok(reply.into_inner().served_by)
+}
+
+/// `count` sequential calls, which must all succeed; calls per instance.
+async fn spread(channel: &Channel, count: usize) -> BTreeMap<String, usize> {
+    let mut by_backend = BTreeMap::new();
+    for _ in 0..count {
+        let served_by = call(channel).await.expect("every call succeeds");
+        *by_backend.entry(served_by).or_default() += 1;
+    }
+    by_backend
+}
+
+/// Waits until the channel takes calls on exactly the endpoints `pods`.
+async fn wait_ready(channel: &Channel, pods: &[&str]) {
+    let mut view = channel.endpoints();
+    let ready = |set: &greeter_client::EndpointSet| {
+        let mut names: Vec<&str> = set.ready().map(|e| e.hostname.as_str()).collect();
+        names.sort_unstable();
+        names == pods
+    };
+    if tokio::time::timeout(WAIT, view.wait_for(ready))
+        .await
+        .is_err()
+    {
+        panic!(
+            "the channel never took calls on exactly {pods:?}: {:?}",
+            *view.borrow()
         );
     }
 }
 
-/// Runs small batches until `done` holds for one (the client applies an
-/// update a moment after the control plane sends it).
-async fn until(client: &mut PythonClient, what: &str, done: impl Fn(&Batch) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let batch = client.batch(30).await;
-        if done(&batch) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: the Python client did not follow: {}",
-            batch.raw
-        );
-    }
+fn even(pods: &[&str], each: usize) -> BTreeMap<String, usize> {
+    pods.iter().map(|pod| ((*pod).to_owned(), each)).collect()
 }
 
 #[tokio::test]
@@ -89,32 +106,48 @@ async fn marking_a_pod_unready_in_the_api_moves_every_call_away_from_it() {
         let kube = FakeKube::start().await;
         register(&kube, &greeters);
         let control_plane = ControlPlane::synced(&kube, "default").await;
-        let bootstrap = Bootstrap::write(control_plane.addr, "kubernetes");
-        let mut client = PythonClient::start(&bootstrap, "xds:///greeter").await;
-        // gRPC's round robin picks only connected backends: warm up first.
-        until(&mut client, "all three connected", |batch| {
-            batch.failed == 0 && PODS.iter().all(|pod| batch.served_by(pod) > 0)
-        })
-        .await;
-        assert_even(&client.batch(300).await, &PODS, 300);
+        let channel = Builder::new("xds:///greeter")
+            .control_plane(format!("http://{}", control_plane.addr))
+            .node_id("kubernetes-e2e")
+            .connect()
+            .await
+            .expect("channel");
+        wait_ready(&channel, &PODS).await;
+        assert_eq!(spread(&channel, 300).await, even(&PODS, 100));
 
+        // Calls keep going while the pod leaves: none may fail.
+        let stop = Arc::new(AtomicBool::new(false));
+        let background = tokio::spawn({
+            let (channel, stop) = (channel.clone(), stop.clone());
+            async move {
+                let mut results = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    results.push(call(&channel).await);
+                }
+                results
+            }
+        });
         let b = greeters[1].1.ip().to_string();
         kube.set_endpoint_state("default", "greeter-b", &b, EndpointState::NotReady);
-        until(&mut client, "greeter-b unready", |batch| {
-            batch.served_by("greeter-b") == 0
-        })
-        .await;
-        let batch = client.batch(300).await;
-        assert_eq!(batch.served_by("greeter-b"), 0, "{}", batch.raw);
-        assert_even(&batch, &["greeter-a", "greeter-c"], 300);
+        wait_ready(&channel, &["greeter-a", "greeter-c"]).await;
+        stop.store(true, Ordering::Relaxed);
+        let during = background.await.expect("background calls");
+        assert!(!during.is_empty());
+        let failed: Vec<_> = during.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(
+            failed.is_empty(),
+            "calls failed while the pod left: {failed:?}"
+        );
+        // Strict round robin over the two left (nothing else calling now).
+        assert_eq!(
+            spread(&channel, 300).await,
+            even(&["greeter-a", "greeter-c"], 150),
+            "no call to the unready pod"
+        );
 
         kube.set_endpoint_state("default", "greeter-b", &b, EndpointState::Ready);
-        until(&mut client, "greeter-b ready again", |batch| {
-            batch.served_by("greeter-b") > 0
-        })
-        .await;
-        assert_even(&client.batch(300).await, &PODS, 300);
-        client.finish().await;
+        wait_ready(&channel, &PODS).await;
+        assert_eq!(spread(&channel, 300).await, even(&PODS, 100));
     })
     .await;
 }

@@ -1,7 +1,7 @@
 //! Issue 5's acceptance, end to end: a real `control-plane serve --source
 //! kubernetes` process, configured as a user would (`KUBECONFIG` pointing
 //! at the fake Kubernetes API server's kubeconfig), watched by raw ADS
-//! clients, `control-plane status` and gRPC's own xDS client.
+//! clients, `control-plane status` and the greeter-client library.
 //!
 //! # Layout
 //!
@@ -13,12 +13,10 @@
 //! - `startup.rs`: an unreachable API server at start, a missing
 //!   kubeconfig, no namespace.
 //! - `greeters.rs`: real greeter-servers registered as pods, called through
-//!   the control plane by gRPC's Python xDS client.
+//!   the control plane by the greeter-client library.
 
 mod endpoints;
 mod greeters;
 mod harness;
-#[path = "../python/mod.rs"]
-mod python;
 mod resilience;
 mod startup;
