@@ -26,7 +26,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_control-plane");
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn serve(name: &str, extra: &[&str]) -> Process {
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    // The source named: inside a pod (a CI runner) the default is kubernetes.
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--source", "static"];
     args.extend_from_slice(extra);
     Process::spawn(name, BIN, &args)
 }
