@@ -1,0 +1,222 @@
+//! Scenario 2: what the balancer costs on every call.
+//!
+//! # Design notes
+//!
+//! Real greeter-server processes (1, 3 and 10) on loopback, the real
+//! `control-plane serve --static` in front of them for our channel, and four
+//! clients in the harness process ([`clients`]). Each client is built once
+//! per backend count and warmed up; then, for every concurrency, the clients
+//! take turns ([`Config::reps`] rounds, so slow drifts of the machine hit
+//! all of them alike) running a closed loop of unary SayHello calls
+//! ([`load`]). Throughput is the median over rounds; latency percentiles
+//! pool every call of every round. Everything shares the machine's cores,
+//! so the absolute numbers are the machine's; the ratios between clients
+//! are the point.
+
+pub(crate) mod clients;
+pub(crate) mod load;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::procs::{self, Bins, Proc};
+use crate::stats::{Summary, percentile};
+use clients::{Caller, ClientKind};
+
+/// Errors of this scenario.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// Starting a process failed.
+    #[error(transparent)]
+    Process(#[from] procs::Error),
+    /// Building a client failed.
+    #[error(transparent)]
+    Client(#[from] clients::Error),
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// Backend counts.
+    pub(crate) backends: Vec<usize>,
+    /// Concurrent callers.
+    pub(crate) concurrency: Vec<usize>,
+    /// Rounds per (backends, concurrency).
+    pub(crate) reps: usize,
+    /// Measured time per client per round.
+    pub(crate) duration: Duration,
+    /// Unmeasured time before each measurement.
+    pub(crate) warmup: Duration,
+}
+
+impl Config {
+    /// The published set.
+    pub(crate) fn full() -> Self {
+        Self {
+            backends: vec![1, 3, 10],
+            concurrency: vec![16, 64],
+            reps: 4,
+            duration: Duration::from_millis(1200),
+            warmup: Duration::from_millis(300),
+        }
+    }
+
+    /// Tiny sizes, to check the harness.
+    pub(crate) fn quick() -> Self {
+        Self {
+            backends: vec![1, 2],
+            concurrency: vec![4],
+            reps: 1,
+            duration: Duration::from_millis(300),
+            warmup: Duration::from_millis(100),
+        }
+    }
+}
+
+/// One (client, backends, concurrency) result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Row {
+    /// The client.
+    pub(crate) client: ClientKind,
+    /// Backend processes.
+    pub(crate) backends: usize,
+    /// Concurrent callers.
+    pub(crate) concurrency: usize,
+    /// Median over rounds of answered calls per second.
+    pub(crate) throughput: f64,
+    /// Lowest and highest round.
+    pub(crate) throughput_range: (f64, f64),
+    /// Latency of answered calls, in ms.
+    pub(crate) latency_ms: Summary,
+    /// Answered calls by backend.
+    pub(crate) by_backend: BTreeMap<String, u64>,
+    /// Failed calls.
+    pub(crate) failed: u64,
+    /// Failed calls by error.
+    pub(crate) errors: BTreeMap<String, u64>,
+}
+
+/// Everything scenario 2 measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Results {
+    /// Every row.
+    pub(crate) rows: Vec<Row>,
+    /// Rounds per (backends, concurrency).
+    pub(crate) reps: usize,
+    /// Measured seconds per client per round.
+    pub(crate) duration_s: f64,
+}
+
+/// Starts `count` greeter-servers on loopback, named `{prefix}{i}`.
+pub(crate) async fn start_backends(
+    bins: &Bins,
+    prefix: &str,
+    count: usize,
+    extra: &[String],
+) -> Result<Vec<Proc>, procs::Error> {
+    let server = bins.path("greeter-server")?;
+    let mut backends = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut args = vec![
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--name".to_owned(),
+            format!("{prefix}{i}"),
+        ];
+        args.extend_from_slice(extra);
+        backends.push(Proc::start(&format!("greeter-server {prefix}{i}"), &server, &args).await?);
+    }
+    Ok(backends)
+}
+
+/// Runs scenario 2.
+pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<Results, Error> {
+    let mut rows = Vec::new();
+    for &count in &config.backends {
+        tracing::info!(backends = count, "data path");
+        let backends = start_backends(bins, "b", count, &[]).await?;
+        let addrs: Vec<_> = backends.iter().map(Proc::addr).collect();
+        let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+        let args = [
+            "serve".to_owned(),
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--static".to_owned(),
+            format!("greeter={}", list.join(",")),
+        ];
+        let control_plane =
+            Proc::start("control-plane", &bins.path("control-plane")?, &args).await?;
+        let set = clients::AddressSet::default();
+        set.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(addrs.iter().copied());
+        let callers: Vec<(ClientKind, Caller)> = vec![
+            (ClientKind::Ours, clients::ours(control_plane.addr()).await?),
+            (ClientKind::Direct, clients::direct(addrs[0]).await?),
+            (
+                ClientKind::BalanceChannel,
+                clients::balance_channel(&addrs).await?,
+            ),
+            (ClientKind::Ginepro, clients::ginepro(set, None).await?),
+        ];
+        for (_, caller) in &callers {
+            load::run_for(caller, 4, Duration::ZERO, config.warmup).await;
+        }
+        for &concurrency in &config.concurrency {
+            let mut rounds: BTreeMap<ClientKind, Vec<load::Load>> = BTreeMap::new();
+            for _ in 0..config.reps {
+                for (kind, caller) in &callers {
+                    let load =
+                        load::run_for(caller, concurrency, config.warmup, config.duration).await;
+                    rounds.entry(*kind).or_default().push(load);
+                }
+            }
+            for (kind, loads) in rounds {
+                rows.push(row(kind, count, concurrency, loads));
+            }
+        }
+        drop(callers);
+        drop(control_plane);
+        drop(backends);
+    }
+    Ok(Results {
+        rows,
+        reps: config.reps,
+        duration_s: config.duration.as_secs_f64(),
+    })
+}
+
+fn row(client: ClientKind, backends: usize, concurrency: usize, loads: Vec<load::Load>) -> Row {
+    let mut throughputs: Vec<f64> = loads.iter().map(load::Load::throughput).collect();
+    throughputs.sort_by(f64::total_cmp);
+    let mut latencies = Vec::new();
+    let mut by_backend = BTreeMap::new();
+    let mut errors = BTreeMap::new();
+    let mut failed = 0;
+    for load in loads {
+        latencies.extend(load.latencies_ms);
+        for (backend, n) in load.by_backend {
+            *by_backend.entry(backend).or_default() += n;
+        }
+        for (error, n) in load.errors {
+            *errors.entry(error).or_default() += n;
+        }
+        failed += load.failed;
+    }
+    Row {
+        client,
+        backends,
+        concurrency,
+        throughput: percentile(&throughputs, 50.0),
+        throughput_range: (
+            throughputs.first().copied().unwrap_or(0.0),
+            throughputs.last().copied().unwrap_or(0.0),
+        ),
+        latency_ms: Summary::of(latencies),
+        by_backend,
+        failed,
+        errors,
+    }
+}
