@@ -45,11 +45,12 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::ResourceType;
 use super::names;
 use super::resources::Resource;
+use super::wire::EncodedResponse;
 use crate::store::{self, Snapshot};
 
 mod types;
@@ -100,7 +101,7 @@ enum Mode {
 #[derive(Debug)]
 pub struct Session {
     instance_id: String,
-    control_plane: ControlPlane,
+    control_plane: Arc<ControlPlane>,
     limits: Limits,
     node: Option<NodeInfo>,
     types: BTreeMap<ResourceType, TypeState>,
@@ -118,9 +119,9 @@ impl Session {
     ) -> Self {
         Self {
             instance_id: instance_id.into(),
-            control_plane: ControlPlane {
+            control_plane: Arc::new(ControlPlane {
                 identifier: identifier.into(),
-            },
+            }),
             limits,
             node: None,
             types: BTreeMap::new(),
@@ -347,13 +348,12 @@ impl Session {
         state.responses += 1;
         Some(Outgoing {
             kind,
-            response: DiscoveryResponse {
+            response: EncodedResponse {
                 version_info,
-                resources: carried.iter().map(|r| r.any.clone()).collect(),
-                type_url: kind.type_url(),
+                type_url: kind.type_url_str(),
                 nonce,
-                control_plane: Some(self.control_plane.clone()),
-                ..Default::default()
+                control_plane: self.control_plane.clone(),
+                resources: carried.iter().map(|r| r.encoded.clone()).collect(),
             },
             changed_at,
         })

@@ -39,8 +39,9 @@ pub const QUEUE_DEPTH: usize = 2;
 /// Sent to clients when the server stops.
 const STOPPING: &str = "the control plane is shutting down; reconnect to another instance or retry";
 
-/// What the task puts in the queue.
-pub type Queued = Result<Outgoing, Status>;
+/// What the task puts in the queue: boxed, so the queue's storage (which
+/// tokio allocates 32 slots at a time) stays small in every stream.
+pub type Queued = Result<Box<Outgoing>, Box<Status>>;
 
 /// Why a stream ended.
 #[derive(Debug)]
@@ -96,14 +97,14 @@ impl StreamTask {
                         // Tell the client why (a malformed or oversized
                         // message), if it is still listening.
                         let reason = format!("the request stream failed: {}", status.message());
-                        let _ = queue.try_send(Err(Status::new(status.code(), reason)));
+                        let _ = queue.try_send(Err(Box::new(Status::new(status.code(), reason))));
                         return Ended::ClientFailed(status);
                     }
                     Some(Ok(request)) => match self.handle(&request) {
                         Ok(outgoing) => outgoing,
                         Err(error) => {
                             let status = Status::invalid_argument(error.to_string());
-                            if let Some(ended) = self.send(&queue, Err(status)).await {
+                            if let Some(ended) = self.send(&queue, Err(Box::new(status))).await {
                                 return ended;
                             }
                             return Ended::Refused(error);
@@ -112,7 +113,7 @@ impl StreamTask {
                 },
             };
             for item in outgoing {
-                if let Some(ended) = self.send(&queue, Ok(item)).await {
+                if let Some(ended) = self.send(&queue, Ok(Box::new(item))).await {
                     return ended;
                 }
             }
@@ -179,7 +180,7 @@ impl StreamTask {
 
 fn stopping(queue: &mpsc::Sender<Queued>) -> Ended {
     // Best effort: a full queue means the client is not reading anyway.
-    let _ = queue.try_send(Err(Status::unavailable(STOPPING)));
+    let _ = queue.try_send(Err(Box::new(Status::unavailable(STOPPING))));
     Ended::Stopping
 }
 
