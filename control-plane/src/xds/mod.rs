@@ -43,6 +43,11 @@ impl ResourceType {
         Self::ClusterLoadAssignment,
     ];
 
+    /// Position in [`ResourceType::ALL`], for per-type arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The type URL used on the wire.
     pub fn type_url(self) -> String {
         self.type_url_str().to_owned()
@@ -103,7 +108,8 @@ mod tests {
             Cluster::type_url(),
             ClusterLoadAssignment::type_url(),
         ];
-        for (kind, url) in ResourceType::ALL.into_iter().zip(expected) {
+        for (i, (kind, url)) in ResourceType::ALL.into_iter().zip(expected).enumerate() {
+            assert_eq!(kind.index(), i);
             assert_eq!(kind.type_url(), url);
             assert_eq!(ResourceType::from_type_url(&url), Some(kind));
         }

@@ -44,8 +44,9 @@ const STREAM_PATH: &str =
 const DELTA_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 /// Initial request buffer per stream (tonic's default is 8 KiB; requests
-/// are mostly ACKs of a few hundred bytes, and the buffer grows as needed).
-const REQUEST_BUFFER: usize = 1024;
+/// are mostly ACKs of a couple of hundred bytes, and the buffer grows as
+/// needed).
+const REQUEST_BUFFER: usize = 512;
 
 /// Settings of the ADS service.
 #[derive(Debug, Clone)]

@@ -571,3 +571,15 @@ fn a_carried_over_nonce_counts_as_a_first_request() {
     );
     assert_eq!(listeners(&response), vec!["greeter"]);
 }
+
+#[test]
+fn subscribed_names_are_sorted_deduplicated_and_compared() {
+    let owned = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    let a = Names::listed(&owned(&["b", "a", "*", "a"]));
+    assert_eq!(a.0, ["a", "b"]);
+    let b = Names::listed(&owned(&["c", "b"]));
+    assert_eq!(a.count_missing_from(&b), 1);
+    assert_eq!(b.count_missing_from(&a), 1);
+    assert_eq!(a.count_missing_from(&a), 0);
+    assert_eq!(Names::listed(&[]).count_missing_from(&a), 0);
+}
