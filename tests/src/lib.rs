@@ -17,6 +17,7 @@
 //! point elsewhere.
 
 pub mod ads;
+pub mod fake_xds;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -68,6 +69,8 @@ pub fn bin_path(name: &str) -> PathBuf {
 struct Logs {
     lines: Mutex<Vec<String>>,
     changed: Notify,
+    /// Set once standard error reached its end (the process closed it).
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// A running binary. Killed on drop; its standard error is kept so tests can
@@ -115,6 +118,9 @@ impl Process {
                 sink.lines.lock().expect("log lock").push(line);
                 sink.changed.notify_waiters();
             }
+            sink.closed
+                .store(true, std::sync::atomic::Ordering::Release);
+            sink.changed.notify_waiters();
         });
         Self {
             name: name.to_owned(),
@@ -199,15 +205,28 @@ impl Process {
     /// # Panics
     ///
     /// When it is still running after `timeout`.
+    /// Once it has exited, every line it wrote to standard error has been
+    /// read (unless a child of its own still holds standard error open).
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        match tokio::time::timeout(timeout, self.child.wait()).await {
+        let status = match tokio::time::timeout(timeout, self.child.wait()).await {
             Ok(status) => status.expect("wait for child"),
             Err(_) => panic!(
                 "{} still running after {timeout:?}; its log:\n{}",
                 self.name,
                 self.log_text()
             ),
-        }
+        };
+        let drained = async {
+            loop {
+                let changed = self.logs.changed.notified();
+                if self.logs.closed.load(std::sync::atomic::Ordering::Acquire) {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), drained).await;
+        status
     }
 
     /// Kills the process at once (SIGKILL) and reaps it.

@@ -1,0 +1,93 @@
+//! The call loop: `concurrency` workers share one call counter; an
+//! optional pace spreads call starts evenly (call k starts no earlier than
+//! k / rate after the start).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use greeter_client::Channel;
+use proto::greet::HelloRequest;
+use proto::greet::greeter_client::GreeterClient;
+use tokio::time::Instant;
+
+use crate::report::{Report, Tally};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// Stop after this many calls (`None`: only the duration limits).
+    pub(crate) calls: Option<u64>,
+    /// Stop starting calls after this long.
+    pub(crate) duration: Option<Duration>,
+    pub(crate) concurrency: usize,
+    /// Calls per second in all.
+    pub(crate) rate: Option<f64>,
+    pub(crate) name: String,
+    pub(crate) delay_ms: u32,
+    /// Deadline of each call.
+    pub(crate) timeout: Duration,
+}
+
+/// Runs the plan and counts what happened.
+pub(crate) async fn run(channel: Channel, plan: &Plan) -> Report {
+    let started = Instant::now();
+    let issued = Arc::new(AtomicU64::new(0));
+    let client = GreeterClient::new(channel);
+    let workers: Vec<_> = (0..plan.concurrency)
+        .map(|_| {
+            tokio::spawn(worker(
+                client.clone(),
+                plan.clone(),
+                issued.clone(),
+                started,
+            ))
+        })
+        .collect();
+    let mut tally = Tally::default();
+    for worker in workers {
+        match worker.await {
+            Ok(part) => tally.merge(part),
+            Err(error) => tracing::error!(%error, "a worker failed"),
+        }
+    }
+    Report::new(tally, started.elapsed())
+}
+
+async fn worker(
+    mut client: GreeterClient<Channel>,
+    plan: Plan,
+    issued: Arc<AtomicU64>,
+    started: Instant,
+) -> Tally {
+    let mut tally = Tally::default();
+    let end = plan.duration.map(|d| started + d);
+    loop {
+        let n = issued.fetch_add(1, Ordering::Relaxed);
+        if plan.calls.is_some_and(|limit| n >= limit) {
+            break;
+        }
+        if let Some(rate) = plan.rate {
+            let turn = started + Duration::from_secs_f64(n as f64 / rate);
+            if end.is_some_and(|end| turn >= end) {
+                break;
+            }
+            tokio::time::sleep_until(turn).await;
+        }
+        if end.is_some_and(|end| Instant::now() >= end) {
+            break;
+        }
+        let mut request = tonic::Request::new(HelloRequest {
+            name: plan.name.clone(),
+            delay_ms: plan.delay_ms,
+        });
+        request.set_timeout(plan.timeout);
+        let call_started = Instant::now();
+        let result = client.say_hello(request).await;
+        tally.record(
+            call_started.elapsed(),
+            result.map(|r| r.into_inner().served_by),
+        );
+    }
+    tally
+}

@@ -1,0 +1,389 @@
+//! Building a channel: the [`Builder`], its [`Config`] and the
+//! [`RetryPolicy`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
+use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
+use tonic::Code;
+
+use crate::backoff::Backoff;
+use crate::bootstrap::Bootstrap;
+use crate::channel::Channel;
+use crate::error::{Error, Result};
+use crate::target::Target;
+
+/// Options of a channel. `Config::default()` suits a service in
+/// Kubernetes; the builder methods of [`Builder`] set single fields.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Limit for opening a connection (TCP connect plus the server's HTTP/2
+    /// SETTINGS), to endpoints and to the control plane.
+    pub connect_timeout: Duration,
+    /// HTTP/2 PING interval on idle and busy connections, to notice dead
+    /// peers; `None` turns keepalive off. Servers that enforce gRPC's
+    /// keepalive policy (grpc-go by default allows one ping per 5 minutes
+    /// without calls in flight) answer frequent idle pings with GOAWAY
+    /// ENHANCE_YOUR_CALM: against those, use a longer interval or `None`.
+    pub keepalive_interval: Option<Duration>,
+    /// How long a keepalive PING may go unanswered before the connection is
+    /// dropped (and the endpoint ejected).
+    pub keepalive_timeout: Duration,
+    /// When no endpoint can take a call: `true` waits for one within the
+    /// call's deadline; `false` fails at once unless a connection attempt
+    /// or the first discovery answer is under way (gRPC's fail-fast).
+    /// Calls to a service that does not exist always fail at once.
+    pub wait_for_ready: bool,
+    /// How long a call without a deadline (`grpc-timeout`) waits for an
+    /// endpoint.
+    pub default_wait: Duration,
+    /// Retries for methods marked idempotent; `None`: only calls that never
+    /// reached a server are retried (always, transparently).
+    pub retry: Option<RetryPolicy>,
+    /// Client-side health checking: the `grpc.health.v1` service name to
+    /// watch on every endpoint (`""` for the server as a whole); `None`
+    /// turns it off.
+    pub health_check: Option<String>,
+    /// Reconnection schedule for the control plane.
+    pub control_plane_backoff: Backoff,
+    /// Re-probe schedule for an ejected endpoint.
+    pub endpoint_backoff: Backoff,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            // Connecting inside a cluster takes milliseconds; 5 s covers a
+            // busy node without holding calls for long.
+            connect_timeout: Duration::from_secs(5),
+            // Notices a silently dead pod (node lost, no RST) within ~30 s.
+            keepalive_interval: Some(Duration::from_secs(20)),
+            keepalive_timeout: Duration::from_secs(10),
+            wait_for_ready: true,
+            // Long enough to ride out a rollout or a pod restart.
+            default_wait: Duration::from_secs(10),
+            retry: None,
+            health_check: None,
+            control_plane_backoff: Backoff::default(),
+            endpoint_backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Retries for methods the application marks idempotent.
+///
+/// A listed method's request body is buffered (up to `max_buffer_bytes`;
+/// a larger one is sent without retries) so it can be sent again. A call is
+/// retried, on another endpoint when there is one, when the connection
+/// failed before response headers arrived, or when the response carries a
+/// status in `retryable_codes` without a body (trailers-only), up to
+/// `max_attempts` attempts in all, within the call's deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Method paths (`/greet.Greeter/SayHello`), or whole services
+    /// (`/greet.Greeter/`).
+    pub methods: Vec<String>,
+    /// Attempts in all, the first included (at least 1).
+    pub max_attempts: u32,
+    /// Statuses worth another attempt.
+    pub retryable_codes: Vec<Code>,
+    /// Largest request body kept for retries.
+    pub max_buffer_bytes: usize,
+}
+
+impl RetryPolicy {
+    /// Retries for `methods`, with defaults for the rest: 3 attempts,
+    /// UNAVAILABLE only, 64 KiB of body.
+    pub fn for_methods<I, S>(methods: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            methods: methods.into_iter().map(Into::into).collect(),
+            max_attempts: 3,
+            retryable_codes: vec![Code::Unavailable],
+            max_buffer_bytes: 64 * 1024,
+        }
+    }
+
+    /// Sets the number of attempts.
+    #[must_use]
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Whether calls to `path` may be retried.
+    pub fn applies_to(&self, path: &str) -> bool {
+        self.methods.iter().any(|method| {
+            if method.ends_with('/') {
+                path.starts_with(method.as_str())
+            } else {
+                path == method
+            }
+        })
+    }
+}
+
+/// Builds a [`Channel`].
+///
+/// ```no_run
+/// # async fn example() -> Result<(), greeter_client::Error> {
+/// let channel = greeter_client::Builder::new("xds:///greeter")
+///     .control_plane("http://control-plane:18000")
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    target: String,
+    control_plane: Option<String>,
+    bootstrap: Option<PathBuf>,
+    node_id: Option<String>,
+    config: Config,
+}
+
+impl Builder {
+    /// A builder for `target`: `xds:///<service>[:<port>]` or
+    /// `<service>[:<port>]`.
+    pub fn new(target: impl Into<String>) -> Self {
+        Self {
+            target: target.into(),
+            control_plane: None,
+            bootstrap: None,
+            node_id: None,
+            config: Config::default(),
+        }
+    }
+
+    /// The control plane's address, `http://host:port`. Without it (and
+    /// without [`Builder::bootstrap_file`]) the bootstrap named by
+    /// `GRPC_XDS_BOOTSTRAP` / `GRPC_XDS_BOOTSTRAP_CONFIG` is used.
+    #[must_use]
+    pub fn control_plane(mut self, uri: impl Into<String>) -> Self {
+        self.control_plane = Some(uri.into());
+        self
+    }
+
+    /// Reads the control plane and node from a gRPC xDS bootstrap file.
+    #[must_use]
+    pub fn bootstrap_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.bootstrap = Some(path.into());
+        self
+    }
+
+    /// The node id sent to the control plane (default: the bootstrap's,
+    /// else `POD_NAME`, else the host name).
+    #[must_use]
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = Some(id.into());
+        self
+    }
+
+    /// Replaces all options.
+    #[must_use]
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets [`Config::connect_timeout`].
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::keepalive_interval`] and [`Config::keepalive_timeout`].
+    #[must_use]
+    pub fn keepalive(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
+        self.config.keepalive_interval = interval;
+        self.config.keepalive_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::wait_for_ready`].
+    #[must_use]
+    pub fn wait_for_ready(mut self, wait: bool) -> Self {
+        self.config.wait_for_ready = wait;
+        self
+    }
+
+    /// Sets [`Config::default_wait`].
+    #[must_use]
+    pub fn default_wait(mut self, wait: Duration) -> Self {
+        self.config.default_wait = wait;
+        self
+    }
+
+    /// Sets [`Config::retry`].
+    #[must_use]
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.config.retry = Some(policy);
+        self
+    }
+
+    /// Turns on client-side health checking of `service` ([`Config::health_check`]).
+    #[must_use]
+    pub fn health_check(mut self, service: impl Into<String>) -> Self {
+        self.config.health_check = Some(service.into());
+        self
+    }
+
+    /// Sets both backoff schedules.
+    #[must_use]
+    pub fn backoff(mut self, control_plane: Backoff, endpoints: Backoff) -> Self {
+        self.config.control_plane_backoff = control_plane;
+        self.config.endpoint_backoff = endpoints;
+        self
+    }
+
+    /// Checks the settings, connects to the control plane once (so a wrong
+    /// address fails here) and starts discovery. Calls made before the
+    /// first endpoints arrive wait for them.
+    pub async fn connect(self) -> Result<Channel> {
+        let prepared = self.prepare()?;
+        let first = crate::xds::task::connect(&prepared.xds_settings())
+            .await
+            .map_err(|error| Error::ControlPlaneUnreachable {
+                uri: prepared.control_plane.clone(),
+                reason: error.to_string(),
+            })?;
+        Channel::start(prepared, Some(first))
+    }
+
+    /// Checks the settings and starts discovery without waiting for the
+    /// control plane. Must run within a Tokio runtime.
+    pub fn connect_lazy(self) -> Result<Channel> {
+        let prepared = self.prepare()?;
+        Channel::start(prepared, None)
+    }
+
+    fn prepare(self) -> Result<Prepared> {
+        let target = Target::parse(&self.target)?;
+        let bootstrap = match (&self.control_plane, &self.bootstrap) {
+            (Some(_), _) => None,
+            (None, Some(path)) => Some(Bootstrap::from_file(path)?),
+            (None, None) => Bootstrap::from_env()?,
+        };
+        let control_plane = match (self.control_plane, &bootstrap) {
+            (Some(uri), _) => uri,
+            (None, Some(bootstrap)) => bootstrap.control_plane.clone(),
+            (None, None) => return Err(Error::NoControlPlane),
+        };
+        check_control_plane(&control_plane)?;
+        let node_id = self
+            .node_id
+            .or_else(|| bootstrap.as_ref().and_then(|b| b.node_id.clone()))
+            .or_else(|| std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()))
+            .unwrap_or_else(common::hostname);
+        let node = Node {
+            id: node_id,
+            cluster: bootstrap
+                .as_ref()
+                .and_then(|b| b.node_cluster.clone())
+                .unwrap_or_default(),
+            locality: bootstrap
+                .as_ref()
+                .and_then(|b| b.zone.clone())
+                .map(|zone| Locality {
+                    zone,
+                    ..Default::default()
+                }),
+            user_agent_name: "greeter-client (Rust)".into(),
+            user_agent_version_type: Some(UserAgentVersionType::UserAgentVersion(
+                env!("CARGO_PKG_VERSION").into(),
+            )),
+            ..Default::default()
+        };
+        Ok(Prepared {
+            target,
+            control_plane,
+            node,
+            config: self.config,
+        })
+    }
+}
+
+fn check_control_plane(uri: &str) -> Result<()> {
+    let invalid = |reason: &str| Error::ControlPlaneUri {
+        uri: uri.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let parsed: http::Uri = uri
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
+    match parsed.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err(invalid("TLS is not supported; use http://")),
+        _ => return Err(invalid("the scheme must be http://")),
+    }
+    if parsed.authority().is_none() {
+        return Err(invalid("no host"));
+    }
+    Ok(())
+}
+
+/// Checked settings, ready to start a channel.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) target: Target,
+    pub(crate) control_plane: String,
+    pub(crate) node: Node,
+    pub(crate) config: Config,
+}
+
+impl Prepared {
+    pub(crate) fn xds_settings(&self) -> crate::xds::task::TaskSettings {
+        crate::xds::task::TaskSettings {
+            uri: self.control_plane.clone(),
+            connect_timeout: self.config.connect_timeout,
+            keepalive_interval: self.config.keepalive_interval,
+            keepalive_timeout: self.config.keepalive_timeout,
+            backoff: self.config.control_plane_backoff,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_policy_matches_methods_and_services() {
+        let policy = RetryPolicy::for_methods(["/greet.Greeter/SayHello", "/other.Svc/"]);
+        assert!(policy.applies_to("/greet.Greeter/SayHello"));
+        assert!(!policy.applies_to("/greet.Greeter/SayGoodbye"));
+        assert!(policy.applies_to("/other.Svc/Anything"));
+        assert!(!policy.applies_to("/other.SvcX/Anything"));
+    }
+
+    #[test]
+    fn refuses_bad_settings_before_connecting() {
+        let error = Builder::new("http://greeter")
+            .control_plane("http://127.0.0.1:1")
+            .prepare()
+            .unwrap_err();
+        assert!(matches!(error, Error::Target(_)), "{error}");
+        for bad in ["127.0.0.1:18000", "https://cp:443", "http://"] {
+            let error = Builder::new("greeter")
+                .control_plane(bad)
+                .prepare()
+                .unwrap_err();
+            assert!(
+                matches!(error, Error::ControlPlaneUri { .. }),
+                "{bad}: {error}"
+            );
+        }
+        let prepared = Builder::new("xds:///greeter:80")
+            .control_plane("http://127.0.0.1:18000")
+            .node_id("me")
+            .prepare()
+            .expect("valid");
+        assert_eq!(prepared.target.name(), "greeter:80");
+        assert_eq!(prepared.node.id, "me");
+    }
+}

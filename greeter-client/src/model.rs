@@ -1,0 +1,68 @@
+//! The client's own model of discovery results, apart from the xDS wire
+//! types: the xDS client converts into it in one place, the connection pool
+//! and the picker only ever see these types.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// An endpoint (a pod) of the target service, as the control plane
+/// describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// IP address and port to connect to.
+    pub addr: SocketAddr,
+    /// Instance name (the pod name), empty when the control plane gave none.
+    pub hostname: String,
+    /// Zone of the endpoint's locality, empty when unknown.
+    pub zone: String,
+    /// Whether it may take calls.
+    pub health: EndpointHealth,
+}
+
+impl Endpoint {
+    /// `hostname (addr)`, or just the address when there is no host name.
+    pub fn label(&self) -> String {
+        label(&self.hostname, self.addr)
+    }
+}
+
+/// `hostname (addr)`, or `addr` alone.
+pub(crate) fn label(hostname: &str, addr: SocketAddr) -> String {
+    if hostname.is_empty() {
+        addr.to_string()
+    } else {
+        format!("{hostname} ({addr})")
+    }
+}
+
+/// What the control plane says about an endpoint's readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndpointHealth {
+    /// Ready: takes calls (xDS HEALTHY or UNKNOWN).
+    Healthy,
+    /// Terminating but still serving: takes no new calls, its in-flight
+    /// calls finish (xDS DRAINING).
+    Draining,
+    /// Not ready: takes no calls (xDS UNHEALTHY, TIMEOUT, DEGRADED).
+    NotReady,
+}
+
+/// How far the Listener → RouteConfiguration → Cluster →
+/// ClusterLoadAssignment chain for the target is resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Resolution {
+    /// Still waiting for a resource, e.g. `listener "greeter"`.
+    Waiting(String),
+    /// The control plane says a resource does not exist, e.g.
+    /// `listener "greeter"`.
+    DoesNotExist(String),
+    /// The resources exist but cannot be used by this client (the reason).
+    Unusable(String),
+    /// Fully resolved.
+    Endpoints {
+        /// The cluster the route leads to.
+        cluster: String,
+        /// Its endpoints, in the control plane's order.
+        endpoints: Arc<[Endpoint]>,
+    },
+}

@@ -1,0 +1,123 @@
+//! What an application can watch: the target's endpoints and the state of
+//! each one's connection, and the control plane's state
+//! ([`crate::Channel::endpoints`]).
+//!
+//! A new value is published whenever something in it changes; it is meant
+//! for logs, metrics and readiness checks, not for per-call decisions.
+
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use crate::model::EndpointHealth;
+
+/// The target's endpoints as the channel currently sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSet {
+    /// The target (Listener name).
+    pub target: String,
+    /// How far discovery got.
+    pub service: ServiceStatus,
+    /// Every endpoint the control plane listed, and endpoints it no longer
+    /// lists whose connections are still closing.
+    pub endpoints: Vec<EndpointState>,
+    /// The control plane connection.
+    pub control_plane: ControlPlaneStatus,
+}
+
+impl EndpointSet {
+    /// Endpoints taking calls right now.
+    pub fn ready(&self) -> impl Iterator<Item = &EndpointState> {
+        self.endpoints
+            .iter()
+            .filter(|e| e.connection == ConnectionState::Ready)
+    }
+
+    /// The endpoint at `addr`, if listed.
+    pub fn get(&self, addr: SocketAddr) -> Option<&EndpointState> {
+        self.endpoints.iter().find(|e| e.addr == addr)
+    }
+}
+
+/// How far the Listener → RouteConfiguration → Cluster →
+/// ClusterLoadAssignment chain is resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceStatus {
+    /// Waiting for the control plane to send a resource (named here).
+    Waiting(String),
+    /// The control plane says the service does not exist (what is missing).
+    DoesNotExist(String),
+    /// Resolved, but this client cannot use it (why).
+    Unusable(String),
+    /// Resolved to this cluster.
+    Resolved {
+        /// The cluster name.
+        cluster: String,
+    },
+}
+
+/// One endpoint and its connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointState {
+    /// Address called.
+    pub addr: SocketAddr,
+    /// Instance (pod) name from the control plane.
+    pub hostname: String,
+    /// Locality zone from the control plane.
+    pub zone: String,
+    /// Readiness as the control plane reports it; `None` once the control
+    /// plane no longer lists the endpoint (its connection is closing).
+    pub health: Option<EndpointHealth>,
+    /// The connection's state.
+    pub connection: ConnectionState,
+    /// The last connection failure, if any.
+    pub last_error: Option<String>,
+}
+
+/// The state of the connection to one endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// No connection wanted: the endpoint is not ready or draining.
+    Idle,
+    /// Connecting (or waiting for the first health report).
+    Connecting,
+    /// Connected; takes calls.
+    Ready,
+    /// Connected, but its health service reports NOT_SERVING; takes no
+    /// calls.
+    NotServing,
+    /// The last connection failed or went away (refused, reset, GOAWAY);
+    /// takes no calls and is re-probed with backoff.
+    Ejected,
+    /// Takes no new calls; closes once its in-flight calls finish.
+    Closing,
+}
+
+/// The state of the stream to the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlPlaneStatus {
+    /// The control plane's address.
+    pub uri: String,
+    /// Whether the discovery stream is open.
+    pub connected: bool,
+    /// Since when the control plane cannot be reached, while it cannot.
+    pub unreachable_since: Option<SystemTime>,
+    /// When the last accepted update arrived.
+    pub last_update: Option<SystemTime>,
+    /// The last error talking to the control plane.
+    pub last_error: Option<String>,
+    /// The last rejected (NACKed) update and why.
+    pub last_nack: Option<String>,
+}
+
+impl ControlPlaneStatus {
+    pub(crate) fn new(uri: &str) -> Self {
+        Self {
+            uri: uri.to_owned(),
+            connected: false,
+            unreachable_since: None,
+            last_update: None,
+            last_error: None,
+            last_nack: None,
+        }
+    }
+}

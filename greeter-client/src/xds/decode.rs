@@ -1,0 +1,344 @@
+//! xDS resources → the client's own types, with gRPC's validation rules.
+//!
+//! This is the one place that reads Envoy wire types. Each resource is
+//! decoded and checked on its own; a resource that fails makes the whole
+//! response NACKed (with the reasons below as the error detail) and the last
+//! good configuration stays in use. Checks follow gRPC's proxyless clients:
+//!
+//! - Listener: an `api_listener` holding an HttpConnectionManager, whose
+//!   route configuration comes by RDS over ADS (or inline), and whose HTTP
+//!   filters end with the router filter.
+//! - RouteConfiguration: virtual hosts are matched against the target like
+//!   gRPC (exact, `*suffix`, `prefix*`, `*`); within the chosen one the first
+//!   route matching every method (prefix `""` or `"/"`) names the cluster.
+//! - Cluster: `type: EDS` with `eds_config` over ADS, round robin, no TLS.
+//! - ClusterLoadAssignment: localities without `locality` or with weight 0
+//!   are dropped silently; priorities must not have gaps; an address may
+//!   appear only once; endpoint weights, when set, are at least 1;
+//!   addresses are IP literals with a port.
+
+use std::collections::HashSet;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, LbPolicy,
+};
+use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+use envoy_types::pb::envoy::config::core::v3::ConfigSource;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter,
+};
+use envoy_types::pb::envoy::service::discovery::v3::Resource;
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
+
+use super::endpoints::endpoints;
+pub(crate) use super::routes::RouteTable;
+use super::routes::route_table;
+use crate::model::Endpoint;
+
+/// Type URL of `envoy.config.listener.v3.Listener`.
+pub(crate) const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+/// Type URL of `envoy.config.route.v3.RouteConfiguration`.
+pub(crate) const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+/// Type URL of `envoy.config.cluster.v3.Cluster`.
+pub(crate) const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+/// Type URL of `envoy.config.endpoint.v3.ClusterLoadAssignment`.
+pub(crate) const ENDPOINTS_TYPE: &str =
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+const RESOURCE_TYPE: &str = "type.googleapis.com/envoy.service.discovery.v3.Resource";
+const ROUND_ROBIN_TYPES: [&str; 2] = [
+    "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin",
+    // What gRPC turns ROUND_ROBIN into: round robin within weighted localities.
+    "type.googleapis.com/envoy.extensions.load_balancing_policies.wrr_locality.v3.WrrLocality",
+];
+
+/// The four resource types of the chain, in the order they are resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    Listener,
+    Route,
+    Cluster,
+    Endpoints,
+}
+
+impl Kind {
+    pub(crate) const ALL: [Kind; 4] = [Kind::Listener, Kind::Route, Kind::Cluster, Kind::Endpoints];
+
+    pub(crate) fn type_url(self) -> &'static str {
+        match self {
+            Kind::Listener => LISTENER_TYPE,
+            Kind::Route => ROUTE_TYPE,
+            Kind::Cluster => CLUSTER_TYPE,
+            Kind::Endpoints => ENDPOINTS_TYPE,
+        }
+    }
+
+    pub(crate) fn from_type_url(type_url: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.type_url() == type_url)
+    }
+
+    /// How the resource is named in messages.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Kind::Listener => "listener",
+            Kind::Route => "route configuration",
+            Kind::Cluster => "cluster",
+            Kind::Endpoints => "endpoints (ClusterLoadAssignment)",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a resource was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DecodeError {
+    /// The `Any` holds another type than the response is for.
+    #[error("a {expected} response holds a resource of type {found:?}")]
+    WrongType {
+        expected: &'static str,
+        found: String,
+    },
+    /// The bytes are not a valid message of the type.
+    #[error("cannot decode a {kind}: {reason}")]
+    Malformed { kind: &'static str, reason: String },
+    /// The message decodes but breaks a rule.
+    #[error("{kind} {name:?}: {reason}")]
+    Invalid {
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
+}
+
+/// A validated Listener: where its routes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ListenerRoutes {
+    /// By RDS, under this RouteConfiguration name.
+    Rds(String),
+    /// Inline.
+    Inline(RouteTable),
+}
+
+/// A validated Cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClusterInfo {
+    /// The ClusterLoadAssignment to ask for.
+    pub(crate) eds_name: String,
+}
+
+/// One decoded resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    Listener(ListenerRoutes),
+    Route(RouteTable),
+    Cluster(ClusterInfo),
+    Endpoints(Vec<Endpoint>),
+}
+
+/// Decodes and validates one resource of a `kind` response; returns its
+/// name too.
+pub(crate) fn decode(kind: Kind, any: &Any) -> Result<(String, Decoded), DecodeError> {
+    if any.type_url == RESOURCE_TYPE {
+        let wrapper =
+            Resource::decode(any.value.as_slice()).map_err(|e| malformed("Resource", e))?;
+        let inner = wrapper.resource.ok_or_else(|| DecodeError::Invalid {
+            kind: kind.label(),
+            name: wrapper.name.clone(),
+            reason: "the Resource wrapper holds no resource".into(),
+        })?;
+        return decode(kind, &inner);
+    }
+    if any.type_url != kind.type_url() {
+        return Err(DecodeError::WrongType {
+            expected: kind.label(),
+            found: any.type_url.clone(),
+        });
+    }
+    let bytes = any.value.as_slice();
+    let invalid = |name: &str, reason: String| DecodeError::Invalid {
+        kind: kind.label(),
+        name: name.to_owned(),
+        reason,
+    };
+    match kind {
+        Kind::Listener => {
+            let listener = Listener::decode(bytes).map_err(|e| malformed("Listener", e))?;
+            let name = listener.name.clone();
+            let routes = listener_routes(listener).map_err(|reason| invalid(&name, reason))?;
+            Ok((name, Decoded::Listener(routes)))
+        }
+        Kind::Route => {
+            let config = RouteConfiguration::decode(bytes)
+                .map_err(|e| malformed("RouteConfiguration", e))?;
+            let name = config.name.clone();
+            Ok((name, Decoded::Route(route_table(config.virtual_hosts))))
+        }
+        Kind::Cluster => {
+            let cluster = Cluster::decode(bytes).map_err(|e| malformed("Cluster", e))?;
+            let name = cluster.name.clone();
+            let info = cluster_info(cluster).map_err(|reason| invalid(&name, reason))?;
+            Ok((name, Decoded::Cluster(info)))
+        }
+        Kind::Endpoints => {
+            let assignment = ClusterLoadAssignment::decode(bytes)
+                .map_err(|e| malformed("ClusterLoadAssignment", e))?;
+            let name = assignment.cluster_name.clone();
+            let endpoints = endpoints(assignment).map_err(|reason| invalid(&name, reason))?;
+            Ok((name, Decoded::Endpoints(endpoints)))
+        }
+    }
+}
+
+fn malformed(kind: &'static str, error: prost::DecodeError) -> DecodeError {
+    DecodeError::Malformed {
+        kind,
+        reason: error.to_string(),
+    }
+}
+
+fn listener_routes(listener: Listener) -> Result<ListenerRoutes, String> {
+    let api = listener
+        .api_listener
+        .and_then(|api| api.api_listener)
+        .ok_or("has no api_listener; gRPC clients need an API listener")?;
+    if api.type_url != HCM_TYPE {
+        return Err(format!(
+            "api_listener holds {:?}, expected an HttpConnectionManager",
+            api.type_url
+        ));
+    }
+    let hcm = HttpConnectionManager::decode(api.value.as_slice())
+        .map_err(|e| format!("cannot decode its HttpConnectionManager: {e}"))?;
+    check_filters(&hcm.http_filters)?;
+    match hcm.route_specifier {
+        Some(RouteSpecifier::Rds(rds)) => {
+            if !is_ads(rds.config_source.as_ref()) {
+                return Err("rds.config_source must be `ads` (or `self`)".into());
+            }
+            if rds.route_config_name.is_empty() {
+                return Err("rds.route_config_name is empty".into());
+            }
+            Ok(ListenerRoutes::Rds(rds.route_config_name))
+        }
+        Some(RouteSpecifier::RouteConfig(config)) => {
+            Ok(ListenerRoutes::Inline(route_table(config.virtual_hosts)))
+        }
+        Some(RouteSpecifier::ScopedRoutes(_)) => {
+            Err("scoped routes are not supported; use rds or route_config".into())
+        }
+        None => Err("its HttpConnectionManager has neither rds nor route_config".into()),
+    }
+}
+
+fn is_ads(source: Option<&ConfigSource>) -> bool {
+    matches!(
+        source.and_then(|s| s.config_source_specifier.as_ref()),
+        Some(ConfigSourceSpecifier::Ads(_) | ConfigSourceSpecifier::Self_(_))
+    )
+}
+
+fn check_filters(filters: &[HttpFilter]) -> Result<(), String> {
+    let Some((last, rest)) = filters.split_last() else {
+        return Err("has no HTTP filters; the router filter must be last".into());
+    };
+    let mut names = HashSet::new();
+    for filter in filters {
+        if !names.insert(filter.name.as_str()) {
+            return Err(format!("HTTP filter name {:?} is used twice", filter.name));
+        }
+    }
+    if filter_type(last) != Some(ROUTER_TYPE) {
+        return Err(format!(
+            "the last HTTP filter ({:?}) is not the router filter",
+            last.name
+        ));
+    }
+    for filter in rest {
+        if filter_type(filter) == Some(ROUTER_TYPE) {
+            return Err(format!("the router filter {:?} is not last", filter.name));
+        }
+        if !filter.is_optional {
+            return Err(format!(
+                "HTTP filter {:?} ({}) is not supported by this client (mark it is_optional to \
+                 let it be skipped)",
+                filter.name,
+                filter_type(filter).unwrap_or("no typed_config")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn filter_type(filter: &HttpFilter) -> Option<&str> {
+    match &filter.config_type {
+        Some(ConfigType::TypedConfig(any)) => Some(any.type_url.as_str()),
+        _ => None,
+    }
+}
+
+fn cluster_info(cluster: Cluster) -> Result<ClusterInfo, String> {
+    match cluster.cluster_discovery_type {
+        Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32 => {}
+        Some(ClusterDiscoveryType::Type(t)) => {
+            let name = DiscoveryType::try_from(t).map_or("unknown", |t| t.as_str_name());
+            return Err(format!("type is {name}; only EDS clusters are supported"));
+        }
+        Some(ClusterDiscoveryType::ClusterType(custom)) => {
+            return Err(format!(
+                "custom cluster type {:?} is not supported; only EDS clusters are",
+                custom.name
+            ));
+        }
+        None => return Err("type is STATIC; only EDS clusters are supported".into()),
+    }
+    let eds = cluster
+        .eds_cluster_config
+        .ok_or("an EDS cluster needs eds_cluster_config")?;
+    if !is_ads(eds.eds_config.as_ref()) {
+        return Err("eds_cluster_config.eds_config must be `ads` (or `self`)".into());
+    }
+    match cluster.load_balancing_policy {
+        Some(policy) => {
+            let supported = policy.policies.iter().any(|p| {
+                p.typed_extension_config
+                    .as_ref()
+                    .and_then(|c| c.typed_config.as_ref())
+                    .is_some_and(|any| ROUND_ROBIN_TYPES.contains(&any.type_url.as_str()))
+            });
+            if !supported {
+                return Err("load_balancing_policy lists no round robin policy".into());
+            }
+        }
+        None if cluster.lb_policy == LbPolicy::RoundRobin as i32 => {}
+        None => {
+            let name = LbPolicy::try_from(cluster.lb_policy).map_or("unknown", |p| p.as_str_name());
+            return Err(format!(
+                "lb_policy is {name}; only ROUND_ROBIN is supported"
+            ));
+        }
+    }
+    if cluster.transport_socket.is_some() {
+        return Err(
+            "transport_socket is set (TLS); this client speaks plaintext HTTP/2 only".into(),
+        );
+    }
+    let eds_name = if eds.service_name.is_empty() {
+        cluster.name
+    } else {
+        eds.service_name
+    };
+    Ok(ClusterInfo { eds_name })
+}

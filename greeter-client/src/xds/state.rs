@@ -1,0 +1,307 @@
+//! The ADS session as a pure state machine: no I/O, no clocks.
+//!
+//! It holds, per resource type, the names subscribed, the last accepted
+//! version and the last nonce, and a cache of validated resources. Fed a
+//! `DiscoveryResponse`, it decides ACK or NACK, updates the cache, follows the
+//! chain Listener → RouteConfiguration → Cluster → ClusterLoadAssignment for
+//! the one target, and returns the requests to send (the ACK/NACK first, then
+//! subscription changes of the next types down the chain).
+//!
+//! Rules, as in gRPC's clients and our control plane's contract:
+//! - state of the world: a Listener or Cluster response lists every
+//!   subscribed resource that exists, so a subscribed one missing from it
+//!   does not exist (never received) or was deleted. Absence is not inferred
+//!   from a response that still lists names we no longer subscribe to: it
+//!   was sent before the server saw our latest subscription.
+//! - RouteConfiguration and ClusterLoadAssignment responses may leave out
+//!   resources; that is not deletion.
+//! - one invalid resource NACKs the whole response: the version stays at
+//!   the last accepted one, the nonce is echoed, `error_detail` says why; the
+//!   cache is untouched, so the last good endpoints stay in use.
+//! - after a reconnect every non-empty subscription is sent again with the
+//!   last accepted version and no nonce; the node goes in the first request
+//!   of each stream.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+
+use super::decode::{self, ClusterInfo, Decoded, Kind, ListenerRoutes, RouteTable};
+use crate::model::{Endpoint, Resolution};
+use crate::target::Target;
+
+/// `google.rpc.Code.INVALID_ARGUMENT`, the code of a NACK's error detail.
+const INVALID_ARGUMENT: i32 = 3;
+
+/// Per-type protocol state.
+#[derive(Debug, Default, Clone)]
+struct TypeState {
+    names: BTreeSet<String>,
+    version: String,
+    nonce: String,
+    /// Whether a request for this type went out on the current stream.
+    requested: bool,
+}
+
+/// The outcome of one response.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// Requests to send, in order.
+    pub(crate) requests: Vec<DiscoveryRequest>,
+    /// Why the response was rejected, when it was.
+    pub(crate) nack: Option<String>,
+    /// Whether the resolution may have changed.
+    pub(crate) changed: bool,
+}
+
+/// One ADS session for one target, across stream reconnects.
+#[derive(Debug)]
+pub(crate) struct AdsState {
+    target: Target,
+    node: Node,
+    node_sent: bool,
+    types: [TypeState; 4],
+    listeners: HashMap<String, ListenerRoutes>,
+    routes: HashMap<String, RouteTable>,
+    clusters: HashMap<String, ClusterInfo>,
+    endpoints: HashMap<String, Vec<Endpoint>>,
+    /// Listener and Cluster names the control plane says do not exist.
+    missing: HashSet<(Kind, String)>,
+}
+
+impl AdsState {
+    /// A session that subscribes to the target's Listener.
+    pub(crate) fn new(target: Target, node: Node) -> Self {
+        let mut types: [TypeState; 4] = Default::default();
+        types[Kind::Listener.index()]
+            .names
+            .insert(target.name().to_owned());
+        Self {
+            target,
+            node,
+            node_sent: false,
+            types,
+            listeners: HashMap::new(),
+            routes: HashMap::new(),
+            clusters: HashMap::new(),
+            endpoints: HashMap::new(),
+            missing: HashSet::new(),
+        }
+    }
+
+    /// A new stream is open: every subscription, from the Listener down.
+    pub(crate) fn on_stream_start(&mut self) -> Vec<DiscoveryRequest> {
+        self.node_sent = false;
+        let mut requests = Vec::new();
+        for kind in Kind::ALL {
+            let state = &mut self.types[kind.index()];
+            state.nonce.clear();
+            state.requested = false;
+            if !state.names.is_empty() {
+                requests.push(self.request(kind, None));
+            }
+        }
+        requests
+    }
+
+    /// Handles one response.
+    pub(crate) fn on_response(&mut self, response: DiscoveryResponse) -> Outcome {
+        let Some(kind) = Kind::from_type_url(&response.type_url) else {
+            let message = format!(
+                "type {:?} is not one this client asked for",
+                response.type_url
+            );
+            let request = DiscoveryRequest {
+                type_url: response.type_url,
+                response_nonce: response.nonce,
+                error_detail: Some(RpcStatus {
+                    code: INVALID_ARGUMENT,
+                    message: message.clone(),
+                    details: Vec::new(),
+                }),
+                node: self.take_node(),
+                ..Default::default()
+            };
+            return Outcome {
+                requests: vec![request],
+                nack: Some(message),
+                changed: false,
+            };
+        };
+        self.types[kind.index()].nonce = response.nonce.clone();
+
+        let mut decoded = Vec::with_capacity(response.resources.len());
+        let mut errors = Vec::new();
+        let mut seen = HashSet::new();
+        for any in &response.resources {
+            match decode::decode(kind, any) {
+                Ok((name, resource)) => {
+                    if !seen.insert(name.clone()) {
+                        errors.push(format!("{} {name:?} appears twice", kind.label()));
+                    }
+                    decoded.push((name, resource));
+                }
+                Err(error) => errors.push(error.to_string()),
+            }
+        }
+        if !errors.is_empty() {
+            let message = errors.join("; ");
+            let request = self.request(kind, Some(message.clone()));
+            return Outcome {
+                requests: vec![request],
+                nack: Some(message),
+                changed: false,
+            };
+        }
+
+        self.types[kind.index()].version = response.version_info;
+        let subscribed = &self.types[kind.index()].names;
+        let stale = seen.iter().any(|name| !subscribed.contains(name));
+        let absent: Vec<String> = match kind {
+            Kind::Listener | Kind::Cluster if !stale => subscribed
+                .iter()
+                .filter(|name| !seen.contains(*name))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (name, resource) in decoded {
+            if !subscribed.contains(&name) {
+                continue;
+            }
+            self.missing.remove(&(kind, name.clone()));
+            match resource {
+                Decoded::Listener(r) => drop(self.listeners.insert(name, r)),
+                Decoded::Route(r) => drop(self.routes.insert(name, r)),
+                Decoded::Cluster(r) => drop(self.clusters.insert(name, r)),
+                Decoded::Endpoints(r) => drop(self.endpoints.insert(name, r)),
+            }
+        }
+        for name in absent {
+            match kind {
+                Kind::Listener => drop(self.listeners.remove(&name)),
+                _ => drop(self.clusters.remove(&name)),
+            }
+            self.missing.insert((kind, name));
+        }
+
+        let mut requests = vec![self.request(kind, None)];
+        requests.extend(self.update_subscriptions());
+        Outcome {
+            requests,
+            nack: None,
+            changed: true,
+        }
+    }
+
+    /// Where the chain for the target stands.
+    pub(crate) fn resolution(&self) -> Resolution {
+        let listener = self.target.name();
+        if self
+            .missing
+            .contains(&(Kind::Listener, listener.to_owned()))
+        {
+            return Resolution::DoesNotExist(format!("listener {listener:?}"));
+        }
+        let Some(routes) = self.listeners.get(listener) else {
+            return Resolution::Waiting(format!("listener {listener:?}"));
+        };
+        let table = match routes {
+            ListenerRoutes::Inline(table) => table,
+            ListenerRoutes::Rds(name) => match self.routes.get(name) {
+                Some(table) => table,
+                None => return Resolution::Waiting(format!("route configuration {name:?}")),
+            },
+        };
+        let cluster = match table.cluster_for(self.target.name()) {
+            Ok(cluster) => cluster,
+            Err(reason) => return Resolution::Unusable(reason),
+        };
+        if self.missing.contains(&(Kind::Cluster, cluster.to_owned())) {
+            return Resolution::DoesNotExist(format!("cluster {cluster:?}"));
+        }
+        let Some(info) = self.clusters.get(cluster) else {
+            return Resolution::Waiting(format!("cluster {cluster:?}"));
+        };
+        match self.endpoints.get(&info.eds_name) {
+            Some(endpoints) => Resolution::Endpoints {
+                cluster: cluster.to_owned(),
+                endpoints: endpoints.clone().into(),
+            },
+            None => Resolution::Waiting(format!("endpoints of cluster {cluster:?}")),
+        }
+    }
+
+    /// Recomputes what the chain needs below the Listener and returns a
+    /// request for every type whose names changed.
+    fn update_subscriptions(&mut self) -> Vec<DiscoveryRequest> {
+        let mut wanted: [BTreeSet<String>; 4] = Default::default();
+        let listener = self.target.name();
+        let table = match self.listeners.get(listener) {
+            Some(ListenerRoutes::Inline(table)) => Some(table),
+            Some(ListenerRoutes::Rds(name)) => {
+                wanted[Kind::Route.index()].insert(name.clone());
+                self.routes.get(name)
+            }
+            None => None,
+        };
+        if let Some(cluster) = table.and_then(|t| t.cluster_for(listener).ok()) {
+            wanted[Kind::Cluster.index()].insert(cluster.to_owned());
+            if let Some(info) = self.clusters.get(cluster) {
+                wanted[Kind::Endpoints.index()].insert(info.eds_name.clone());
+            }
+        }
+        let mut requests = Vec::new();
+        for kind in [Kind::Route, Kind::Cluster, Kind::Endpoints] {
+            let names = std::mem::take(&mut wanted[kind.index()]);
+            if names == self.types[kind.index()].names {
+                continue;
+            }
+            match kind {
+                Kind::Route => self.routes.retain(|n, _| names.contains(n)),
+                Kind::Cluster => self.clusters.retain(|n, _| names.contains(n)),
+                _ => self.endpoints.retain(|n, _| names.contains(n)),
+            }
+            self.missing
+                .retain(|(k, n)| *k != kind || names.contains(n));
+            let state = &mut self.types[kind.index()];
+            // Nothing asked and nothing to take back: no request needed.
+            let silent = names.is_empty() && !state.requested;
+            state.names = names;
+            if !silent {
+                requests.push(self.request(kind, None));
+            }
+        }
+        requests
+    }
+
+    fn request(&mut self, kind: Kind, error: Option<String>) -> DiscoveryRequest {
+        let node = self.take_node();
+        let state = &mut self.types[kind.index()];
+        state.requested = true;
+        DiscoveryRequest {
+            version_info: state.version.clone(),
+            node,
+            resource_names: state.names.iter().cloned().collect(),
+            type_url: kind.type_url().to_owned(),
+            response_nonce: state.nonce.clone(),
+            error_detail: error.map(|message| RpcStatus {
+                code: INVALID_ARGUMENT,
+                message,
+                details: Vec::new(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn take_node(&mut self) -> Option<Node> {
+        if self.node_sent {
+            None
+        } else {
+            self.node_sent = true;
+            Some(self.node.clone())
+        }
+    }
+}

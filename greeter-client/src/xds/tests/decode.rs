@@ -1,0 +1,234 @@
+//! Resource validation, rule by rule.
+
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, LbPolicy,
+};
+use envoy_types::pb::envoy::config::core::v3::TransportSocket;
+use envoy_types::pb::envoy::config::endpoint::v3::LocalityLbEndpoints;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter,
+};
+use envoy_types::pb::google::protobuf::{Any, UInt32Value};
+use prost::Message;
+use tests::fake_xds::{self, Health, any};
+
+use super::{addr, hcm_filters};
+use crate::xds::decode::{self, DecodeError, Kind};
+
+fn invalid_reason(kind: Kind, resource: Any) -> String {
+    match decode::decode(kind, &resource) {
+        Err(DecodeError::Invalid { reason, .. }) => reason,
+        other => panic!("expected an invalid {}: {other:?}", kind.label()),
+    }
+}
+
+#[test]
+fn listeners_are_validated_like_grpc() {
+    let with_filters = |filters: Vec<HttpFilter>| {
+        let mut listener = fake_xds::listener("l", "r");
+        let mut hcm = HttpConnectionManager::decode(
+            listener
+                .api_listener
+                .as_ref()
+                .and_then(|a| a.api_listener.as_ref())
+                .expect("hcm")
+                .value
+                .as_slice(),
+        )
+        .expect("decode");
+        hcm.http_filters = filters;
+        listener.api_listener = Some(envoy_types::pb::envoy::config::listener::v3::ApiListener {
+            api_listener: Some(any(hcm)),
+        });
+        any(listener)
+    };
+    let router = hcm_filters(&fake_xds::listener("l", "r")).remove(0);
+    let other = HttpFilter {
+        name: "fault".into(),
+        ..Default::default()
+    };
+    assert!(invalid_reason(Kind::Listener, with_filters(vec![])).contains("no HTTP filters"));
+    assert!(
+        invalid_reason(
+            Kind::Listener,
+            with_filters(vec![router.clone(), other.clone()])
+        )
+        .contains("not the router")
+    );
+    assert!(
+        invalid_reason(
+            Kind::Listener,
+            with_filters(vec![other.clone(), router.clone()])
+        )
+        .contains("not supported")
+    );
+    let optional = HttpFilter {
+        is_optional: true,
+        ..other
+    };
+    assert!(decode::decode(Kind::Listener, &with_filters(vec![optional, router])).is_ok());
+
+    let no_api = envoy_types::pb::envoy::config::listener::v3::Listener {
+        name: "l".into(),
+        ..Default::default()
+    };
+    assert!(invalid_reason(Kind::Listener, any(no_api)).contains("api_listener"));
+    assert!(matches!(
+        decode::decode(Kind::Listener, &any(fake_xds::cluster("c"))),
+        Err(DecodeError::WrongType { .. })
+    ));
+    let garbage = Any {
+        type_url: fake_xds::LISTENER.into(),
+        value: vec![0xff, 0xff, 0xff],
+    };
+    assert!(matches!(
+        decode::decode(Kind::Listener, &garbage),
+        Err(DecodeError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn clusters_are_validated_like_grpc() {
+    let mut dns = fake_xds::cluster("c");
+    dns.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::LogicalDns as i32));
+    assert!(invalid_reason(Kind::Cluster, any(dns)).contains("LOGICAL_DNS"));
+    let mut ring = fake_xds::cluster("c");
+    ring.lb_policy = LbPolicy::RingHash as i32;
+    assert!(invalid_reason(Kind::Cluster, any(ring)).contains("RING_HASH"));
+    let mut tls = fake_xds::cluster("c");
+    tls.transport_socket = Some(TransportSocket::default());
+    assert!(invalid_reason(Kind::Cluster, any(tls)).contains("TLS"));
+    let mut no_eds = fake_xds::cluster("c");
+    no_eds.eds_cluster_config = None;
+    assert!(invalid_reason(Kind::Cluster, any(no_eds)).contains("eds_cluster_config"));
+    let mut named = fake_xds::cluster("c");
+    if let Some(eds) = named.eds_cluster_config.as_mut() {
+        eds.service_name = "svc-endpoints".into();
+    }
+    let (_, decoded) = decode::decode(Kind::Cluster, &any(named)).expect("valid");
+    assert_eq!(
+        decoded,
+        decode::Decoded::Cluster(decode::ClusterInfo {
+            eds_name: "svc-endpoints".into()
+        })
+    );
+}
+
+#[test]
+fn load_assignments_are_validated_like_grpc() {
+    let good = |spec: &[fake_xds::EndpointSpec<'_>]| fake_xds::load_assignment("c", spec);
+    let endpoints_of = |cla| match decode::decode(Kind::Endpoints, &any(cla)) {
+        Ok((_, decode::Decoded::Endpoints(list))) => list,
+        other => panic!("{other:?}"),
+    };
+
+    // A locality without weight or without locality is dropped silently.
+    let mut cla = good(&[(addr(1), Health::Healthy, "a")]);
+    let mut weightless = cla.endpoints[0].clone();
+    weightless.load_balancing_weight = None;
+    weightless.locality.as_mut().expect("locality").zone = "zone-b".into();
+    weightless.lb_endpoints = vec![fake_xds::lb_endpoint((addr(2), Health::Healthy, "b"))];
+    let mut placeless = cla.endpoints[0].clone();
+    placeless.locality = None;
+    placeless.lb_endpoints = vec![fake_xds::lb_endpoint((addr(3), Health::Healthy, "c"))];
+    cla.endpoints.push(weightless);
+    cla.endpoints.push(placeless);
+    let list = endpoints_of(cla);
+    assert_eq!(list.iter().map(|e| e.addr).collect::<Vec<_>>(), [addr(1)]);
+
+    // Priorities: no gaps; the first with a healthy endpoint is used.
+    let mut cla = good(&[(addr(1), Health::Unhealthy, "a")]);
+    let mut backup = cla.endpoints[0].clone();
+    backup.priority = 1;
+    backup.locality.as_mut().expect("locality").zone = "zone-b".into();
+    backup.lb_endpoints = vec![fake_xds::lb_endpoint((addr(2), Health::Healthy, "b"))];
+    cla.endpoints.push(backup.clone());
+    assert_eq!(
+        endpoints_of(cla).iter().map(|e| e.addr).collect::<Vec<_>>(),
+        [addr(2)]
+    );
+    let mut gap = good(&[(addr(1), Health::Healthy, "a")]);
+    backup.priority = 2;
+    gap.endpoints.push(backup);
+    assert!(invalid_reason(Kind::Endpoints, any(gap)).contains("priority 1 is missing"));
+
+    let mut zero = good(&[(addr(1), Health::Healthy, "a")]);
+    zero.endpoints[0].lb_endpoints[0].load_balancing_weight = Some(UInt32Value { value: 0 });
+    assert!(invalid_reason(Kind::Endpoints, any(zero)).contains("weight 0"));
+
+    let mut twice: LocalityLbEndpoints =
+        good(&[(addr(1), Health::Healthy, "a")]).endpoints.remove(0);
+    twice
+        .lb_endpoints
+        .push(fake_xds::lb_endpoint((addr(2), Health::Healthy, "b")));
+    let mut cla = good(&[]);
+    cla.endpoints = vec![twice.clone(), twice];
+    assert!(invalid_reason(Kind::Endpoints, any(cla)).contains("appears twice in priority 0"));
+
+    let mut host = good(&[(addr(1), Health::Healthy, "a")]);
+    let text = format!("{:?}", host.endpoints[0].lb_endpoints[0]);
+    assert!(text.contains("10.0.0.1"));
+    if let Some(
+        envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier::Endpoint(e),
+    ) = host.endpoints[0].lb_endpoints[0].host_identifier.as_mut()
+        && let Some(envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(
+            socket,
+        )) = e.address.as_mut().and_then(|a| a.address.as_mut())
+    {
+        socket.address = "pod-a.example".into();
+    }
+    assert!(invalid_reason(Kind::Endpoints, any(host)).contains("not an IP address"));
+}
+
+#[test]
+fn virtual_hosts_are_chosen_like_grpc() {
+    let table_for = |domains: &[(&str, &str)]| {
+        let mut config = fake_xds::route_configuration("r", "unused");
+        let template = config.virtual_hosts.remove(0);
+        config.virtual_hosts = domains
+            .iter()
+            .map(|(domain, cluster)| {
+                let mut vhost = template.clone();
+                vhost.domains = vec![(*domain).to_owned()];
+                vhost.name = (*cluster).to_owned();
+                if let Some(envoy_types::pb::envoy::config::route::v3::route::Action::Route(action)) =
+                    vhost.routes[0].action.as_mut()
+                {
+                    action.cluster_specifier = Some(
+                        envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier::Cluster(
+                            (*cluster).to_owned(),
+                        ),
+                    );
+                }
+                vhost
+            })
+            .collect();
+        match decode::decode(Kind::Route, &any(config)) {
+            Ok((_, decode::Decoded::Route(table))) => table,
+            other => panic!("{other:?}"),
+        }
+    };
+    let table = table_for(&[
+        ("*", "universal"),
+        ("greeter*", "prefix"),
+        ("*eter:80", "short-suffix"),
+        ("*greeter:80", "long-suffix"),
+        ("greeter:80", "exact"),
+    ]);
+    assert_eq!(table.cluster_for("greeter:80"), Ok("exact"));
+    assert_eq!(
+        table.cluster_for("Greeter:80"),
+        Ok("exact"),
+        "case-insensitive"
+    );
+    assert_eq!(table.cluster_for("my-greeter:80"), Ok("long-suffix"));
+    assert_eq!(table.cluster_for("greeter:81"), Ok("prefix"));
+    assert_eq!(table.cluster_for("other"), Ok("universal"));
+    let narrow = table_for(&[("greeter", "only")]);
+    assert!(
+        narrow
+            .cluster_for("other")
+            .unwrap_err()
+            .contains("no virtual host")
+    );
+}

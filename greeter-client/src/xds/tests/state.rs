@@ -1,0 +1,410 @@
+//! The ADS session: subscriptions down the chain, ACK/NACK, does-not-exist,
+//! reconnects.
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse, Resource};
+use envoy_types::pb::google::protobuf::Any;
+use tests::fake_xds::{self, Health, any};
+
+use super::{addr, hcm_filters};
+use crate::model::{EndpointHealth, Resolution};
+use crate::target::Target;
+use crate::xds::decode::Kind;
+use crate::xds::state::AdsState;
+
+fn state(target: &str) -> AdsState {
+    AdsState::new(
+        Target::parse(target).expect("target"),
+        Node {
+            id: "test-node".into(),
+            ..Default::default()
+        },
+    )
+}
+
+fn response(type_url: &str, version: &str, nonce: &str, resources: Vec<Any>) -> DiscoveryResponse {
+    DiscoveryResponse {
+        version_info: version.into(),
+        resources,
+        type_url: type_url.into(),
+        nonce: nonce.into(),
+        ..Default::default()
+    }
+}
+
+fn names(request: &DiscoveryRequest) -> Vec<&str> {
+    request.resource_names.iter().map(String::as_str).collect()
+}
+
+/// Drives `greeter` through the whole chain; returns the state.
+fn resolved(endpoints: &[fake_xds::EndpointSpec<'_>]) -> AdsState {
+    let mut s = state("xds:///greeter");
+    s.on_stream_start();
+    s.on_response(response(
+        fake_xds::LISTENER,
+        "1",
+        "n1",
+        vec![any(fake_xds::listener("greeter", "greeter-routes"))],
+    ));
+    s.on_response(response(
+        fake_xds::ROUTE,
+        "1",
+        "n2",
+        vec![any(fake_xds::route_configuration(
+            "greeter-routes",
+            "greeter-cluster",
+        ))],
+    ));
+    s.on_response(response(
+        fake_xds::CLUSTER,
+        "1",
+        "n3",
+        vec![any(fake_xds::cluster("greeter-cluster"))],
+    ));
+    let outcome = s.on_response(response(
+        fake_xds::ENDPOINTS,
+        "1",
+        "n4",
+        vec![any(fake_xds::load_assignment("greeter-cluster", endpoints))],
+    ));
+    assert!(outcome.nack.is_none(), "{:?}", outcome.nack);
+    s
+}
+
+#[test]
+fn type_urls_match_the_envoy_types() {
+    use prost::Name;
+    assert_eq!(
+        Kind::Listener.type_url(),
+        envoy_types::pb::envoy::config::listener::v3::Listener::type_url()
+    );
+    assert_eq!(Kind::Route.type_url(), RouteConfiguration::type_url());
+    assert_eq!(
+        Kind::Cluster.type_url(),
+        envoy_types::pb::envoy::config::cluster::v3::Cluster::type_url()
+    );
+    assert_eq!(
+        Kind::Endpoints.type_url(),
+        envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment::type_url()
+    );
+}
+
+#[test]
+fn follows_the_chain_acking_each_step() {
+    let mut s = state("xds:///greeter");
+    let start = s.on_stream_start();
+    assert_eq!(start.len(), 1);
+    assert_eq!(start[0].type_url, fake_xds::LISTENER);
+    assert_eq!(names(&start[0]), ["greeter"]);
+    assert_eq!(
+        start[0].node.as_ref().map(|n| n.id.as_str()),
+        Some("test-node")
+    );
+    assert_eq!(
+        s.resolution(),
+        Resolution::Waiting("listener \"greeter\"".into())
+    );
+
+    let outcome = s.on_response(response(
+        fake_xds::LISTENER,
+        "v1",
+        "n1",
+        vec![any(fake_xds::listener("greeter", "routes"))],
+    ));
+    assert!(outcome.nack.is_none());
+    let [ack, next] = outcome.requests.as_slice() else {
+        panic!(
+            "expected an ACK and a subscription: {:#?}",
+            outcome.requests
+        );
+    };
+    assert_eq!(
+        (
+            ack.type_url.as_str(),
+            ack.version_info.as_str(),
+            ack.response_nonce.as_str()
+        ),
+        (fake_xds::LISTENER, "v1", "n1")
+    );
+    assert!(ack.error_detail.is_none());
+    assert!(
+        ack.node.is_none(),
+        "the node goes in the first request only"
+    );
+    assert_eq!(
+        (next.type_url.as_str(), names(next)),
+        (fake_xds::ROUTE, vec!["routes"])
+    );
+    assert_eq!(next.version_info, "");
+    assert_eq!(
+        s.resolution(),
+        Resolution::Waiting("route configuration \"routes\"".into())
+    );
+
+    let outcome = s.on_response(response(
+        fake_xds::ROUTE,
+        "v1",
+        "n2",
+        vec![any(fake_xds::route_configuration("routes", "c1"))],
+    ));
+    assert_eq!(outcome.requests.len(), 2);
+    assert_eq!(
+        (
+            outcome.requests[1].type_url.as_str(),
+            names(&outcome.requests[1])
+        ),
+        (fake_xds::CLUSTER, vec!["c1"])
+    );
+
+    let outcome = s.on_response(response(
+        fake_xds::CLUSTER,
+        "v1",
+        "n3",
+        vec![any(fake_xds::cluster("c1"))],
+    ));
+    assert_eq!(
+        (
+            outcome.requests[1].type_url.as_str(),
+            names(&outcome.requests[1])
+        ),
+        (fake_xds::ENDPOINTS, vec!["c1"])
+    );
+    assert_eq!(
+        s.resolution(),
+        Resolution::Waiting("endpoints of cluster \"c1\"".into())
+    );
+
+    let outcome = s.on_response(response(
+        fake_xds::ENDPOINTS,
+        "v7",
+        "n4",
+        vec![any(fake_xds::load_assignment(
+            "c1",
+            &[
+                (addr(1), Health::Healthy, "a"),
+                (addr(2), Health::Draining, "b"),
+                (addr(3), Health::Unhealthy, "c"),
+            ],
+        ))],
+    ));
+    assert_eq!(outcome.requests.len(), 1, "only the ACK");
+    assert_eq!(outcome.requests[0].version_info, "v7");
+    let Resolution::Endpoints { cluster, endpoints } = s.resolution() else {
+        panic!("not resolved: {:?}", s.resolution());
+    };
+    assert_eq!(cluster, "c1");
+    let summary: Vec<_> = endpoints
+        .iter()
+        .map(|e| (e.addr, e.hostname.as_str(), e.health, e.zone.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (addr(1), "a", EndpointHealth::Healthy, "zone-a"),
+            (addr(2), "b", EndpointHealth::Draining, "zone-a"),
+            (addr(3), "c", EndpointHealth::NotReady, "zone-a"),
+        ]
+    );
+}
+
+#[test]
+fn a_listener_left_out_does_not_exist_until_it_appears() {
+    let mut s = state("greeter");
+    s.on_stream_start();
+    let outcome = s.on_response(response(fake_xds::LISTENER, "1", "n1", vec![]));
+    assert!(outcome.nack.is_none());
+    assert_eq!(outcome.requests.len(), 1, "ACK only");
+    assert_eq!(
+        s.resolution(),
+        Resolution::DoesNotExist("listener \"greeter\"".into())
+    );
+    s.on_response(response(
+        fake_xds::LISTENER,
+        "2",
+        "n2",
+        vec![any(fake_xds::listener("greeter", "r"))],
+    ));
+    assert_eq!(
+        s.resolution(),
+        Resolution::Waiting("route configuration \"r\"".into())
+    );
+}
+
+#[test]
+fn deleted_resources_are_noticed() {
+    let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
+    s.on_response(response(fake_xds::CLUSTER, "2", "n5", vec![]));
+    assert_eq!(
+        s.resolution(),
+        Resolution::DoesNotExist("cluster \"greeter-cluster\"".into())
+    );
+    let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
+    s.on_response(response(fake_xds::LISTENER, "2", "n5", vec![]));
+    assert_eq!(
+        s.resolution(),
+        Resolution::DoesNotExist("listener \"greeter\"".into())
+    );
+    // Leaving out endpoints or routes is not deletion.
+    let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
+    s.on_response(response(fake_xds::ENDPOINTS, "2", "n5", vec![]));
+    assert!(matches!(s.resolution(), Resolution::Endpoints { .. }));
+}
+
+#[test]
+fn an_invalid_update_is_nacked_and_the_last_good_one_kept() {
+    let mut s = resolved(&[
+        (addr(1), Health::Healthy, "a"),
+        (addr(2), Health::Healthy, "b"),
+    ]);
+    let before = s.resolution();
+    let outcome = s.on_response(response(
+        fake_xds::ENDPOINTS,
+        "2",
+        "n5",
+        vec![any(fake_xds::load_assignment(
+            "greeter-cluster",
+            &[
+                (addr(1), Health::Healthy, "a"),
+                (addr(1), Health::Healthy, "a-again"),
+            ],
+        ))],
+    ));
+    let nack = outcome.nack.expect("NACK");
+    assert!(nack.contains("address 10.0.0.1:1 appears twice"), "{nack}");
+    let [request] = outcome.requests.as_slice() else {
+        panic!("{:#?}", outcome.requests)
+    };
+    assert_eq!(request.version_info, "1", "the last accepted version");
+    assert_eq!(request.response_nonce, "n5");
+    let detail = request.error_detail.as_ref().expect("error detail");
+    assert_eq!(detail.code, 3);
+    assert!(
+        detail.message.contains("appears twice"),
+        "{}",
+        detail.message
+    );
+    assert_eq!(s.resolution(), before);
+    // The next good update is taken.
+    let outcome = s.on_response(response(
+        fake_xds::ENDPOINTS,
+        "3",
+        "n6",
+        vec![any(fake_xds::load_assignment(
+            "greeter-cluster",
+            &[(addr(3), Health::Healthy, "c")],
+        ))],
+    ));
+    assert!(outcome.nack.is_none());
+    assert_eq!(outcome.requests[0].version_info, "3");
+}
+
+#[test]
+fn resubscribes_everything_after_a_reconnect() {
+    let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
+    let requests = s.on_stream_start();
+    let summary: Vec<_> = requests
+        .iter()
+        .map(|r| {
+            (
+                r.type_url.as_str(),
+                names(r),
+                r.version_info.as_str(),
+                r.response_nonce.as_str(),
+                r.node.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (fake_xds::LISTENER, vec!["greeter"], "1", "", true),
+            (fake_xds::ROUTE, vec!["greeter-routes"], "1", "", false),
+            (fake_xds::CLUSTER, vec!["greeter-cluster"], "1", "", false),
+            (fake_xds::ENDPOINTS, vec!["greeter-cluster"], "1", "", false),
+        ]
+    );
+    assert!(
+        matches!(s.resolution(), Resolution::Endpoints { .. }),
+        "kept across the reconnect"
+    );
+}
+
+#[test]
+fn a_response_older_than_the_subscription_says_nothing_about_absence() {
+    let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
+    // The route moves to another cluster.
+    let outcome = s.on_response(response(
+        fake_xds::ROUTE,
+        "2",
+        "n5",
+        vec![any(fake_xds::route_configuration("greeter-routes", "c2"))],
+    ));
+    let cds = outcome
+        .requests
+        .iter()
+        .find(|r| r.type_url == fake_xds::CLUSTER)
+        .expect("CDS update");
+    assert_eq!(names(cds), ["c2"]);
+    // A CDS response sent before the server saw that still lists the old one.
+    s.on_response(response(
+        fake_xds::CLUSTER,
+        "2",
+        "n6",
+        vec![any(fake_xds::cluster("greeter-cluster"))],
+    ));
+    assert_eq!(s.resolution(), Resolution::Waiting("cluster \"c2\"".into()));
+    // The answer to the new subscription, without c2: it does not exist.
+    s.on_response(response(fake_xds::CLUSTER, "3", "n7", vec![]));
+    assert_eq!(
+        s.resolution(),
+        Resolution::DoesNotExist("cluster \"c2\"".into())
+    );
+}
+
+#[test]
+fn unknown_types_are_nacked() {
+    let mut s = state("greeter");
+    s.on_stream_start();
+    let outcome = s.on_response(response(
+        "type.googleapis.com/some.Other",
+        "1",
+        "n1",
+        vec![],
+    ));
+    let nack = outcome.nack.expect("NACK");
+    assert!(nack.contains("some.Other"), "{nack}");
+    assert_eq!(outcome.requests[0].response_nonce, "n1");
+}
+
+#[test]
+fn inline_routes_and_wrapped_resources_are_accepted() {
+    let mut listener = fake_xds::listener("greeter", "unused");
+    let hcm = HttpConnectionManager {
+        route_specifier: Some(RouteSpecifier::RouteConfig(fake_xds::route_configuration(
+            "inline", "c9",
+        ))),
+        http_filters: hcm_filters(&listener),
+        ..Default::default()
+    };
+    listener.api_listener = Some(envoy_types::pb::envoy::config::listener::v3::ApiListener {
+        api_listener: Some(any(hcm)),
+    });
+    let wrapped = Resource {
+        name: "greeter".into(),
+        resource: Some(any(listener)),
+        ..Default::default()
+    };
+    let mut s = state("greeter");
+    s.on_stream_start();
+    let outcome = s.on_response(response(fake_xds::LISTENER, "1", "n1", vec![any(wrapped)]));
+    assert!(outcome.nack.is_none(), "{:?}", outcome.nack);
+    let cds = outcome
+        .requests
+        .iter()
+        .find(|r| r.type_url == fake_xds::CLUSTER)
+        .expect("straight to CDS");
+    assert_eq!(names(cds), ["c9"]);
+}
