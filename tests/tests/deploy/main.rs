@@ -32,13 +32,15 @@
 //! - `workspace`: the workspace's binaries, from the Cargo manifests.
 //! - `help`: running a binary's `--help` and reading its options.
 //! - `commands`: command lines in Markdown, checked against `--help`.
-//! - `checks`: selectors, Service ports, probes, RBAC, hardening (pure).
+//! - `checks`: selectors, Service ports, probes, hardening (pure).
+//! - `rbac`: the Role and its binding (pure).
 //! - `netpol`: NetworkPolicy peers and ports (pure).
 //! - `tree`: kustomization listings and overrides, exposed ports (pure).
 //! - `wiring`: the numbers, the client's addresses (pure).
 //! - `containers`: each container against its binary's `--help` (pure).
 //! - `real`: the tests of the real files.
-//! - `mutations`: every check, shown to fail on a broken copy.
+//! - `mutations`, `mutations_cli`: every check, shown to fail on a broken
+//!   copy.
 //! - `docs`: the documentation tests.
 
 mod checks;
@@ -48,7 +50,9 @@ mod dockerfile;
 mod docs;
 mod help;
 mod mutations;
+mod mutations_cli;
 mod netpol;
+mod rbac;
 mod real;
 mod repo;
 mod tree;

@@ -3,18 +3,14 @@
 //! copy draws none (so the complaint is caused by the break).
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, EnvVar, HTTPGetAction, PodSpec, Service};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, PodSpec, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::help::help_for_args;
 use crate::real::{base, image_ref, the_dockerfile};
 use crate::repo::{self, Manifest, Object};
-use crate::{
-    assert_complains, assert_no_problems, checks, commands, containers, dockerfile, netpol, tree,
-    wiring,
-};
+use crate::{assert_complains, assert_no_problems, checks, netpol, rbac, tree, wiring};
 
 fn deployment<'a>(objects: &'a mut [Manifest], name: &str) -> &'a mut Deployment {
     objects
@@ -26,12 +22,12 @@ fn deployment<'a>(objects: &'a mut [Manifest], name: &str) -> &'a mut Deployment
         .unwrap_or_else(|| panic!("no Deployment {name}"))
 }
 
-fn pod<'a>(objects: &'a mut [Manifest], name: &str) -> &'a mut PodSpec {
+pub(crate) fn pod<'a>(objects: &'a mut [Manifest], name: &str) -> &'a mut PodSpec {
     let spec = deployment(objects, name).spec.as_mut().expect("spec");
     spec.template.spec.as_mut().expect("pod spec")
 }
 
-fn container<'a>(objects: &'a mut [Manifest], name: &str) -> &'a mut Container {
+pub(crate) fn container<'a>(objects: &'a mut [Manifest], name: &str) -> &'a mut Container {
     &mut pod(objects, name).containers[0]
 }
 
@@ -188,13 +184,13 @@ fn probe_check_catches_wrong_port_wrong_kind_and_missing_probes() {
 
 #[test]
 fn rbac_check_catches_extra_missing_and_misbound_rights() {
-    assert_no_problems("unbroken", &checks::rbac(&base()));
+    assert_no_problems("unbroken", &rbac::rbac(&base()));
 
     let mut objects = base();
     role(&mut objects).rules.as_mut().unwrap()[0]
         .verbs
         .push("create".into());
-    assert_complains(&checks::rbac(&objects), &["grants create on services"]);
+    assert_complains(&rbac::rbac(&objects), &["grants create on services"]);
 
     let mut objects = base();
     role(&mut objects).rules.as_mut().unwrap()[0]
@@ -202,25 +198,25 @@ fn rbac_check_catches_extra_missing_and_misbound_rights() {
         .as_mut()
         .unwrap()
         .push("pods".into());
-    assert_complains(&checks::rbac(&objects), &["grants get on pods"]);
+    assert_complains(&rbac::rbac(&objects), &["grants get on pods"]);
 
     let mut objects = base();
     role(&mut objects).rules.as_mut().unwrap()[1]
         .verbs
         .retain(|v| v != "watch");
     assert_complains(
-        &checks::rbac(&objects),
+        &rbac::rbac(&objects),
         &["does not grant watch on endpointslices"],
     );
 
     let mut objects = base();
     binding(&mut objects).role_ref.name = "view".into();
-    assert_complains(&checks::rbac(&objects), &["roleRef Role view"]);
+    assert_complains(&rbac::rbac(&objects), &["roleRef Role view"]);
 
     let mut objects = base();
     pod(&mut objects, "control-plane").service_account_name = Some("default".into());
     assert_complains(
-        &checks::rbac(&objects),
+        &rbac::rbac(&objects),
         &["ServiceAccount default, which has no RoleBinding"],
     );
 
@@ -324,27 +320,6 @@ fn kustomization_checks_catch_unlisted_files_and_dangling_entries() {
 }
 
 #[test]
-fn dockerfile_check_catches_root_missing_binaries_and_unexposed_ports() {
-    let text = repo::read("Dockerfile")
-        .replace("USER 65532:65532", "USER 0")
-        .replace("--bin greeter-server", "")
-        .replace("EXPOSE 8080 18000", "EXPOSE 8080");
-    let broken = dockerfile::Dockerfile::parse(&text);
-    let all = ["control-plane", "greeter-server", "greeter-client"]
-        .map(String::from)
-        .into();
-    let problems = dockerfile::problems(&broken, &all);
-    assert_complains(&problems, &["USER is root"]);
-    assert_complains(&problems, &["greeter-server is not built"]);
-    assert_complains(
-        &tree::exposed_ports(&base(), &broken.exposed),
-        &["18000 is not EXPOSEd"],
-    );
-    let unbroken = dockerfile::problems(&the_dockerfile(), &all);
-    assert_no_problems("unbroken Dockerfile, all three binaries", &unbroken);
-}
-
-#[test]
 fn wiring_check_catches_a_client_pointed_at_nothing() {
     let mut objects = base();
     assert_no_problems("unbroken", &wiring::client_addresses(&objects));
@@ -366,78 +341,4 @@ fn wiring_check_catches_a_client_pointed_at_nothing() {
         &wiring::contract(&objects),
         &["control-plane has Some(1) replicas"],
     );
-}
-
-/// Needs the greeter-server binary (see the crate docs).
-#[test]
-fn container_check_catches_unknown_env_bad_values_and_short_grace() {
-    let mut objects = base();
-    let installed = the_dockerfile().installed();
-    let check = |objects: &mut Vec<Manifest>| {
-        let pod = pod(objects, "greeter-server").clone();
-        let (name, args) = containers::binary_of(&pod.containers[0], &installed).expect("binary");
-        let help = help_for_args(&name, &args).expect("greeter-server --help");
-        containers::against_help(&pod.containers[0], &pod, &args, &help)
-    };
-    assert_no_problems("unbroken", &check(&mut objects));
-
-    let env = container(&mut objects, "greeter-server")
-        .env
-        .as_mut()
-        .unwrap();
-    env.push(EnvVar {
-        name: "GREETER_LISTN".into(),
-        value: Some("0.0.0.0:8080".into()),
-        value_from: None,
-    });
-    env.iter_mut()
-        .find(|e| e.name == "LOG_FORMAT")
-        .unwrap()
-        .value = Some("xml".into());
-    let pod_name = env.iter_mut().find(|e| e.name == "POD_NAME").unwrap();
-    pod_name.value = Some("greeter".into());
-    pod_name.value_from = None;
-    container(&mut objects, "greeter-server").args = Some(vec!["--bogus".into()]);
-    pod(&mut objects, "greeter-server").termination_grace_period_seconds = Some(25);
-    let problems = check(&mut objects);
-    assert_complains(&problems, &["sets GREETER_LISTN", "does not read"]);
-    assert_complains(&problems, &["LOG_FORMAT=xml", "accepts only"]);
-    assert_complains(&problems, &["POD_NAME must come from the downward API"]);
-    assert_complains(&problems, &["passes --bogus"]);
-    assert_complains(&problems, &["terminationGracePeriodSeconds 25"]);
-
-    let mut objects = base();
-    container(&mut objects, "greeter-server")
-        .liveness_probe
-        .as_mut()
-        .unwrap()
-        .failure_threshold = Some(3);
-    assert_complains(&check(&mut objects), &["liveness probe gives up after 30s"]);
-
-    let mut objects = base();
-    container(&mut objects, "greeter-server").command = Some(vec!["/bin/greeter-server".into()]);
-    let error = containers::binary_of(
-        &pod(&mut objects, "greeter-server").containers[0],
-        &installed,
-    )
-    .expect_err("not installed there");
-    assert!(error.contains("does not install"), "{error}");
-}
-
-/// Needs the greeter-server and control-plane binaries.
-#[test]
-fn command_check_catches_unknown_flags_and_subcommands() {
-    let doc = "```sh\ngreeter-server --listen 0.0.0.0:8080 --bogus\ncontrol-plane serv --listen 0.0.0.0:18000\n```\n";
-    let problems: Vec<String> = commands::extract("doc.md", doc)
-        .iter()
-        .flat_map(commands::check)
-        .collect();
-    assert_complains(&problems, &["doc.md:2", "has no option --bogus"]);
-    assert_complains(&problems, &["doc.md:3", "no subcommand \"serv\""]);
-    let fine = "```sh\ngreeter-server --listen 0.0.0.0:8080 --name a\ncontrol-plane serve --listen 0.0.0.0:18000\n```\n";
-    let problems: Vec<String> = commands::extract("doc.md", fine)
-        .iter()
-        .flat_map(commands::check)
-        .collect();
-    assert_no_problems("unbroken commands", &problems);
 }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use crate::dockerfile::Dockerfile;
 use crate::help::help_for_args;
 use crate::repo::{self, Folder, Manifest, deployments, pod_of};
-use crate::{assert_no_problems, checks, containers, dockerfile, netpol, tree, wiring, workspace};
+use crate::{
+    assert_no_problems, checks, containers, dockerfile, netpol, rbac, tree, wiring, workspace,
+};
 
 /// The folders the issue asks for.
 const FOLDERS: [&str; 3] = [
@@ -115,7 +117,7 @@ fn probes_are_native_grpc_on_the_serving_port() {
 
 #[test]
 fn role_grants_exactly_what_the_kubernetes_source_uses() {
-    each_bundle("RBAC", checks::rbac);
+    each_bundle("RBAC", rbac::rbac);
 }
 
 #[test]
