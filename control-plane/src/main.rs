@@ -40,7 +40,7 @@ async fn main() -> ExitCode {
     result.unwrap_or_else(|error| {
         // A fixed message with the cause as a field, so log collectors (and
         // tests) can match it.
-        let error = format!("{error:#}");
+        let error = common::error::chain(error.as_ref());
         tracing::error!(error, "{what} failed");
         ExitCode::FAILURE
     })

@@ -134,7 +134,7 @@ async fn main() -> ExitCode {
     let channel = match builder.default_wait(args.timeout).connect().await {
         Ok(channel) => channel,
         Err(error) => {
-            tracing::error!("{}", anyhow::Error::new(error));
+            tracing::error!("{}", common::error::chain(&error));
             return ExitCode::from(3);
         }
     };
