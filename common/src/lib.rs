@@ -6,12 +6,14 @@
 //! - [`incoming`]: the accept loop: `TCP_NODELAY` on every connection, a
 //!   per-connection id and peer address visible to handlers, back-off on
 //!   accept errors.
+//! - [`error`]: an error and its causes as one log line.
 //! - [`health`]: `grpc.health.v1` (tonic-health) whose `Watch` streams end
 //!   when the server stops, so a graceful drain is not held up by them.
 //! - [`signal`]: SIGTERM / SIGINT as a stream of stop requests.
 //! - [`logging`]: `tracing` set-up (`RUST_LOG`, text or JSON).
 //! - [`hostname`]: the default instance name.
 
+pub mod error;
 pub mod health;
 pub mod incoming;
 pub mod logging;

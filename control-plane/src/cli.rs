@@ -114,6 +114,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "CONTROL_PLANE_SOURCE", value_enum)]
     pub(crate) source: Option<SourceChoice>,
 
+    /// This replica's name, shown by `status` and sent to xDS clients as the
+    /// control plane's identifier. Default: POD_NAME, else the host name.
+    #[arg(long, env = "POD_NAME")]
+    pub(crate) name: Option<String>,
+
     /// Cluster DNS domain, as in `<svc>.<ns>.svc.<domain>` names.
     #[arg(long, env = "CLUSTER_DOMAIN", default_value = DEFAULT_CLUSTER_DOMAIN)]
     pub(crate) cluster_domain: String,

@@ -40,7 +40,7 @@ async fn main() -> ExitCode {
     result.unwrap_or_else(|error| {
         // A fixed message with the cause as a field, so log collectors (and
         // tests) can match it.
-        let error = format!("{error:#}");
+        let error = common::error::chain(error.as_ref());
         tracing::error!(error, "{what} failed");
         ExitCode::FAILURE
     })
@@ -59,7 +59,12 @@ async fn serve(args: ServeArgs, in_pod: bool) -> anyhow::Result<ExitCode> {
         namespace: namespace.clone(),
         cluster_domain: args.cluster_domain.clone(),
     };
-    let store = Store::new(naming, SourceStatus::starting(kind, detail));
+    let replica = args
+        .name
+        .clone()
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(common::hostname);
+    let store = Store::with_replica(naming, SourceStatus::starting(kind, detail), replica);
     let metrics = Arc::new(Metrics::new());
 
     let metrics_listener = match args.metrics_listen {

@@ -194,6 +194,7 @@ async fn status_shows_services_endpoint_states_and_clients() {
         assert!(exit.success(), "exit {exit}: {json}");
         let report: Value = serde_json::from_str(&json).expect("one JSON object");
         assert_eq!(report["info"]["instance_id"], server.store.instance_id());
+        assert_eq!(report["info"]["replica"], server.store.replica());
         assert_eq!(report["info"]["source"]["state"], "connected");
         let states: Vec<&str> = report["services"][0]["ports"][0]["endpoints"]
             .as_array()
@@ -244,6 +245,55 @@ async fn status_says_what_failed_when_nothing_listens() {
         );
         let exit = process.wait_exit(Duration::from_secs(20)).await;
         assert_eq!(exit.code(), Some(1));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_replica_is_named_after_pod_name() {
+    bounded(LIMIT, async {
+        let mut server = Process::spawn_with_env(
+            "named",
+            BIN,
+            &["serve", "--listen", "127.0.0.1:0", "--source", "static"],
+            &[("POD_NAME", "control-plane-7f9c-x2")],
+        );
+        let addr = server.wait_listening().await;
+        let url = format!("http://{addr}");
+        let (exit, json) = status(&["--addr", &url, "--json"]).await;
+        assert!(exit.success(), "exit {exit}: {json}");
+        let report: Value = serde_json::from_str(&json).expect("one JSON object");
+        assert_eq!(report["info"]["replica"], "control-plane-7f9c-x2");
+        let (_, text) = status(&["--addr", &url]).await;
+        assert!(text.contains("replica control-plane-7f9c-x2"), "{text}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_broken_static_file_fails_the_start_with_its_cause_said_once() {
+    bounded(LIMIT, async {
+        let dir = std::env::temp_dir().join(format!("cp-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("services.yaml");
+        std::fs::write(&file, "services:\n  - name: greeter\n    port: eighty\n").expect("write");
+        let mut server = serve("broken-file", &["--static-file", file.to_str().unwrap()]);
+        let line = server
+            .wait_for_log("serve failed", Duration::from_secs(20))
+            .await;
+        let error = line["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("invalid static file"), "{line}");
+        assert!(error.contains("line 3"), "{line}");
+        assert_eq!(
+            error.matches("invalid type").count(),
+            1,
+            "cause repeated: {error}"
+        );
+        assert_eq!(
+            server.wait_exit(Duration::from_secs(20)).await.code(),
+            Some(1)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
 }

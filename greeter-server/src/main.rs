@@ -71,7 +71,7 @@ async fn main() -> ExitCode {
         Ok(DrainOutcome::GraceExpired { .. }) => ExitCode::from(3),
         Ok(DrainOutcome::Forced) => ExitCode::from(130),
         Err(error) => {
-            tracing::error!("{error:#}");
+            tracing::error!("{}", common::error::chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }

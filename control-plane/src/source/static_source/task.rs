@@ -133,7 +133,7 @@ impl Task {
                     "invalid static file {path}: service {name} is already defined by --static"
                 ),
             },
-            Err(error) => error.to_string(),
+            Err(error) => common::error::chain(&error),
         };
         tracing::warn!(
             error,
