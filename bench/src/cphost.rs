@@ -112,7 +112,7 @@ pub(crate) struct Flipped {
 }
 
 /// The reply to `stats`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Stats {
     /// User + system CPU time of the host so far.
     pub(crate) cpu_ns: u64,
@@ -120,6 +120,76 @@ pub(crate) struct Stats {
     pub(crate) rss_bytes: u64,
     /// ADS streams open.
     pub(crate) clients: u64,
+    /// The control plane's own `control_plane_update_latency_seconds`
+    /// histogram: source change to response handed to HTTP/2.
+    pub(crate) written: Histogram,
+}
+
+/// A Prometheus histogram's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Histogram {
+    /// Observations.
+    pub(crate) count: u64,
+    /// Their sum, in seconds.
+    pub(crate) sum_s: f64,
+    /// (upper bound in seconds, cumulative count), ascending.
+    pub(crate) buckets: Vec<(f64, u64)>,
+}
+
+impl Histogram {
+    /// Reads histogram `name` from OpenMetrics text.
+    pub(crate) fn parse(text: &str, name: &str) -> Self {
+        let mut histogram = Self::default();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
+            };
+            if let Some(value) = rest.strip_prefix("_sum ") {
+                histogram.sum_s = value.trim().parse().unwrap_or(0.0);
+            } else if let Some(value) = rest.strip_prefix("_count ") {
+                histogram.count = value.trim().parse().unwrap_or(0);
+            } else if let Some(bucket) = rest.strip_prefix("_bucket{le=\"") {
+                let Some((bound, count)) = bucket.split_once("\"} ") else {
+                    continue;
+                };
+                // The +Inf bucket says nothing `count` does not (and JSON
+                // has no infinity).
+                if let Ok(bound) = bound.parse::<f64>()
+                    && bound.is_finite()
+                {
+                    histogram
+                        .buckets
+                        .push((bound, count.trim().parse().unwrap_or(0)));
+                }
+            }
+        }
+        histogram.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        histogram
+    }
+
+    /// What was observed between `earlier` and `self`: (observations,
+    /// mean in ms, upper bound of the largest in ms, NaN when beyond the
+    /// last bucket).
+    pub(crate) fn since(&self, earlier: &Self) -> (u64, f64, f64) {
+        let count = self.count.saturating_sub(earlier.count);
+        if count == 0 {
+            return (0, 0.0, 0.0);
+        }
+        let mean_ms = (self.sum_s - earlier.sum_s) / count as f64 * 1e3;
+        let bound_ms = self
+            .buckets
+            .iter()
+            .find(|(bound, cumulative)| {
+                let before = earlier
+                    .buckets
+                    .iter()
+                    .find(|(b, _)| b == bound)
+                    .map_or(0, |(_, c)| *c);
+                cumulative.saturating_sub(before) >= count
+            })
+            .map_or(f64::NAN, |(bound, _)| bound * 1e3);
+        (count, mean_ms, bound_ms)
+    }
 }
 
 /// The service with `ready[i]` telling endpoint `i`'s readiness.
@@ -188,12 +258,7 @@ pub(crate) async fn run(args: HostArgs) -> Result<()> {
                 Err(error) => serde_json::json!({ "error": error.to_string() }),
             },
             "flip" => flip(&handle, &mut ready, rest, args.endpoint_port),
-            "stats" => serde_json::to_value(Stats {
-                cpu_ns: machine::cpu_ns(),
-                rss_bytes: machine::rss_bytes(),
-                clients: connected_clients(&metrics),
-            })
-            .unwrap_or_default(),
+            "stats" => serde_json::to_value(stats(&metrics)).unwrap_or_default(),
             other => serde_json::json!({ "error": format!("unknown command {other:?}") }),
         };
         reply(&mut out, &answer).await?;
@@ -235,13 +300,20 @@ fn flip(handle: &SourceHandle, ready: &mut [bool], indices: &str, port: u16) -> 
     .unwrap_or_default()
 }
 
-fn connected_clients(metrics: &Metrics) -> u64 {
-    metrics
-        .encode()
-        .lines()
-        .find_map(|line| line.strip_prefix("control_plane_connected_clients "))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0)
+fn stats(metrics: &Metrics) -> Stats {
+    let cpu_ns = machine::cpu_ns();
+    let rss_bytes = machine::rss_bytes();
+    let text = metrics.encode();
+    Stats {
+        cpu_ns,
+        rss_bytes,
+        clients: text
+            .lines()
+            .find_map(|line| line.strip_prefix("control_plane_connected_clients "))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0),
+        written: Histogram::parse(&text, "control_plane_update_latency_seconds"),
+    }
 }
 
 async fn reply(out: &mut tokio::io::Stdout, value: &serde_json::Value) -> Result<()> {
@@ -255,7 +327,7 @@ async fn reply(out: &mut tokio::io::Stdout, value: &serde_json::Value) -> Result
 /// The harness's side: a running `bench cp-host`, killed on drop.
 #[derive(Debug)]
 pub(crate) struct Host {
-    _child: Child,
+    child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
     addr: SocketAddr,
@@ -265,7 +337,19 @@ impl Host {
     /// Starts a host whose endpoints listen on `endpoint_port`.
     pub(crate) async fn start(endpoint_port: u16) -> Result<Self> {
         let exe = std::env::current_exe().map_err(Error::Spawn)?;
-        let mut child = Command::new(exe)
+        // For profiling: BENCH_HOST_WRAPPER="valgrind --tool=massif" runs
+        // the host under that command.
+        let wrapper = std::env::var("BENCH_HOST_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(program) => {
+                let mut command = Command::new(program);
+                command.args(words).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
+        let mut child = command
             .args(["cp-host", "--endpoint-port", &endpoint_port.to_string()])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::piped())
@@ -278,7 +362,7 @@ impl Host {
             return Err(Error::Gone("has no pipes"));
         };
         let mut host = Self {
-            _child: child,
+            child,
             stdin,
             stdout: BufReader::new(stdout).lines(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -325,6 +409,22 @@ impl Host {
         })
     }
 
+    /// Ends the host's input and waits (up to 30 s) for it to stop on its
+    /// own, so wrappers such as profilers write their output; kills it
+    /// otherwise.
+    pub(crate) async fn shutdown(self) {
+        let Self {
+            mut child, stdin, ..
+        } = self;
+        drop(stdin);
+        if tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
+    }
+
     async fn command(&mut self, command: &str) -> Result<serde_json::Value> {
         self.stdin.write_all(command.as_bytes()).await?;
         self.stdin.write_all(b"\n").await?;
@@ -363,6 +463,29 @@ mod tests {
         assert!(!addrs.contains(&"127.0.0.1:8080".parse().unwrap()));
         assert_eq!(endpoint_addr(0, 9), "127.0.1.1:9".parse().unwrap());
         assert_eq!(endpoint_addr(999, 9), "127.0.4.250:9".parse().unwrap());
+    }
+
+    #[test]
+    fn reads_the_control_planes_latency_histogram() {
+        let metrics = Metrics::new();
+        let before = stats(&metrics).written;
+        let at = std::time::Instant::now() - Duration::from_millis(3);
+        metrics.response_written(
+            control_plane::xds::ResourceType::ClusterLoadAssignment,
+            Some(at),
+        );
+        metrics.response_written(
+            control_plane::xds::ResourceType::ClusterLoadAssignment,
+            Some(at),
+        );
+        metrics.response_written(control_plane::xds::ResourceType::Listener, None);
+        let after = stats(&metrics).written;
+        assert_eq!(after.count, 2, "{after:?}");
+        let (count, mean_ms, bound_ms) = after.since(&before);
+        assert_eq!(count, 2);
+        assert!((3.0..100.0).contains(&mean_ms), "{mean_ms}");
+        assert!(bound_ms >= mean_ms && bound_ms <= 8.0, "{bound_ms}");
+        assert_eq!(after.since(&after), (0, 0.0, 0.0));
     }
 
     #[test]

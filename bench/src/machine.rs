@@ -5,7 +5,7 @@ use std::fs;
 use serde::{Deserialize, Serialize};
 
 /// What the report says about the machine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Machine {
     /// CPU model (`/proc/cpuinfo`).
     pub(crate) cpu: String,
@@ -17,6 +17,10 @@ pub(crate) struct Machine {
     pub(crate) os: String,
     /// The compiler the harness was built with.
     pub(crate) rustc: String,
+    /// One-minute load average when the run started (other work on the
+    /// machine skews results).
+    #[serde(default)]
+    pub(crate) load_at_start: f64,
 }
 
 impl Machine {
@@ -37,6 +41,10 @@ impl Machine {
                 .map_or(0, |kb| kb / 1024),
             os: format!("{distro}, kernel {}", kernel.trim()),
             rustc: env!("BENCH_RUSTC_VERSION").to_owned(),
+            load_at_start: fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|text| text.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0.0),
         }
     }
 }

@@ -192,6 +192,7 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     let started = SystemTime::now();
+    let machine = machine::Machine::describe();
     let clock = Instant::now();
     let results = work
         .await
@@ -201,7 +202,7 @@ where
         started: humantime::format_rfc3339_seconds(started).to_string(),
         duration_s: clock.elapsed().as_secs_f64(),
         quick: run.quick,
-        machine: machine::Machine::describe(),
+        machine,
         results,
     };
     results::save(&run.paths.out_dir, file, &recorded)?;

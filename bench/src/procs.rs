@@ -198,6 +198,26 @@ impl Proc {
             .and_then(Result::ok)
     }
 
+    /// User plus system CPU time it has used, in nanoseconds (from
+    /// `/proc/<pid>/stat`, in clock ticks of 10 ms); 0 once it has exited.
+    pub(crate) fn cpu_ns(&self) -> u64 {
+        let Some(pid) = self.child.id() else {
+            return 0;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The command name (field 2) may hold spaces; fields after it are
+        // plain numbers. utime and stime are fields 14 and 15.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return 0;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+            .sum();
+        ticks * 10_000_000
+    }
+
     /// Its last log lines.
     pub(crate) fn log(&self) -> String {
         log_text(&self.log)

@@ -28,6 +28,8 @@ pub(crate) struct Load {
     pub(crate) errors: BTreeMap<String, u64>,
     /// When each failure happened, in seconds from the window's start.
     pub(crate) failures_at_s: Vec<f64>,
+    /// CPU time of the harness process (the client) during the window, ns.
+    pub(crate) client_cpu_ns: u64,
 }
 
 impl Load {
@@ -94,12 +96,16 @@ pub(crate) async fn run(
             })
         })
         .collect();
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_from = crate::machine::cpu_ns();
     stop.cancelled().await;
     let stopped = Instant::now();
+    let client_cpu_ns = crate::machine::cpu_ns().saturating_sub(cpu_from);
     let mut total = Load {
         window_s: stopped
             .saturating_duration_since(measure_from)
             .as_secs_f64(),
+        client_cpu_ns,
         ..Load::default()
     };
     for worker in workers {

@@ -6,8 +6,8 @@
 //! `control-plane serve --static` in front of them for our channel, and four
 //! clients in the harness process ([`clients`]). Each client is built once
 //! per backend count and warmed up; then, for every concurrency, the clients
-//! take turns ([`Config::reps`] rounds, so slow drifts of the machine hit
-//! all of them alike) running a closed loop of unary SayHello calls
+//! take turns ([`Config::reps`] rounds, each starting with the next client,
+//! so slow drifts of the machine hit all of them alike) running a closed loop of unary SayHello calls
 //! ([`load`]). Throughput is the median over rounds; latency percentiles
 //! pool every call of every round. Everything shares the machine's cores,
 //! so the absolute numbers are the machine's; the ratios between clients
@@ -57,8 +57,8 @@ impl Config {
         Self {
             backends: vec![1, 3, 10],
             concurrency: vec![16, 64],
-            reps: 4,
-            duration: Duration::from_millis(1200),
+            reps: 6,
+            duration: Duration::from_millis(800),
             warmup: Duration::from_millis(300),
         }
     }
@@ -96,6 +96,12 @@ pub(crate) struct Row {
     pub(crate) failed: u64,
     /// Failed calls by error.
     pub(crate) errors: BTreeMap<String, u64>,
+    /// CPU time of the client (harness) process per answered call, in µs.
+    #[serde(default)]
+    pub(crate) client_cpu_us_per_call: f64,
+    /// CPU time of all backend processes per answered call, in µs.
+    #[serde(default)]
+    pub(crate) server_cpu_us_per_call: f64,
 }
 
 /// Everything scenario 2 measured.
@@ -165,12 +171,19 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<Results, Error> 
             load::run_for(caller, 4, Duration::ZERO, config.warmup).await;
         }
         for &concurrency in &config.concurrency {
-            let mut rounds: BTreeMap<ClientKind, Vec<load::Load>> = BTreeMap::new();
-            for _ in 0..config.reps {
-                for (kind, caller) in &callers {
+            let mut rounds: BTreeMap<ClientKind, Vec<(load::Load, u64)>> = BTreeMap::new();
+            for round in 0..config.reps {
+                // Each round starts with another client, so no client always
+                // runs right after the same one.
+                let order = (0..callers.len()).map(|i| (i + round) % callers.len());
+                for (kind, caller) in order.map(|i| &callers[i]) {
+                    load::run_for(caller, concurrency, Duration::ZERO, config.warmup).await;
+                    let server_cpu = || backends.iter().map(Proc::cpu_ns).sum::<u64>();
+                    let server_before = server_cpu();
                     let load =
-                        load::run_for(caller, concurrency, config.warmup, config.duration).await;
-                    rounds.entry(*kind).or_default().push(load);
+                        load::run_for(caller, concurrency, Duration::ZERO, config.duration).await;
+                    let server_ns = server_cpu().saturating_sub(server_before);
+                    rounds.entry(*kind).or_default().push((load, server_ns));
                 }
             }
             for (kind, loads) in rounds {
@@ -188,14 +201,23 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<Results, Error> 
     })
 }
 
-fn row(client: ClientKind, backends: usize, concurrency: usize, loads: Vec<load::Load>) -> Row {
-    let mut throughputs: Vec<f64> = loads.iter().map(load::Load::throughput).collect();
+fn row(
+    client: ClientKind,
+    backends: usize,
+    concurrency: usize,
+    loads: Vec<(load::Load, u64)>,
+) -> Row {
+    let mut throughputs: Vec<f64> = loads.iter().map(|(l, _)| l.throughput()).collect();
     throughputs.sort_by(f64::total_cmp);
     let mut latencies = Vec::new();
     let mut by_backend = BTreeMap::new();
     let mut errors = BTreeMap::new();
     let mut failed = 0;
-    for load in loads {
+    let (mut calls, mut client_ns, mut server_ns) = (0, 0, 0);
+    for (load, server) in loads {
+        calls += load.ok;
+        client_ns += load.client_cpu_ns;
+        server_ns += server;
         latencies.extend(load.latencies_ms);
         for (backend, n) in load.by_backend {
             *by_backend.entry(backend).or_default() += n;
@@ -218,5 +240,7 @@ fn row(client: ClientKind, backends: usize, concurrency: usize, loads: Vec<load:
         by_backend,
         failed,
         errors,
+        client_cpu_us_per_call: client_ns as f64 / 1e3 / calls.max(1) as f64,
+        server_cpu_us_per_call: server_ns as f64 / 1e3 / calls.max(1) as f64,
     }
 }

@@ -104,7 +104,10 @@ pub(crate) async fn run(
             to_last_ms,
             updates_per_subscriber: None,
             cp_cpu_ms_per_trial: None,
+            subscriber_cpu_us: None,
             cp_memory_per_subscriber_kib: None,
+            cp_written_mean_ms: None,
+            cp_written_last_ms: None,
             setup_s,
         });
     }

@@ -190,6 +190,16 @@ pub(crate) struct Row {
     pub(crate) updates_per_subscriber: Option<f64>,
     /// Control-plane CPU time (user + system) per trial, in ms.
     pub(crate) cp_cpu_ms_per_trial: Option<f64>,
+    /// The control plane's own view (its update-latency histogram, change
+    /// applied → response handed to HTTP/2): mean over every response, ms.
+    pub(crate) cp_written_mean_ms: Option<f64>,
+    /// Per trial, the histogram bucket bound under which the last response
+    /// was handed to HTTP/2 (p50 and max over trials), in ms.
+    pub(crate) cp_written_last_ms: Option<Summary>,
+    /// CPU time the subscribers' process spent per subscriber per trial
+    /// (receiving, decoding, ACKing; for channels also reconnecting to an
+    /// endpoint that came back), in µs.
+    pub(crate) subscriber_cpu_us: Option<f64>,
     /// Control-plane resident memory per idle subscriber, in KiB.
     pub(crate) cp_memory_per_subscriber_kib: Option<f64>,
     /// Seconds until every subscriber had the initial set.
@@ -479,8 +489,11 @@ async fn run_size(
             ),
         };
         let before = host.stats().await?;
+        let own_before = crate::machine::cpu_ns();
         let updates_before = board.updates();
         let mut outcomes = Vec::with_capacity(trials);
+        let mut written_bounds = Vec::with_capacity(trials);
+        let (mut written_count, mut written_sum_ms) = (0, 0.0);
         for trial in 0..trials {
             let window = (trial / 2) % (endpoints / per_trial).max(1);
             let indices: Vec<usize> = (window * per_trial..(window + 1) * per_trial).collect();
@@ -488,8 +501,13 @@ async fn run_size(
                 ready[i] = !ready[i];
             }
             board.expect(expected(&ready, port));
+            let written_before = host.stats().await?.written;
             let flipped = host.flip(&indices).await?;
             board.wait_all(Duration::from_secs(60)).await;
+            let (count, mean_ms, bound_ms) = host.stats().await?.written.since(&written_before);
+            written_count += count;
+            written_sum_ms += mean_ms * count as f64;
+            written_bounds.push(bound_ms);
             outcomes.push(Outcome::from_arrivals(
                 &board.arrivals(),
                 flipped.first_ns,
@@ -498,6 +516,7 @@ async fn run_size(
             tokio::time::sleep(settle(kind, subscribers, per_trial)).await;
         }
         let after = host.stats().await?;
+        let own_cpu_ns = crate::machine::cpu_ns().saturating_sub(own_before);
         let updates = board.updates() - updates_before;
         let (per_subscriber_ms, from_first_ms, to_last_ms, missed) = trial_summary(&outcomes);
         rows.push(Row {
@@ -518,7 +537,10 @@ async fn run_size(
             cp_cpu_ms_per_trial: Some(
                 after.cpu_ns.saturating_sub(before.cpu_ns) as f64 / 1e6 / trials as f64,
             ),
+            subscriber_cpu_us: Some(own_cpu_ns as f64 / 1e3 / (subscribers * trials) as f64),
             cp_memory_per_subscriber_kib: Some(memory_kib),
+            cp_written_mean_ms: (written_count > 0).then(|| written_sum_ms / written_count as f64),
+            cp_written_last_ms: Some(Summary::of(written_bounds)),
             setup_s,
         });
     }
@@ -531,7 +553,7 @@ async fn run_size(
         );
     }
     drop(subs);
-    drop(host);
+    host.shutdown().await;
     drop(backend);
     Ok(rows)
 }

@@ -42,22 +42,30 @@ fn client_name(kind: SubscriberKind) -> &'static str {
 /// The runs and the machine.
 pub(crate) fn runs(runs: &[(&str, &str, &str, f64, bool, &crate::machine::Machine)]) -> String {
     let mut out = String::new();
-    out.push_str("| scenario | command | started (UTC) | took |\n|---|---|---|---|\n");
-    for (scenario, command, started, seconds, quick, _) in runs {
+    out.push_str(
+        "| scenario | command | started (UTC) | took | load average at start |\n\
+         |---|---|---|---|---:|\n",
+    );
+    for (scenario, command, started, seconds, quick, machine) in runs {
         let quick = if *quick { " (quick: tiny sizes)" } else { "" };
         let _ = writeln!(
             out,
-            "| {scenario}{quick} | `{command}` | {started} | {seconds:.0} s |"
+            "| {scenario}{quick} | `{command}` | {started} | {seconds:.0} s | {:.2} |",
+            machine.load_at_start
         );
     }
-    let mut machines: Vec<&crate::machine::Machine> = runs.iter().map(|r| r.5).collect();
-    machines.dedup();
-    for machine in machines {
-        let _ = write!(
-            out,
-            "\nMachine: {} ({} cores available), {} MiB memory, {}; {}.\n",
+    let mut described: Vec<String> = Vec::new();
+    for machine in runs.iter().map(|r| r.5) {
+        let line = format!(
+            "Machine: {} ({} cores available), {} MiB memory, {}; {}.",
             machine.cpu, machine.cores, machine.memory_mib, machine.os, machine.rustc
         );
+        if !described.contains(&line) {
+            described.push(line);
+        }
+    }
+    for line in described {
+        let _ = write!(out, "\n{line}\n");
     }
     out
 }
@@ -69,17 +77,25 @@ pub(crate) fn propagation(recorded: &Recorded<propagation::Results>, charts: &st
     out.push_str(
         "**Single change** (one endpoint's readiness toggles). Latencies in ms from the \
          `upsert` to the subscriber holding the new set: per subscriber over every subscriber \
-         and trial, and per trial to the last subscriber. CPU and memory are the control-plane \
-         process's own.\n\n",
+         and trial, and per trial to the last subscriber. \"CP: responses written\" is the \
+         control plane's own account from its update-latency histogram (change applied → \
+         response handed to HTTP/2): the mean over all responses, and the bucket bound under \
+         which the last one was written (buckets double from 0.5 ms, so this is an upper bound). CP CPU and memory \
+         are the control-plane process's own; subscriber CPU is the subscribers' process's, per \
+         subscriber and change.\n\n",
     );
     out.push_str(
-        "| subscribers | endpoints | client | streams/conn | trials | per subscriber p50 / p99 / max | last subscriber p50 / p99 / max | CP CPU per change (ms) | CP memory per idle subscriber (KiB) |\n\
-         |---:|---:|---|---:|---:|---|---|---:|---:|\n",
+        "| subscribers | endpoints | client | streams/conn | trials | per subscriber p50 / p99 / max | last subscriber p50 / p99 / max | CP: responses written, mean / last (≤ ms, p50 over changes) | CP CPU per change (ms) | subscriber CPU per update (µs) | CP memory per idle subscriber (KiB) |\n\
+         |---:|---:|---|---:|---:|---|---|---|---:|---:|---:|\n",
     );
     for row in results.rows.iter().filter(|r| r.change == Change::Single) {
+        let written = match (row.cp_written_mean_ms, row.cp_written_last_ms) {
+            (Some(mean), Some(last)) => format!("{} / {}", ms(mean), ms(last.p50)),
+            _ => "–".to_owned(),
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {}{} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {}{} | {} | {} | {written} | {} | {} | {} |",
             row.subscribers,
             row.endpoints,
             client_name(row.client),
@@ -89,6 +105,7 @@ pub(crate) fn propagation(recorded: &Recorded<propagation::Results>, charts: &st
             triple(&row.per_subscriber_ms),
             triple(&row.to_last_ms),
             opt(row.cp_cpu_ms_per_trial, 2),
+            opt(row.subscriber_cpu_us, 0),
             opt(row.cp_memory_per_subscriber_kib, 1),
         );
     }
@@ -236,6 +253,30 @@ pub(crate) fn data_path(recorded: &Recorded<datapath::Results>, charts: &str) ->
                         " {} / {} |",
                         ms(row.latency_ms.p50),
                         ms(row.latency_ms.p99)
+                    );
+                }
+                None => out.push_str(" – |"),
+            }
+        }
+        out.push('\n');
+    }
+    out.push_str(
+        "\nCPU per answered call (µs): the client (harness) process / all backend processes \
+         (from /proc, 10 ms ticks):\n\n| backends | concurrency |",
+    );
+    for client in CLIENTS {
+        let _ = write!(out, " {} |", client.label());
+    }
+    out.push_str("\n|---:|---:|---|---|---|---|\n");
+    for &(backends, concurrency) in &keys {
+        let _ = write!(out, "| {backends} | {concurrency} |");
+        for client in CLIENTS {
+            match find(client, backends, concurrency) {
+                Some(row) => {
+                    let _ = write!(
+                        out,
+                        " {:.1} / {:.1} |",
+                        row.client_cpu_us_per_call, row.server_cpu_us_per_call
                     );
                 }
                 None => out.push_str(" – |"),
