@@ -89,6 +89,17 @@ const CLIENTS: [ClientKind; 4] = [
     ClientKind::Ginepro,
 ];
 
+/// A client's name in a chart legend (the legend column is narrow).
+fn legend(client: ClientKind) -> &'static str {
+    match client {
+        ClientKind::Ours => "greeter-client (ours)",
+        ClientKind::Direct => "tonic, direct to b0",
+        ClientKind::BalanceChannel => "tonic balance_channel",
+        ClientKind::Ginepro => "ginepro 0.9.3",
+        ClientKind::ClusterIp => "ClusterIP (L4)",
+    }
+}
+
 /// Throughput and p99 latency per client, grouped by setting.
 pub(crate) fn data_path(results: &datapath::Results) -> Vec<Chart> {
     let mut keys: Vec<(usize, usize)> = results
@@ -113,7 +124,7 @@ pub(crate) fn data_path(results: &datapath::Results) -> Vec<Chart> {
                             .map_or(f64::NAN, value)
                     })
                     .collect();
-                (client.label().to_owned(), values)
+                (legend(client).to_owned(), values)
             })
             .collect()
     };

@@ -71,10 +71,8 @@ fn package_bins(member: &str) -> BTreeSet<String> {
                     bins.insert(name);
                 }
             }
-            "[package.metadata.deploy]" => {
-                if line.replace(' ', "") == "image=false" {
-                    shipped = false;
-                }
+            "[package.metadata.deploy]" if line.replace(' ', "") == "image=false" => {
+                shipped = false;
             }
             _ => {}
         }
