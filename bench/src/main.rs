@@ -130,6 +130,10 @@ struct DataPathArgs {
     /// Concurrent callers (default 16,64).
     #[arg(long, value_delimiter = ',')]
     concurrency: Vec<usize>,
+    /// Only these clients (default: ours, direct, balance-channel, ginepro),
+    /// e.g. for profiling one.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    clients: Vec<datapath::clients::ClientKind>,
 }
 
 fn propagation_config(args: &PropagationArgs) -> propagation::Config {
@@ -167,6 +171,7 @@ fn data_path_config(args: &DataPathArgs) -> datapath::Config {
     if !args.concurrency.is_empty() {
         config.concurrency.clone_from(&args.concurrency);
     }
+    config.clients.clone_from(&args.clients);
     config
 }
 
@@ -269,6 +274,7 @@ async fn main() -> anyhow::Result<()> {
                 run: args.clone(),
                 backends: Vec::new(),
                 concurrency: Vec::new(),
+                clients: Vec::new(),
             };
             scenario(
                 &args,

@@ -129,8 +129,11 @@ pub(crate) fn render(
                 ours.concurrency
             ),
             measured: format!(
-                "{ratio:.1} % ({:.0} vs {:.0} calls/s)",
-                ours.throughput, direct.throughput
+                "{ratio:.1} % ({:.0} vs {:.0} calls/s; client CPU per call {:.1} vs {:.1} µs)",
+                ours.throughput,
+                direct.throughput,
+                ours.client_cpu_us_per_call,
+                direct.client_cpu_us_per_call
             ),
             met: Some(ratio >= 97.0),
         });

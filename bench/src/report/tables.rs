@@ -207,7 +207,7 @@ pub(crate) fn data_path(recorded: &Recorded<datapath::Results>, charts: &str) ->
     let mut out = String::new();
     let _ = write!(
         out,
-        "Unary SayHello, closed loop. Throughput in calls/s (median of {} rounds of {:.1} s; in \
+        "Unary SayHello, closed loop. Throughput in calls/s (best of {} rounds of {:.1} s; in \
          brackets, percent of the direct channel in the same setting); latency in ms over every \
          call of every round.\n\n",
         results.reps, results.duration_s
