@@ -2,11 +2,15 @@
 //! "Command-line contract"). Every `serve` flag can also come from the
 //! environment, so a Kubernetes manifest can set it.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use common::logging::LogFormat;
+use control_plane::source::kubernetes::KubernetesArgs;
 use control_plane::source::static_source::StaticArgs;
 use control_plane::xds::names::DEFAULT_CLUSTER_DOMAIN;
 
@@ -18,6 +22,9 @@ pub(crate) const DEFAULT_ADDR: &str = "http://127.0.0.1:18000";
 const DEFAULT_GRACE_ARG: &str = "5s";
 /// `--timeout` default of `status`; matches `status::report::DEFAULT_TIMEOUT`.
 const DEFAULT_TIMEOUT_ARG: &str = "5s";
+/// The static source's namespace when neither --namespace nor POD_NAMESPACE
+/// says.
+pub(crate) const STATIC_DEFAULT_NAMESPACE: &str = "default";
 
 /// xDS control plane for client-side round-robin load balancing of gRPC.
 ///
@@ -42,11 +49,20 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Serve xDS (ADS), the status API, grpc.health.v1 and reflection on one port.
     ///
-    /// Health is NOT_SERVING until the source's first sync. SIGTERM or SIGINT
-    /// stops: health NOT_SERVING, ADS streams end with UNAVAILABLE (clients
-    /// keep their endpoints and reconnect), open calls get --grace; exit 0. A
-    /// second signal stops at once (exit 130); exit 3 when --grace ran out.
-    Serve(ServeArgs),
+    /// Health is NOT_SERVING until the source's first full sync (Kubernetes:
+    /// the first complete list of Services and EndpointSlices). The
+    /// Kubernetes source needs `list` and `watch` on services and
+    /// endpointslices (discovery.k8s.io) in its namespace. A missing or
+    /// unusable kubeconfig, or no namespace, fails the start; an API server
+    /// that cannot be reached does not: serve keeps retrying, serves the last
+    /// state it had (none before the first sync) and `status` shows the source
+    /// disconnected with the error.
+    ///
+    /// SIGTERM or SIGINT stops: health NOT_SERVING, ADS streams end with
+    /// UNAVAILABLE (clients keep their endpoints and reconnect), open calls
+    /// get --grace; exit 0. A second signal stops at once (exit 130); exit 3
+    /// when --grace ran out.
+    Serve(Box<ServeArgs>),
     /// Show a running control plane's services, endpoint states and clients.
     ///
     /// Prints an overview, a table of services (one row per endpoint, with its
@@ -59,8 +75,20 @@ pub(crate) enum Command {
 /// Where services come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum SourceChoice {
+    /// Services and EndpointSlices of one namespace, from the Kubernetes API.
+    Kubernetes,
     /// Services from --static flags (and --static-file), health-probed.
     Static,
+}
+
+impl SourceChoice {
+    /// The value as written on the command line.
+    fn flag_value(self) -> &'static str {
+        match self {
+            SourceChoice::Kubernetes => "kubernetes",
+            SourceChoice::Static => "static",
+        }
+    }
 }
 
 /// Flags of `serve`.
@@ -71,16 +99,25 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "CONTROL_PLANE_LISTEN", default_value = DEFAULT_LISTEN)]
     pub(crate) listen: SocketAddr,
 
-    /// Namespace whose services are served. In a pod, set POD_NAMESPACE
-    /// from the downward API.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    pub(crate) namespace: String,
+    /// Namespace whose services are served. Kubernetes source: else the
+    /// pod's own namespace (its service-account namespace file), else
+    /// POD_NAMESPACE; without any of them, serve fails at startup. Static
+    /// source: else POD_NAMESPACE, else `default`.
+    #[arg(long, env = "CONTROL_PLANE_NAMESPACE")]
+    pub(crate) namespace: Option<String>,
 
-    /// Where services come from. Only `static` is available in this build;
-    /// the `kubernetes` source (Services and EndpointSlices, the default
-    /// inside a pod) is not part of it yet. Default: static.
+    /// Where services come from: `kubernetes` (Services and EndpointSlices,
+    /// through KUBECONFIG, ~/.kube/config or the pod's service account) or
+    /// `static` (--static, --static-file). Default: kubernetes inside a pod
+    /// (KUBERNETES_SERVICE_HOST is set), static elsewhere. Flags of the
+    /// other source are refused.
     #[arg(long, env = "CONTROL_PLANE_SOURCE", value_enum)]
     pub(crate) source: Option<SourceChoice>,
+
+    /// This replica's name, shown by `status` and sent to xDS clients as the
+    /// control plane's identifier. Default: POD_NAME, else the host name.
+    #[arg(long, env = "POD_NAME")]
+    pub(crate) name: Option<String>,
 
     /// Cluster DNS domain, as in `<svc>.<ns>.svc.<domain>` names.
     #[arg(long, env = "CLUSTER_DOMAIN", default_value = DEFAULT_CLUSTER_DOMAIN)]
@@ -94,19 +131,123 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "CONTROL_PLANE_GRACE", default_value = DEFAULT_GRACE_ARG, value_parser = humantime::parse_duration)]
     pub(crate) grace: Duration,
 
+    /// The Kubernetes source's flags.
+    #[command(flatten)]
+    pub(crate) kube_args: KubernetesArgs,
+
     /// The static source's flags.
     #[command(flatten)]
     pub(crate) static_args: StaticArgs,
 }
 
 impl ServeArgs {
-    /// The source to run: `--source`, else the default.
-    pub(crate) fn source(&self) -> SourceChoice {
-        // The seam for the Kubernetes source: once it exists, the default
-        // becomes `kubernetes` when KUBERNETES_SERVICE_HOST is set (inside a
-        // pod) and `static` elsewhere.
-        self.source.unwrap_or(SourceChoice::Static)
+    /// The source to run: `--source`, else `kubernetes` when `in_pod`
+    /// and `static` elsewhere.
+    pub(crate) fn source(&self, in_pod: bool) -> SourceChoice {
+        self.source.unwrap_or(if in_pod {
+            SourceChoice::Kubernetes
+        } else {
+            SourceChoice::Static
+        })
     }
+
+    /// `--namespace`, unless empty (as a manifest templating an empty
+    /// CONTROL_PLANE_NAMESPACE would give).
+    pub(crate) fn namespace_flag(&self) -> Option<&str> {
+        self.namespace.as_deref().filter(|ns| !ns.trim().is_empty())
+    }
+
+    /// The static source's namespace: `--namespace`, else `pod_namespace`
+    /// (POD_NAMESPACE) when set, else `default`.
+    pub(crate) fn static_namespace(&self, pod_namespace: Option<&str>) -> String {
+        self.namespace_flag()
+            .or(pod_namespace.filter(|ns| !ns.trim().is_empty()))
+            .map_or_else(
+                || STATIC_DEFAULT_NAMESPACE.to_owned(),
+                |ns| ns.trim().to_owned(),
+            )
+    }
+}
+
+impl Cli {
+    /// Parses `args` (the program name first) and checks that `serve` got
+    /// no flag of the source it does not run; `in_pod` decides the default
+    /// source. Errors are clap's, ready to print (`error.exit()`).
+    pub(crate) fn parse_checked<I, T>(args: I, in_pod: bool) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut command = Self::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        let cli = Self::from_arg_matches(&matches).map_err(|error| error.format(&mut command))?;
+        if let (Command::Serve(serve), Some(("serve", serve_matches))) =
+            (&cli.command, matches.subcommand())
+        {
+            let source = serve.source(in_pod);
+            if let Some(problem) = other_source_flag(source, serve.source.is_some(), serve_matches)
+            {
+                let serve_command = command
+                    .find_subcommand_mut("serve")
+                    .expect("serve is a subcommand");
+                return Err(serve_command.error(ErrorKind::ArgumentConflict, problem));
+            }
+        }
+        Ok(cli)
+    }
+}
+
+/// A flag (or its environment variable) of the source not chosen, as a
+/// message saying what to do, if one was given.
+fn other_source_flag(source: SourceChoice, explicit: bool, matches: &ArgMatches) -> Option<String> {
+    let (other, other_args) = match source {
+        SourceChoice::Kubernetes => (
+            SourceChoice::Static,
+            StaticArgs::augment_args(clap::Command::new("static")),
+        ),
+        SourceChoice::Static => (
+            SourceChoice::Kubernetes,
+            KubernetesArgs::augment_args(clap::Command::new("kubernetes")),
+        ),
+    };
+    let given = other_args.get_arguments().find(|arg| {
+        matches!(
+            matches.value_source(arg.get_id().as_str()),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    })?;
+    let flag = format!("--{}", given.get_long().unwrap_or(given.get_id().as_str()));
+    let what = match (
+        matches.value_source(given.get_id().as_str()),
+        given.get_env(),
+    ) {
+        (Some(ValueSource::EnvVariable), Some(env)) => {
+            format!(
+                "{} (from the environment, for {flag})",
+                env.to_string_lossy()
+            )
+        }
+        _ => flag,
+    };
+    let chosen = if explicit {
+        format!("--source {}", source.flag_value())
+    } else {
+        format!(
+            "the {} source (the default {})",
+            source.flag_value(),
+            if source == SourceChoice::Kubernetes {
+                "inside a pod"
+            } else {
+                "outside a pod"
+            }
+        )
+    };
+    Some(format!(
+        "{what} belongs to the {} source and cannot be used with {chosen}; remove it, or pass \
+         --source {}",
+        other.flag_value(),
+        other.flag_value()
+    ))
 }
 
 /// Flags of `status`.
@@ -129,7 +270,6 @@ pub(crate) struct StatusArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
     use control_plane::server::DEFAULT_GRACE;
     use control_plane::status::report::DEFAULT_TIMEOUT;
 
@@ -138,17 +278,102 @@ mod tests {
         Cli::command().debug_assert();
     }
 
-    #[test]
-    fn serve_defaults() {
-        let cli = Cli::try_parse_from(["control-plane", "serve"]).expect("parses");
+    fn serve_args(args: &[&str], in_pod: bool) -> Result<ServeArgs, clap::Error> {
+        let mut all = vec!["control-plane", "serve"];
+        all.extend_from_slice(args);
+        let cli = Cli::parse_checked(all, in_pod)?;
         let Command::Serve(args) = cli.command else {
             panic!("not serve");
         };
+        Ok(*args)
+    }
+
+    #[test]
+    fn serve_defaults() {
+        let args = serve_args(&[], false).expect("parses");
         assert_eq!(args.listen.port(), 18000);
         assert_eq!(args.cluster_domain, "cluster.local");
         assert_eq!(args.grace, DEFAULT_GRACE);
-        assert_eq!(args.source(), SourceChoice::Static);
+        assert_eq!(args.source(false), SourceChoice::Static);
         assert!(args.metrics_listen.is_none());
+        assert_eq!(args.namespace, None);
+        assert_eq!(args.kube_args, KubernetesArgs::default());
+    }
+
+    #[test]
+    fn the_default_source_is_kubernetes_inside_a_pod() {
+        let args = serve_args(&[], true).expect("parses");
+        assert_eq!(args.source(true), SourceChoice::Kubernetes);
+        let args = serve_args(&["--source", "static"], true).expect("parses");
+        assert_eq!(args.source(true), SourceChoice::Static);
+        let args = serve_args(&["--source", "kubernetes"], false).expect("parses");
+        assert_eq!(args.source(false), SourceChoice::Kubernetes);
+    }
+
+    #[test]
+    fn the_static_namespace_is_the_flag_then_pod_namespace_then_default() {
+        let flagged = serve_args(&["--namespace", "team-a"], false).expect("parses");
+        assert_eq!(flagged.static_namespace(Some("team-b")), "team-a");
+        let empty = serve_args(&["--namespace", ""], false).expect("parses");
+        assert_eq!(empty.namespace_flag(), None);
+        assert_eq!(empty.static_namespace(Some("team-b")), "team-b");
+        let bare = serve_args(&[], false).expect("parses");
+        assert_eq!(bare.static_namespace(Some("team-b")), "team-b");
+        assert_eq!(bare.static_namespace(Some(" ")), "default");
+        assert_eq!(bare.static_namespace(None), "default");
+    }
+
+    #[test]
+    fn static_flags_are_refused_with_the_kubernetes_source() {
+        for flags in [
+            &["--static", "greeter=10.0.0.1:8080"][..],
+            &["--static-file", "services.yaml"],
+            &["--probe-interval", "2s"],
+            &["--no-probe"],
+        ] {
+            let mut args = vec!["--source", "kubernetes"];
+            args.extend_from_slice(flags);
+            let error = serve_args(&args, false).expect_err("conflicting flags");
+            assert_eq!(error.kind(), ErrorKind::ArgumentConflict, "{error}");
+            let message = error.to_string();
+            assert!(message.contains(flags[0]), "{message}");
+            assert!(message.contains("--source kubernetes"), "{message}");
+            assert!(message.contains("pass --source static"), "{message}");
+        }
+        // The default inside a pod is named as such.
+        let error = serve_args(&["--static", "greeter=10.0.0.1:8080"], true)
+            .expect_err("conflicting flags");
+        assert!(
+            error.to_string().contains("the default inside a pod"),
+            "{error}"
+        );
+        // The same flags with the static source are fine.
+        serve_args(
+            &[
+                "--source",
+                "static",
+                "--static",
+                "greeter=10.0.0.1:8080",
+                "--no-probe",
+            ],
+            true,
+        )
+        .expect("static flags with the static source");
+    }
+
+    #[test]
+    fn kubernetes_flags_are_refused_with_the_static_source() {
+        let error = serve_args(&["--kube-backoff-max", "1s"], false).expect_err("conflict");
+        assert_eq!(error.kind(), ErrorKind::ArgumentConflict, "{error}");
+        let message = error.to_string();
+        assert!(message.contains("--kube-backoff-max"), "{message}");
+        assert!(message.contains("the default outside a pod"), "{message}");
+        assert!(message.contains("pass --source kubernetes"), "{message}");
+        serve_args(
+            &["--kube-backoff-max", "1s", "--kube-watch-timeout", "30s"],
+            true,
+        )
+        .expect("kubernetes flags with the kubernetes source");
     }
 
     #[test]
@@ -163,12 +388,5 @@ mod tests {
         assert!(args.json);
         assert_eq!(args.addr, DEFAULT_ADDR);
         assert_eq!(args.timeout, DEFAULT_TIMEOUT);
-    }
-
-    #[test]
-    fn only_the_static_source_is_accepted() {
-        let error = Cli::try_parse_from(["control-plane", "serve", "--source", "kubernetes"])
-            .expect_err("kubernetes is not built yet");
-        assert!(error.to_string().contains("static"), "{error}");
     }
 }

@@ -1,6 +1,14 @@
 //! `control-plane`: `serve` and `status`. See `--help`.
+//!
+//! # Layout
+//!
+//! - `cli.rs`: the command line, and the check that `serve` got no flag of
+//!   the source it does not run.
+//! - `sources.rs`: choosing, configuring and starting that source.
+//! - this file: logging, signals, and running `serve` and `status`.
 
 mod cli;
+mod sources;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -8,26 +16,25 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::Context as _;
-use clap::Parser;
-use cli::{Cli, Command, ServeArgs, SourceChoice, StatusArgs};
+use cli::{Cli, Command, ServeArgs, StatusArgs};
 use common::logging;
 use common::signal::StopSignals;
 use control_plane::metrics::Metrics;
-use control_plane::model::is_dns_label;
 use control_plane::server::{self, Outcome};
-use control_plane::source::static_source;
-use control_plane::source::{SourceKind, SourceStatus};
+use control_plane::source::SourceStatus;
+use control_plane::source::kubernetes;
 use control_plane::store::Store;
 use control_plane::xds::names::Naming;
+use sources::Prepared;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let in_pod = kubernetes::running_in_pod();
+    let cli = Cli::parse_checked(std::env::args_os(), in_pod).unwrap_or_else(|error| error.exit());
     logging::init(cli.log_format);
     let (what, result) = match cli.command {
-        Command::Serve(args) => ("serve", serve(args).await),
+        Command::Serve(args) => ("serve", serve(*args, in_pod).await),
         Command::Status(args) => ("status", status(args).await),
     };
     result.unwrap_or_else(|error| {
@@ -39,26 +46,25 @@ async fn main() -> ExitCode {
     })
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+async fn serve(args: ServeArgs, in_pod: bool) -> anyhow::Result<ExitCode> {
     // Handlers first: until they exist these signals would kill the process.
     let signals = StopSignals::install().context("failed to install SIGTERM/SIGINT handlers")?;
-    anyhow::ensure!(
-        is_dns_label(&args.namespace),
-        "--namespace {:?} is not a Kubernetes namespace name (a lowercase DNS label)",
-        args.namespace
-    );
-    let source = args.source();
-    let kind = match source {
-        SourceChoice::Static => SourceKind::Static,
-    };
+    let Prepared {
+        plan,
+        kind,
+        namespace,
+        detail,
+    } = sources::prepare(&args, in_pod).await?;
     let naming = Naming {
-        namespace: args.namespace.clone(),
+        namespace: namespace.clone(),
         cluster_domain: args.cluster_domain.clone(),
     };
-    let detail = match source {
-        SourceChoice::Static => args.static_args.describe(),
-    };
-    let store = Store::new(naming, SourceStatus::starting(kind, detail));
+    let replica = args
+        .name
+        .clone()
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(common::hostname);
+    let store = Store::with_replica(naming, SourceStatus::starting(kind, detail), replica);
     let metrics = Arc::new(Metrics::new());
 
     let metrics_listener = match args.metrics_listen {
@@ -73,15 +79,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
     // Start the source before announcing the port, so a bad configuration
     // fails the start instead of a running server.
-    let source_task = match source {
-        SourceChoice::Static => {
-            let running = static_source::start(args.static_args, store.source_handle()).await?;
-            tokio::spawn(running.wait())
-        }
-    };
+    let source_task = sources::start(plan, store.source_handle()).await?;
     tracing::info!(
         %addr,
-        namespace = args.namespace,
+        namespace,
         source = %kind,
         instance = store.instance_id(),
         "listening"
@@ -106,7 +107,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 Outcome::Forced => ExitCode::from(130),
             })
         }
-        error = source_failure(source_task, kind) => Err(error),
+        error = sources::failure(source_task, kind) => Err(error),
     }
 }
 
@@ -118,22 +119,6 @@ async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<(TcpListener, Sock
         .local_addr()
         .context("failed to read the bound address")?;
     Ok((listener, addr))
-}
-
-/// Resolves only if the source task fails; a source that finishes its work
-/// (a one-shot static configuration) leaves the last state in force.
-async fn source_failure<E>(task: JoinHandle<Result<(), E>>, kind: SourceKind) -> anyhow::Error
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    match task.await {
-        Ok(Ok(())) => {
-            tracing::debug!(source = %kind, "source task finished; its services stay in force");
-            std::future::pending().await
-        }
-        Ok(Err(error)) => anyhow::Error::new(error).context(format!("the {kind} source failed")),
-        Err(join) => anyhow::anyhow!("the {kind} source task panicked: {join}"),
-    }
 }
 
 async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {

@@ -188,11 +188,18 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
     }
 }
 
-/// Turns health SERVING once the source has finished its first sync.
+/// Turns health SERVING once the source has finished its first sync. A
+/// source that cannot reach its origin before that (`Disconnected` without
+/// ever being `Connected`) has nothing to serve yet, so it does not count.
 async fn serve_when_synced(store: Arc<Store>, health: HealthReporter) {
     let mut snapshots = store.subscribe();
     let synced = snapshots
-        .wait_for(|s| s.source.state != SourceState::Starting)
+        .wait_for(|s| {
+            matches!(
+                s.source.state,
+                SourceState::Connected | SourceState::Degraded
+            )
+        })
         .await
         .is_ok();
     if synced {

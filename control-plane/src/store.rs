@@ -76,6 +76,7 @@ struct Inner {
 #[derive(Debug)]
 pub struct Store {
     naming: Naming,
+    replica: String,
     instance_id: String,
     started_at: SystemTime,
     inner: Mutex<Inner>,
@@ -84,8 +85,18 @@ pub struct Store {
 
 impl Store {
     /// An empty store serving `naming.namespace`, fed by a source whose
-    /// initial status is `source`.
+    /// initial status is `source`, in a replica named after the host.
     pub fn new(naming: Naming, source: SourceStatus) -> Arc<Self> {
+        Self::with_replica(naming, source, common::hostname())
+    }
+
+    /// Like [`Store::new`], for the replica named `replica` (the pod name
+    /// in Kubernetes).
+    pub fn with_replica(
+        naming: Naming,
+        source: SourceStatus,
+        replica: impl Into<String>,
+    ) -> Arc<Self> {
         let started_at = SystemTime::now();
         let inner = Inner {
             revision: 1,
@@ -99,6 +110,7 @@ impl Store {
         }));
         Arc::new(Self {
             naming,
+            replica: replica.into(),
             instance_id: new_instance_id(started_at),
             started_at,
             inner: Mutex::new(inner),
@@ -129,6 +141,11 @@ impl Store {
     /// The namespace served.
     pub fn namespace(&self) -> &str {
         &self.naming.namespace
+    }
+
+    /// This replica's name.
+    pub fn replica(&self) -> &str {
+        &self.replica
     }
 
     /// This run's id, the prefix of every `version_info`.

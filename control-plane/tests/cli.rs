@@ -26,7 +26,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_control-plane");
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn serve(name: &str, extra: &[&str]) -> Process {
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    // The source named: inside a pod (a CI runner) the default is kubernetes.
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--source", "static"];
     args.extend_from_slice(extra);
     Process::spawn(name, BIN, &args)
 }
@@ -193,6 +194,7 @@ async fn status_shows_services_endpoint_states_and_clients() {
         assert!(exit.success(), "exit {exit}: {json}");
         let report: Value = serde_json::from_str(&json).expect("one JSON object");
         assert_eq!(report["info"]["instance_id"], server.store.instance_id());
+        assert_eq!(report["info"]["replica"], server.store.replica());
         assert_eq!(report["info"]["source"]["state"], "connected");
         let states: Vec<&str> = report["services"][0]["ports"][0]["endpoints"]
             .as_array()
@@ -243,6 +245,27 @@ async fn status_says_what_failed_when_nothing_listens() {
         );
         let exit = process.wait_exit(Duration::from_secs(20)).await;
         assert_eq!(exit.code(), Some(1));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_replica_is_named_after_pod_name() {
+    bounded(LIMIT, async {
+        let mut server = Process::spawn_with_env(
+            "named",
+            BIN,
+            &["serve", "--listen", "127.0.0.1:0", "--source", "static"],
+            &[("POD_NAME", "control-plane-7f9c-x2")],
+        );
+        let addr = server.wait_listening().await;
+        let url = format!("http://{addr}");
+        let (exit, json) = status(&["--addr", &url, "--json"]).await;
+        assert!(exit.success(), "exit {exit}: {json}");
+        let report: Value = serde_json::from_str(&json).expect("one JSON object");
+        assert_eq!(report["info"]["replica"], "control-plane-7f9c-x2");
+        let (_, text) = status(&["--addr", &url]).await;
+        assert!(text.contains("replica control-plane-7f9c-x2"), "{text}");
     })
     .await;
 }

@@ -50,7 +50,15 @@ async fn start() -> Setup {
     let mut control_plane = Process::spawn(
         "control-plane",
         BIN,
-        &["serve", "--listen", "127.0.0.1:0", "--static", &flag],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--source",
+            "static",
+            "--static",
+            &flag,
+        ],
     );
     let addr = control_plane.wait_listening().await;
     Setup {

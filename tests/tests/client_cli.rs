@@ -28,7 +28,15 @@ async fn greeter_client_json_reports_an_even_spread_through_the_control_plane() 
         let mut control_plane = Process::spawn(
             "control-plane",
             "control-plane",
-            &["serve", "--listen", "127.0.0.1:0", "--static", &spec],
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--source",
+                "static",
+                "--static",
+                &spec,
+            ],
         );
         let cp_addr = control_plane.wait_listening().await;
 

@@ -22,7 +22,7 @@ pub mod static_source;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::model::{ModelError, Service};
 use crate::store::Store;
@@ -171,4 +171,14 @@ impl SourceHandle {
     pub fn namespace(&self) -> &str {
         self.store.namespace()
     }
+}
+
+/// A duration in humantime syntax (`500ms`, `2s`, `1m`) that is not zero;
+/// the value parser of the sources' duration flags.
+pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".to_owned());
+    }
+    Ok(duration)
 }

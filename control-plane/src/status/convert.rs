@@ -31,6 +31,7 @@ pub fn info(store: &Store, snapshot: &Snapshot, clients: usize, now: SystemTime)
         source: Some(source(&snapshot.source)),
         connected_clients: u32::try_from(clients).unwrap_or(u32::MAX),
         services: u32::try_from(snapshot.services.len()).unwrap_or(u32::MAX),
+        replica: store.replica().to_owned(),
     }
 }
 

@@ -164,6 +164,7 @@ fn info_json(info: &pb::Info) -> Value {
     let source = info.source.clone().unwrap_or_default();
     json!({
         "version": info.version,
+        "replica": info.replica,
         "instance_id": info.instance_id,
         "started_at_unix_ms": info.started_at_unix_ms,
         "uptime_ms": info.uptime_ms,

@@ -96,8 +96,8 @@ impl Report {
         let uptime = humantime::format_duration(Duration::from_secs(info.uptime_ms / 1000));
         let _ = writeln!(
             out,
-            "control-plane {}  instance {}  up {uptime}",
-            info.version, info.instance_id
+            "control-plane {}  replica {}  instance {}  up {uptime}",
+            info.version, info.replica, info.instance_id
         );
         let _ = writeln!(
             out,

@@ -68,8 +68,9 @@ impl AdsService {
         limits: Limits,
     ) -> Self {
         let identifier = format!(
-            "control-plane/{} {}",
+            "control-plane/{} {} {}",
             env!("CARGO_PKG_VERSION"),
+            store.replica(),
             store.instance_id()
         );
         Self {

@@ -28,11 +28,13 @@
 //!
 //! # Layout
 //!
+//! - [`args`]: the command-line options ([`KubernetesArgs`]).
 //! - [`config`]: namespace resolution, client set-up, watch settings.
 //! - [`mapping`]: Kubernetes objects → the model (pure).
 //! - `state`: the state machine deciding what to publish (pure).
 //! - this module: the watcher task.
 
+pub mod args;
 pub mod config;
 pub mod mapping;
 mod state;
@@ -48,6 +50,7 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+pub use args::KubernetesArgs;
 pub use config::{Error, WatchConfig, client_from_environment, resolve_namespace, running_in_pod};
 pub use mapping::SERVICE_NAME_LABEL;
 

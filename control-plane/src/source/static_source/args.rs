@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::Error;
 use super::config::{EndpointDef, HostPort, PortDef, ServiceDef};
+use crate::source::positive_duration;
 
 /// Service port of a service given without one (`--static` or the file's
 /// short form).
@@ -127,15 +128,6 @@ impl StaticArgs {
         }
         parts.join(", ")
     }
-}
-
-/// A duration in humantime syntax (`500ms`, `2s`, `1m`) that is not zero.
-fn positive_duration(text: &str) -> Result<Duration, String> {
-    let duration = humantime::parse_duration(text).map_err(|error| error.to_string())?;
-    if duration.is_zero() {
-        return Err("must be longer than zero".to_owned());
-    }
-    Ok(duration)
 }
 
 /// Parses one `--static` value, without resolving host names.

@@ -32,6 +32,7 @@ fn report() -> Report {
             }),
             connected_clients: 1,
             services: 1,
+            replica: "control-plane-0".into(),
         },
         services: vec![pb::Service {
             name: "greeter".into(),
@@ -93,7 +94,7 @@ fn report() -> Report {
 fn text_shows_services_states_and_client_acks() {
     let text = report().to_text(now());
     for expected in [
-        "instance abc123  up 1m 30s",
+        "replica control-plane-0  instance abc123  up 1m 30s",
         "source static (services.yaml): degraded since 12s ago",
         "last error: services.yaml: line 3: bad port (12s ago)",
         "80 (grpc)",
