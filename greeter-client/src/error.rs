@@ -43,33 +43,5 @@ pub enum Error {
     NoRuntime,
 }
 
-/// An error and its sources, as one line (`a: b: c`), skipping a source
-/// whose text its parent already contains.
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("outer")]
-    struct Outer(#[source] std::io::Error);
-
-    #[test]
-    fn chains_sources_once() {
-        let error = Outer(std::io::Error::other("refused"));
-        assert_eq!(error_chain(&error), "outer: refused");
-    }
-}
+/// An error and its sources, as one line (`a: b: c`).
+pub(crate) use common::error_chain;

@@ -110,7 +110,7 @@ pub async fn run(args: Args) -> ExitCode {
         Ok(DrainOutcome::GraceExpired { .. }) => ExitCode::from(EXIT_GRACE_EXPIRED),
         Ok(DrainOutcome::Forced) => ExitCode::from(EXIT_FORCED),
         Err(error) => {
-            tracing::error!("{}", error_chain(&error));
+            tracing::error!("{}", common::error_chain(&error));
             ExitCode::FAILURE
         }
     }
@@ -164,23 +164,6 @@ pub async fn serve(args: Args) -> Result<DrainOutcome, Error> {
     Ok(outcome)
 }
 
-/// `error: cause: cause ...`, the way `anyhow`'s `{:#}` prints a chain.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // Variants that already print their source (`{source}` in the
-        // message) would repeat it.
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,7 +190,7 @@ mod tests {
             addr: "127.0.0.1:1".parse().expect("addr"),
             source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
         };
-        let text = error_chain(&error);
+        let text = common::error_chain(&error);
         assert_eq!(text.matches("address in use").count(), 1, "{text}");
         assert!(
             text.starts_with("failed to listen on 127.0.0.1:1"),
