@@ -269,3 +269,31 @@ async fn the_replica_is_named_after_pod_name() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_broken_static_file_fails_the_start_with_its_cause_said_once() {
+    bounded(LIMIT, async {
+        let dir = std::env::temp_dir().join(format!("cp-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("services.yaml");
+        std::fs::write(&file, "services:\n  - name: greeter\n    port: eighty\n").expect("write");
+        let mut server = serve("broken-file", &["--static-file", file.to_str().unwrap()]);
+        let line = server
+            .wait_for_log("serve failed", Duration::from_secs(20))
+            .await;
+        let error = line["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("invalid static file"), "{line}");
+        assert!(error.contains("line 3"), "{line}");
+        assert_eq!(
+            error.matches("invalid type").count(),
+            1,
+            "cause repeated: {error}"
+        );
+        assert_eq!(
+            server.wait_exit(Duration::from_secs(20)).await.code(),
+            Some(1)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await;
+}

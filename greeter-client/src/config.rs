@@ -250,7 +250,7 @@ impl Builder {
             .await
             .map_err(|error| Error::ControlPlaneUnreachable {
                 uri: prepared.control_plane.clone(),
-                reason: error.to_string(),
+                reason: error.cause().to_owned(),
             })?;
         Channel::start(prepared, Some(first))
     }

@@ -43,5 +43,7 @@ pub enum Error {
     NoRuntime,
 }
 
-/// An error and its sources, as one line (`a: b: c`).
-pub(crate) use common::error_chain;
+/// An error and its sources, as one line (see [`common::error::chain`]).
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    common::error::chain(error)
+}

@@ -202,7 +202,7 @@ async fn duration_and_rate_bound_the_calls() {
         let fake = FakeXds::start().await;
         fake.set_endpoints("greeter", &[(servers[0].addr, Health::Healthy, "a")]);
         let uri = fake.uri();
-        let (code, output, _) = run(
+        let (code, output, process) = run(
             &[
                 "--control-plane",
                 &uri,
@@ -214,6 +214,8 @@ async fn duration_and_rate_bound_the_calls() {
                 "20",
                 "--concurrency",
                 "2",
+                "--progress",
+                "400ms",
                 "--json",
             ],
             &[],
@@ -225,6 +227,16 @@ async fn duration_and_rate_bound_the_calls() {
         // Call k starts at k/20 s, and none starts after 1 s.
         assert!((1..=20).contains(&calls), "{summary}");
         assert_eq!(summary["by_backend"]["a"], calls);
+        // --progress: a line per 400 ms interval, each counting its calls.
+        let progress: Vec<Value> = process
+            .recent_logs(1000)
+            .into_iter()
+            .filter(|line| line["message"] == "progress")
+            .collect();
+        assert!(progress.len() >= 2, "{}", process.log_text());
+        let counted: u64 = progress.iter().map(|l| l["calls"].as_u64().unwrap()).sum();
+        assert!(counted > 0 && counted <= calls, "{progress:?}");
+        assert!(progress.iter().all(|l| l["failed"] == 0), "{progress:?}");
     })
     .await;
 }

@@ -110,7 +110,7 @@ pub async fn run(args: Args) -> ExitCode {
         Ok(DrainOutcome::GraceExpired { .. }) => ExitCode::from(EXIT_GRACE_EXPIRED),
         Ok(DrainOutcome::Forced) => ExitCode::from(EXIT_FORCED),
         Err(error) => {
-            tracing::error!("{}", common::error_chain(&error));
+            tracing::error!("{}", common::error::chain(&error));
             ExitCode::FAILURE
         }
     }
@@ -185,12 +185,12 @@ mod tests {
     }
 
     #[test]
-    fn error_chain_does_not_repeat_a_printed_cause() {
+    fn a_listen_error_names_its_cause_once() {
         let error = Error::Listen {
             addr: "127.0.0.1:1".parse().expect("addr"),
             source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
         };
-        let text = common::error_chain(&error);
+        let text = common::error::chain(&error);
         assert_eq!(text.matches("address in use").count(), 1, "{text}");
         assert!(
             text.starts_with("failed to listen on 127.0.0.1:1"),

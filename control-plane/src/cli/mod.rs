@@ -111,7 +111,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     result.unwrap_or_else(|error| {
         // A fixed message with the cause as a field, so log collectors (and
         // tests) can match it.
-        let error = common::error_chain(&error);
+        let error = common::error::chain(&error);
         tracing::error!(error, "{what} failed");
         ExitCode::FAILURE
     })

@@ -134,7 +134,7 @@ impl Task {
                     "invalid static file {path}: service {name} is already defined by --static"
                 ),
             },
-            Err(error) => error.to_string(),
+            Err(error) => common::error::chain(&error),
         };
         tracing::warn!(
             error,

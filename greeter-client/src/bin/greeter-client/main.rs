@@ -109,6 +109,11 @@ struct Args {
     #[arg(long, env = "GREETER_NODE_ID")]
     node_id: Option<String>,
 
+    /// For long runs: log a progress line (calls, failures, spread by
+    /// backend, latency) this often, e.g. 10s. Off unless set.
+    #[arg(long, env = "GREETER_PROGRESS", value_parser = humantime::parse_duration)]
+    progress: Option<Duration>,
+
     /// Log format on standard error. RUST_LOG selects levels (default: info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t)]
     log_format: LogFormat,
@@ -134,7 +139,7 @@ async fn main() -> ExitCode {
     let channel = match builder.default_wait(args.timeout).connect().await {
         Ok(channel) => channel,
         Err(error) => {
-            tracing::error!("{}", anyhow::Error::new(error));
+            tracing::error!("{}", common::error::chain(&error));
             return ExitCode::from(3);
         }
     };
@@ -166,6 +171,7 @@ async fn main() -> ExitCode {
         name: args.name,
         delay_ms: args.delay_ms,
         timeout: args.timeout,
+        progress: args.progress.filter(|every| !every.is_zero()),
     };
     let report = run::run(channel, &plan).await;
     if args.json {

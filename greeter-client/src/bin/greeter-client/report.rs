@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use serde_json::json;
 use tonic::Code;
 
@@ -12,22 +13,40 @@ use crate::run::Plan;
 /// Distinct error messages kept for the summary.
 const MAX_ERROR_MESSAGES: usize = 10;
 
-/// Outcomes of calls.
-#[derive(Debug, Default)]
+/// Significant decimal digits kept of each latency (0.1 % precision).
+const LATENCY_DIGITS: u8 = 3;
+
+/// Outcomes of calls. Its size does not grow with the number of calls (a
+/// run may last days), except for one entry per backend.
+#[derive(Debug)]
 pub(crate) struct Tally {
     ok: u64,
     failed: u64,
     by_backend: BTreeMap<String, u64>,
     failed_by_code: BTreeMap<&'static str, u64>,
     errors: BTreeMap<String, u64>,
-    /// Latency of every call, in microseconds.
-    latencies_us: Vec<u32>,
+    /// Latencies in microseconds.
+    latency_us: Histogram<u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            ok: 0,
+            failed: 0,
+            by_backend: BTreeMap::new(),
+            failed_by_code: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            latency_us: Histogram::new(LATENCY_DIGITS).expect("valid precision"),
+        }
+    }
 }
 
 impl Tally {
     pub(crate) fn record(&mut self, latency: Duration, result: Result<String, tonic::Status>) {
-        self.latencies_us
-            .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        // Auto-resizing: recording fails only for values beyond u64 range.
+        let _ = self.latency_us.record(us.max(1));
         match result {
             Ok(served_by) => {
                 self.ok += 1;
@@ -65,7 +84,34 @@ impl Tally {
                 self.errors.insert(message, n);
             }
         }
-        self.latencies_us.extend(other.latencies_us);
+        // Both are auto-resizing with the same precision, so adding cannot fail.
+        let _ = self.latency_us.add(&other.latency_us);
+    }
+
+    /// Calls counted.
+    pub(crate) fn calls(&self) -> u64 {
+        self.ok + self.failed
+    }
+
+    /// One log line's worth: calls, failures and the spread.
+    pub(crate) fn log_progress(&self, window: Duration) {
+        let rate = if window.is_zero() {
+            0.0
+        } else {
+            self.calls() as f64 / window.as_secs_f64()
+        };
+        let (p50, p99, _) = latency_figures(&self.latency_us).unwrap_or_default();
+        tracing::info!(
+            calls = self.calls(),
+            ok = self.ok,
+            failed = self.failed,
+            calls_per_second = round(rate),
+            by_backend = ?self.by_backend,
+            failed_by_code = ?self.failed_by_code,
+            p50_ms = round(p50),
+            p99_ms = round(p99),
+            "progress"
+        );
     }
 }
 
@@ -79,9 +125,8 @@ pub(crate) struct Report {
 }
 
 impl Report {
-    pub(crate) fn new(mut tally: Tally, elapsed: Duration) -> Self {
-        tally.latencies_us.sort_unstable();
-        let latency_ms = latency_figures(&tally.latencies_us);
+    pub(crate) fn new(tally: Tally, elapsed: Duration) -> Self {
+        let latency_ms = latency_figures(&tally.latency_us);
         Self {
             tally,
             elapsed,
@@ -94,7 +139,7 @@ impl Report {
     }
 
     fn calls(&self) -> u64 {
-        self.tally.ok + self.tally.failed
+        self.tally.calls()
     }
 
     fn rate(&self) -> f64 {
@@ -174,20 +219,19 @@ impl Report {
     }
 }
 
-fn latency_figures(sorted_us: &[u32]) -> Option<(f64, f64, f64)> {
-    let max = *sorted_us.last()?;
-    let ms = |us: u32| f64::from(us) / 1000.0;
+/// p50, p99 and max in milliseconds, or `None` without calls.
+fn latency_figures(us: &Histogram<u64>) -> Option<(f64, f64, f64)> {
+    if us.is_empty() {
+        return None;
+    }
+    // Each recorded value stands for a range of equivalent values; report
+    // the range's low end, so a value recorded exactly reads back exactly.
+    let ms = |value: u64| us.lowest_equivalent(value) as f64 / 1000.0;
     Some((
-        ms(percentile(sorted_us, 50.0)),
-        ms(percentile(sorted_us, 99.0)),
-        ms(max),
+        ms(us.value_at_quantile(0.50)),
+        ms(us.value_at_quantile(0.99)),
+        ms(us.max()),
     ))
-}
-
-/// Nearest-rank percentile of sorted values (not empty).
-fn percentile(sorted: &[u32], p: f64) -> u32 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 fn round(value: f64) -> f64 {
@@ -222,11 +266,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_by_nearest_rank() {
-        let values: Vec<u32> = (1..=100).collect();
-        assert_eq!(percentile(&values, 50.0), 50);
-        assert_eq!(percentile(&values, 99.0), 99);
-        assert_eq!(percentile(&[7], 99.0), 7);
+    fn percentiles_from_the_histogram() {
+        let mut tally = Tally::default();
+        for ms in 1..=100 {
+            tally.record(Duration::from_millis(ms), Ok("x".into()));
+        }
+        let (p50, p99, max) = latency_figures(&tally.latency_us).expect("calls");
+        // Within the histogram's 0.1 % precision.
+        assert!((p50 - 50.0).abs() <= 0.05, "{p50}");
+        assert!((p99 - 99.0).abs() <= 0.1, "{p99}");
+        assert!((max - 100.0).abs() <= 0.1, "{max}");
+        assert!(latency_figures(&Tally::default().latency_us).is_none());
+    }
+
+    #[test]
+    fn a_tally_does_not_grow_with_calls() {
+        let mut tally = Tally::default();
+        tally.record(Duration::from_millis(5), Ok("x".into()));
+        let size = tally.latency_us.distinct_values();
+        for _ in 0..100_000 {
+            tally.record(Duration::from_millis(5), Ok("x".into()));
+        }
+        assert_eq!(tally.latency_us.distinct_values(), size);
+        assert_eq!(tally.calls(), 100_001);
     }
 
     #[test]
@@ -253,6 +315,7 @@ mod tests {
             name: "n".into(),
             delay_ms: 0,
             timeout: Duration::from_secs(1),
+            progress: None,
         };
         let value: serde_json::Value =
             serde_json::from_str(&report.json("greeter", &plan)).expect("json");

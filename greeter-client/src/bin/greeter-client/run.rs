@@ -1,9 +1,10 @@
 //! The call loop: `concurrency` workers share one call counter; an
 //! optional pace spreads call starts evenly (call k starts no earlier than
-//! k / rate after the start).
+//! k / rate after the start). With `progress` set, a line summing up the
+//! last interval is logged every interval, for long runs.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use greeter_client::Channel;
@@ -27,13 +28,29 @@ pub(crate) struct Plan {
     pub(crate) delay_ms: u32,
     /// Deadline of each call.
     pub(crate) timeout: Duration,
+    /// Log a progress line this often.
+    pub(crate) progress: Option<Duration>,
 }
+
+/// Calls of the current progress interval, shared by the workers.
+type Window = Arc<Mutex<Tally>>;
 
 /// Runs the plan and counts what happened.
 pub(crate) async fn run(channel: Channel, plan: &Plan) -> Report {
     let started = Instant::now();
     let issued = Arc::new(AtomicU64::new(0));
     let client = GreeterClient::new(channel);
+    let window: Option<Window> = plan.progress.map(|_| Window::default());
+    let reporter = plan.progress.zip(window.clone()).map(|(every, window)| {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval_at(started + every, every);
+            loop {
+                ticker.tick().await;
+                let part = std::mem::take(&mut *window.lock().expect("progress lock"));
+                part.log_progress(every);
+            }
+        })
+    });
     let workers: Vec<_> = (0..plan.concurrency)
         .map(|_| {
             tokio::spawn(worker(
@@ -41,6 +58,7 @@ pub(crate) async fn run(channel: Channel, plan: &Plan) -> Report {
                 plan.clone(),
                 issued.clone(),
                 started,
+                window.clone(),
             ))
         })
         .collect();
@@ -51,6 +69,9 @@ pub(crate) async fn run(channel: Channel, plan: &Plan) -> Report {
             Err(error) => tracing::error!(%error, "a worker failed"),
         }
     }
+    if let Some(reporter) = reporter {
+        reporter.abort();
+    }
     Report::new(tally, started.elapsed())
 }
 
@@ -59,6 +80,7 @@ async fn worker(
     plan: Plan,
     issued: Arc<AtomicU64>,
     started: Instant,
+    window: Option<Window>,
 ) -> Tally {
     let mut tally = Tally::default();
     let end = plan.duration.map(|d| started + d);
@@ -84,10 +106,15 @@ async fn worker(
         request.set_timeout(plan.timeout);
         let call_started = Instant::now();
         let result = client.say_hello(request).await;
-        tally.record(
-            call_started.elapsed(),
-            result.map(|r| r.into_inner().served_by),
-        );
+        let latency = call_started.elapsed();
+        let outcome = result.map(|r| r.into_inner().served_by);
+        if let Some(window) = &window {
+            window
+                .lock()
+                .expect("progress lock")
+                .record(latency, outcome.clone());
+        }
+        tally.record(latency, outcome);
     }
     tally
 }
