@@ -53,7 +53,7 @@ impl Target {
                 &file,
                 "--no-probe",
                 "--file-poll-interval",
-                "20ms",
+                "5ms",
             ],
         );
         let addr = process.wait_listening().await;
