@@ -43,6 +43,12 @@ pub(crate) struct Args {
     /// Deadline of each call.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub(crate) call_timeout: Duration,
+
+    /// Give the client a retry policy for SayHello (it is idempotent): a
+    /// call that may have reached a backend killed under it (phase 5) is
+    /// sent again to another one instead of failing.
+    #[arg(long)]
+    pub(crate) retry: bool,
 }
 
 fn positive_rate(text: &str) -> Result<f64, String> {

@@ -59,8 +59,10 @@ pub(crate) const PHASES: [PhaseInfo; 6] = [
     PhaseInfo {
         key: "sigkill",
         title: "A backend is killed with SIGKILL (no drain, no goodbye)",
-        look_for: "at most the calls in flight on it fail (calls not yet sent are retried on \
-                   another backend); the client drops it at once; a replacement joins.",
+        look_for: "the client drops it at once and a replacement joins. At most a handful of \
+                   calls fail: those on their way to it when it died (the client cannot know \
+                   whether they reached it, so it retries them only under a retry policy: \
+                   try --retry); calls not yet sent go to another backend.",
         graceful: false,
     },
     PhaseInfo {
@@ -76,7 +78,7 @@ pub(crate) const PHASES: [PhaseInfo; 6] = [
 pub(crate) async fn run_all(run: &mut Run<'_>, completed: &mut usize) -> Result<(), Error> {
     clusterip(run).await?;
     *completed += 1;
-    let channel = connect_client(run.cluster).await?;
+    let channel = connect_client(run.cluster, run.settings.retry).await?;
     let endpoints = channel.endpoints();
     let view = endpoints.clone();
     run.screen

@@ -47,6 +47,7 @@ pub(crate) fn settings(args: &Args) -> Settings {
         } else {
             Duration::from_secs(5)
         },
+        retry: args.retry,
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use greeter_client::{Backoff, ConnectionState, EndpointHealth, EndpointSet};
+use greeter_client::{Backoff, ConnectionState, EndpointHealth, EndpointSet, RetryPolicy};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -61,6 +61,8 @@ pub(crate) struct Settings {
     pub(crate) steady: Duration,
     /// How long the control plane stays down in phase 6.
     pub(crate) control_plane_down: Duration,
+    /// Whether the client retries SayHello under a retry policy.
+    pub(crate) retry: bool,
 }
 
 /// What a run produced: every segment, and facts per phase.
@@ -183,15 +185,22 @@ fn describe(set: &EndpointSet) -> String {
 }
 
 /// The xDS-fed client every phase after the first uses.
-pub(crate) async fn connect_client(cluster: &Cluster) -> Result<greeter_client::Channel, Error> {
+pub(crate) async fn connect_client(
+    cluster: &Cluster,
+    retry: bool,
+) -> Result<greeter_client::Channel, Error> {
     let addr = cluster
         .control_plane_addr()
         .ok_or_else(|| Error::Client("the control plane is not running".to_owned()))?;
-    greeter_client::Builder::new(format!("xds:///{}", cluster::SERVICE))
+    let mut builder = greeter_client::Builder::new(format!("xds:///{}", cluster::SERVICE))
         .control_plane(format!("http://{addr}"))
         .node_id("demo-client")
         // One machine: reconnect and re-probe quickly.
-        .backoff(Backoff::fast(), Backoff::fast())
+        .backoff(Backoff::fast(), Backoff::fast());
+    if retry {
+        builder = builder.retry_policy(RetryPolicy::for_methods(["/greet.Greeter/SayHello"]));
+    }
+    builder
         .connect()
         .await
         .map_err(|error| Error::Client(error.to_string()))
@@ -274,8 +283,14 @@ async fn set_up(run: &mut Run<'_>) -> Result<(), Error> {
         run.cluster.file().display()
     ));
     run.screen.say(&format!(
-        "client: SayHello at {} calls/s, each with a {:?} deadline",
-        run.settings.load.rate, run.settings.load.timeout
+        "client: SayHello at {} calls/s, each with a {:?} deadline{}",
+        run.settings.load.rate,
+        run.settings.load.timeout,
+        if run.settings.retry {
+            ", retried on another backend when its connection fails (--retry)"
+        } else {
+            ""
+        }
     ));
     run.show_backends();
     Ok(())

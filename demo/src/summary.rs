@@ -102,6 +102,9 @@ impl Summary {
             for (code, n) in &phase.tally.failed_by_code {
                 text.push_str(&format!("         {n} failed with {code}\n"));
             }
+            for (message, n) in &phase.tally.errors {
+                text.push_str(&format!("         {n} × \"{message}\"\n"));
+            }
         }
         text.push('\n');
         if let Some(phase) = self.phases.iter().find(|p| p.number == 1) {
@@ -113,7 +116,8 @@ impl Summary {
         if let Some(phase) = self.phases.iter().find(|p| p.number == 5) {
             let in_flight = phase.facts.get("in_flight_at_kill").and_then(Value::as_u64);
             text.push_str(&format!(
-                "   Phase 5 failed {} call(s); {} call(s) were in flight when the backend was killed.\n",
+                "   Phase 5 failed {} call(s): {} in flight (across all backends) when the backend was killed,\n   \
+                 plus any written to its connection before the client saw it close.\n",
                 phase.tally.failed,
                 in_flight.map_or_else(|| "?".to_owned(), |n| n.to_string())
             ));

@@ -27,7 +27,7 @@ async fn help_names_the_options_and_bad_flags_exit_2() {
         let help = output(&["--help"]).await;
         assert!(help.status.success());
         let text = String::from_utf8_lossy(&help.stdout);
-        for option in ["--quick", "--rate", "--json", "--call-timeout"] {
+        for option in ["--quick", "--rate", "--json", "--call-timeout", "--retry"] {
             assert!(text.contains(option), "{option} missing from:\n{text}");
         }
         assert!(!text.contains("__greeter-server"), "roles stay hidden");
