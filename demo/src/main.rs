@@ -13,12 +13,13 @@
 //! - [`load`]: the client's steady call rate; [`stats`]: counting calls per
 //!   segment of the script.
 //! - [`scenario`]: set-up and the helpers phases share; [`phases`]: the six
-//!   phases.
+//!   phases, the first in [`baseline`].
 //! - [`screen`]: live output; [`summary`]: the final table and JSON.
 //! - [`args`], [`run`]: the command line, signals, clean-up, exit code.
 
 mod args;
 mod balancer;
+mod baseline;
 mod children;
 mod cluster;
 mod load;
