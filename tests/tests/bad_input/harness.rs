@@ -2,7 +2,6 @@
 //! must keep getting updates whatever else happens on the port.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -10,6 +9,7 @@ use proto::controlplane::v1 as pb;
 use proto::controlplane::v1::control_plane_status_client::ControlPlaneStatusClient;
 use serde_json::json;
 use tests::ads::{AdsStream, endpoints};
+use tests::static_file::StaticFile;
 use tests::{Process, channel};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -26,20 +26,14 @@ pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
     pub(crate) process: Process,
     bystander: AdsStream,
-    dir: PathBuf,
+    file: StaticFile,
     version: u16,
 }
 
 impl Target {
     pub(crate) async fn start(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "bad-input-{name}-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir(&dir).expect("temporary directory");
-        write(&dir, 1);
-        let file = dir.join("services.json").display().to_string();
+        let file = StaticFile::new(&format!("bad-input-{name}"), &services(1));
+        let path = file.path().display().to_string();
         let mut process = Process::spawn(
             "control-plane",
             "control-plane",
@@ -50,7 +44,7 @@ impl Target {
                 "--source",
                 "static",
                 "--static-file",
-                &file,
+                &path,
                 "--no-probe",
                 "--file-poll-interval",
                 "5ms",
@@ -65,7 +59,7 @@ impl Target {
             addr,
             process,
             bystander,
-            dir,
+            file,
             version: 1,
         };
         target.bystander_sees_current().await;
@@ -87,8 +81,7 @@ impl Target {
             ServingStatus::Serving as i32,
             "health after {after}"
         );
-        self.version += 1;
-        write(&self.dir, self.version);
+        self.update();
         tokio::time::timeout(PROMPTLY, self.bystander_sees_current())
             .await
             .unwrap_or_else(|_| {
@@ -99,7 +92,7 @@ impl Target {
     /// Makes an update; returns the version it carries.
     pub(crate) fn update(&mut self) -> u16 {
         self.version += 1;
-        write(&self.dir, self.version);
+        self.file.write(&services(self.version));
         self.version
     }
 
@@ -132,12 +125,6 @@ impl Target {
     }
 }
 
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// The version an assignment carries: the port of its one endpoint.
 pub(crate) fn version_of(assignment: &ClusterLoadAssignment) -> Option<u16> {
     endpoints(assignment)
@@ -146,13 +133,11 @@ pub(crate) fn version_of(assignment: &ClusterLoadAssignment) -> Option<u16> {
         .map(|port| port - 10_000)
 }
 
-fn write(dir: &std::path::Path, version: u16) {
-    let doc = json!({"services": [{
+/// Service `greeter` with one endpoint whose port carries `version`.
+fn services(version: u16) -> serde_json::Value {
+    json!({"services": [{
         "name": "greeter",
         "port": 80,
         "endpoints": [format!("10.0.0.1:{}", 10_000 + version)],
-    }]});
-    let partial = dir.join("services.json.partial");
-    std::fs::write(&partial, doc.to_string()).expect("write");
-    std::fs::rename(&partial, dir.join("services.json")).expect("replace");
+    }]})
 }

@@ -3,7 +3,6 @@
 //! greeter-client library in the test process.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -12,6 +11,7 @@ use proto::greet::HelloRequest;
 use proto::greet::greeter_client::GreeterClient;
 use serde_json::json;
 use tests::Process;
+use tests::static_file::StaticFile;
 use tokio::sync::watch;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
@@ -40,13 +40,11 @@ pub(crate) async fn backend(name: &str, extra: &[&str]) -> Backend {
     }
 }
 
-/// The control plane and the static file it watches, in a temporary
-/// directory removed on drop.
+/// The control plane and the static file it watches.
 pub(crate) struct ControlPlane {
     pub(crate) addr: SocketAddr,
     pub(crate) process: Process,
-    dir: PathBuf,
-    file: PathBuf,
+    file: StaticFile,
 }
 
 impl ControlPlane {
@@ -60,23 +58,14 @@ impl ControlPlane {
     /// Serves service `greeter` with `endpoints` (instance name, address),
     /// probing them.
     pub(crate) async fn start_with(endpoints: &[(&str, SocketAddr)]) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "phase-test-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir(&dir).expect("temporary directory");
-        let file = dir.join("services.json");
-        write_file(&dir, &file, endpoints);
-        let process = spawn(&file, "127.0.0.1:0");
-        let mut control_plane = Self {
-            addr: "127.0.0.1:0".parse().expect("addr"),
+        let file = StaticFile::new("phase-test", &services(endpoints));
+        let mut process = spawn(file.path(), "127.0.0.1:0");
+        let addr = process.wait_listening().await;
+        Self {
+            addr,
             process,
-            dir,
             file,
-        };
-        control_plane.addr = control_plane.process.wait_listening().await;
-        control_plane
+        }
     }
 
     /// Stops the control plane (SIGTERM) and waits for it to exit.
@@ -88,7 +77,7 @@ impl ControlPlane {
 
     /// Starts the stopped control plane again on the same port.
     pub(crate) async fn start_again(&mut self) {
-        self.process = spawn(&self.file, &self.addr.to_string());
+        self.process = spawn(self.file.path(), &self.addr.to_string());
         let addr = self.process.wait_listening().await;
         assert_eq!(addr, self.addr, "restarted on the same port");
     }
@@ -106,12 +95,6 @@ impl ControlPlane {
         let channel = builder.connect().await.expect("client connects");
         channel.settled(SEE_WITHIN).await.expect("endpoints ready");
         channel
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -135,15 +118,13 @@ fn spawn(file: &std::path::Path, listen: &str) -> Process {
     )
 }
 
-fn write_file(dir: &std::path::Path, file: &std::path::Path, endpoints: &[(&str, SocketAddr)]) {
+/// Service `greeter` with `endpoints` (instance name, address).
+fn services(endpoints: &[(&str, SocketAddr)]) -> serde_json::Value {
     let endpoints: Vec<_> = endpoints
         .iter()
         .map(|(name, addr)| json!({"address": addr.to_string(), "instance": name}))
         .collect();
-    let doc = json!({"services": [{"name": "greeter", "port": 80, "endpoints": endpoints}]});
-    let partial = dir.join("services.json.partial");
-    std::fs::write(&partial, doc.to_string()).expect("write static file");
-    std::fs::rename(&partial, file).expect("replace static file");
+    json!({"services": [{"name": "greeter", "port": 80, "endpoints": endpoints}]})
 }
 
 /// Waits until the client's endpoints meet `done`.
