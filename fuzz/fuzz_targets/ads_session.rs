@@ -78,7 +78,10 @@ fn check(out: &Outgoing, instance: &str, nonces: &mut HashSet<String>) {
         response.version_info
     );
     for resource in &response.resources {
-        assert_eq!(resource.type_url, response.type_url, "a resource of another type");
+        assert_eq!(
+            resource.type_url, response.type_url,
+            "a resource of another type"
+        );
     }
 }
 
