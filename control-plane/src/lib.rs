@@ -19,9 +19,11 @@
 //! - [`server`]: everything on one port (ADS, status, health, reflection)
 //!   and the shutdown.
 //!
-//! The binary (`main.rs`, `cli.rs`) adds the command line (`serve`,
-//! `status`), signals and logging.
+//! - [`cli`]: the command line (`serve`, `status`) and its wiring (signals,
+//!   logging, the chosen source, exit codes), shared by the `control-plane`
+//!   binary and the demo, which runs it as a child process.
 
+pub mod cli;
 pub mod metrics;
 pub mod model;
 pub mod server;

@@ -22,7 +22,6 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::metrics::{self, Metrics};
-use crate::source::SourceState;
 use crate::status::StatusService;
 use crate::store::Store;
 use crate::xds::registry::Registry;
@@ -193,15 +192,7 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
 /// ever being `Connected`) has nothing to serve yet, so it does not count.
 async fn serve_when_synced(store: Arc<Store>, health: HealthReporter) {
     let mut snapshots = store.subscribe();
-    let synced = snapshots
-        .wait_for(|s| {
-            matches!(
-                s.source.state,
-                SourceState::Connected | SourceState::Degraded
-            )
-        })
-        .await
-        .is_ok();
+    let synced = snapshots.wait_for(|s| s.synced).await.is_ok();
     if synced {
         set_health(&health, ServingStatus::Serving).await;
         tracing::info!("source synced: health is SERVING");

@@ -48,6 +48,11 @@ pub struct Snapshot {
     pub services: Arc<BTreeMap<String, Arc<ServiceEntry>>>,
     /// The source's health.
     pub source: SourceStatus,
+    /// Whether the source has completed a first sync (been `Connected` or
+    /// `Degraded` at least once). Before that the services are not known,
+    /// so nothing may be served as if they were: an empty answer would tell
+    /// clients that every service is gone.
+    pub synced: bool,
 }
 
 impl Snapshot {
@@ -70,6 +75,7 @@ struct Inner {
     revision: u64,
     services: Arc<BTreeMap<String, Arc<ServiceEntry>>>,
     source: SourceStatus,
+    synced: bool,
 }
 
 /// The control plane's state. Shared as `Arc<Store>`.
@@ -98,15 +104,18 @@ impl Store {
         replica: impl Into<String>,
     ) -> Arc<Self> {
         let started_at = SystemTime::now();
+        let synced = is_synced(source.state);
         let inner = Inner {
             revision: 1,
             services: Arc::default(),
             source,
+            synced,
         };
         let (tx, _) = watch::channel(Arc::new(Snapshot {
             revision: inner.revision,
             services: inner.services.clone(),
             source: inner.source.clone(),
+            synced,
         }));
         Arc::new(Self {
             naming,
@@ -177,6 +186,7 @@ impl Store {
             revision: inner.revision,
             services: inner.services.clone(),
             source: inner.source.clone(),
+            synced: inner.synced,
         }));
     }
 
@@ -295,8 +305,14 @@ impl Store {
         if error.is_some() {
             source.last_error = error;
         }
+        inner.synced |= is_synced(state);
         self.publish(&mut inner);
     }
+}
+
+/// Whether a source in `state` has completed a sync.
+fn is_synced(state: SourceState) -> bool {
+    matches!(state, SourceState::Connected | SourceState::Degraded)
 }
 
 fn log_change(service: &Service, revision: u64, existed: bool) {

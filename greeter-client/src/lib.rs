@@ -102,6 +102,9 @@ mod call;
 pub mod channel;
 pub mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod model;
 mod picker;
 mod pool;

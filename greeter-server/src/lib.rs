@@ -10,10 +10,11 @@
 //! - [`server`]: [`run`], which serves until asked to stop and then drains:
 //!   NOT_SERVING at once, keep answering for the drain delay, stop accepting
 //!   and send GOAWAY, let in-flight calls finish within the grace period.
-//!
-//! The binary (`main.rs`) adds the command line, signals (SIGTERM / SIGINT
-//! stop, SIGUSR1 toggles health) and logging.
+//! - [`cli`]: the command line and its wiring (signals: SIGTERM / SIGINT
+//!   stop, SIGUSR1 toggles health; logging; exit codes), shared by the
+//!   `greeter-server` binary and the demo, which runs it as a child process.
 
+pub mod cli;
 pub mod health;
 pub mod server;
 pub mod service;

@@ -6,6 +6,7 @@
 //! - [`Process`]: a spawned binary that is killed when dropped, whose JSON
 //!   log lines can be awaited, and which can be signalled.
 //! - [`channel`]: a plaintext gRPC channel to a loopback address.
+//! - [`static_file`]: a control plane's `--static-file`, rewritten whole.
 //!
 //! # Finding binaries
 //!
@@ -18,6 +19,7 @@
 
 pub mod ads;
 pub mod fake_xds;
+pub mod static_file;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -15,10 +15,19 @@
 //! held up. When the client reads again it gets what was queued, then one
 //! response computed from the newest snapshot.
 //!
+//! Nothing is answered before the source's first sync
+//! ([`Snapshot::synced`]): a control plane that has just (re)started knows
+//! no services yet, and an answer from its empty store would tell every
+//! client that all its services are gone. Until then the task keeps
+//! reading requests (so a client that leaves is noticed), holding the latest
+//! one per type, and answers them once the source has synced; clients keep
+//! using what they had meanwhile.
+//!
 //! A request the session refuses (over the limits) ends this stream with
 //! INVALID_ARGUMENT; a stopping server ends it with UNAVAILABLE, telling
 //! the client to reconnect.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -35,6 +44,10 @@ use crate::store::Snapshot;
 
 /// Responses queued per stream before the task waits for the client.
 pub const QUEUE_DEPTH: usize = 2;
+
+/// Distinct type URLs whose requests are held before the first sync (a
+/// client uses four; more are dropped).
+const MAX_HELD_TYPES: usize = 8;
 
 /// Sent to clients when the server stops.
 const STOPPING: &str = "the control plane is shutting down; reconnect to another instance or retry";
@@ -77,6 +90,10 @@ impl StreamTask {
     where
         S: Stream<Item = Result<DiscoveryRequest, Status>> + Unpin,
     {
+        let mut held = match self.wait_for_sync(&mut inbound, &queue).await {
+            Ok(held) => held,
+            Err(ended) => return ended,
+        };
         // Requests are answered from the current snapshot; only newer ones
         // wake the task.
         self.snapshots.borrow_and_update();
@@ -91,15 +108,9 @@ impl StreamTask {
                     let snapshot = self.snapshots.borrow_and_update().clone();
                     self.registration.slot().session().on_snapshot(&snapshot)
                 }
-                request = inbound.next() => match request {
+                request = next_request(&mut held, &mut inbound) => match request {
                     None => return Ended::ClientClosed,
-                    Some(Err(status)) => {
-                        // Tell the client why (a malformed or oversized
-                        // message), if it is still listening.
-                        let reason = format!("the request stream failed: {}", status.message());
-                        let _ = queue.try_send(Err(Box::new(Status::new(status.code(), reason))));
-                        return Ended::ClientFailed(status);
-                    }
+                    Some(Err(status)) => return client_failed(&queue, status),
                     Some(Ok(request)) => match self.handle(&request) {
                         Ok(outgoing) => outgoing,
                         Err(error) => {
@@ -118,6 +129,46 @@ impl StreamTask {
                 }
             }
         }
+    }
+
+    /// Waits for the source's first sync, holding the latest request of
+    /// each type meanwhile; returns them in order of first arrival.
+    async fn wait_for_sync<S>(
+        &mut self,
+        inbound: &mut S,
+        queue: &mpsc::Sender<Queued>,
+    ) -> Result<VecDeque<DiscoveryRequest>, Ended>
+    where
+        S: Stream<Item = Result<DiscoveryRequest, Status>> + Unpin,
+    {
+        let mut held: VecDeque<DiscoveryRequest> = VecDeque::new();
+        if !self.snapshots.borrow().synced {
+            tracing::info!("holding the stream's requests until the source's first sync");
+        }
+        while !self.snapshots.borrow_and_update().synced {
+            tokio::select! {
+                biased;
+                () = self.stopped.cancelled() => return Err(stopping(queue)),
+                changed = self.snapshots.changed() => {
+                    if changed.is_err() {
+                        return Err(stopping(queue));
+                    }
+                }
+                request = inbound.next() => match request {
+                    None => return Err(Ended::ClientClosed),
+                    Some(Err(status)) => return Err(client_failed(queue, status)),
+                    Some(Ok(request)) => {
+                        let same_type = held.iter().position(|r| r.type_url == request.type_url);
+                        match same_type {
+                            Some(i) => held[i] = request,
+                            None if held.len() < MAX_HELD_TYPES => held.push_back(request),
+                            None => {}
+                        }
+                    }
+                },
+            }
+        }
+        Ok(held)
     }
 
     fn handle(&self, request: &DiscoveryRequest) -> Result<Vec<Outgoing>, session::Error> {
@@ -176,6 +227,28 @@ impl StreamTask {
             sent = queue.send(item) => sent.is_err().then_some(Ended::ClientGone),
         }
     }
+}
+
+/// The next request: a held one first, then the client's next.
+async fn next_request<S>(
+    held: &mut VecDeque<DiscoveryRequest>,
+    inbound: &mut S,
+) -> Option<Result<DiscoveryRequest, Status>>
+where
+    S: Stream<Item = Result<DiscoveryRequest, Status>> + Unpin,
+{
+    match held.pop_front() {
+        Some(request) => Some(Ok(request)),
+        None => inbound.next().await,
+    }
+}
+
+/// The client's side failed (a malformed or oversized message): tell it
+/// why, if it is still listening.
+fn client_failed(queue: &mpsc::Sender<Queued>, status: Status) -> Ended {
+    let reason = format!("the request stream failed: {}", status.message());
+    let _ = queue.try_send(Err(Box::new(Status::new(status.code(), reason))));
+    Ended::ClientFailed(status)
 }
 
 fn stopping(queue: &mpsc::Sender<Queued>) -> Ended {

@@ -14,11 +14,11 @@ use greeter_client::{Builder, Channel};
 use proto::greet::HelloRequest;
 use proto::greet::greeter_client::GreeterClient;
 use tests::fake_kube::{
-    EndpointFixture, EndpointSliceFixture, EndpointState, FakeKube, ServiceFixture,
+    EndpointFixture, EndpointSliceFixture, EndpointState, FakeKube, Outage, ServiceFixture,
 };
 use tests::{Process, bounded};
 
-use crate::harness::{ControlPlane, LIMIT, WAIT};
+use crate::harness::{ControlPlane, LIMIT, SYNCED, WAIT};
 
 const PODS: [&str; 3] = ["greeter-a", "greeter-b", "greeter-c"];
 
@@ -148,6 +148,60 @@ async fn marking_a_pod_unready_in_the_api_moves_every_call_away_from_it() {
         kube.set_endpoint_state("default", "greeter-b", &b, EndpointState::Ready);
         wait_ready(&channel, &PODS).await;
         assert_eq!(spread(&channel, 300).await, even(&PODS, 100));
+    })
+    .await;
+}
+
+/// A control plane that restarts while the API server is down knows no
+/// services. It must not tell clients so: it holds their requests until its
+/// first sync, and they keep calling the endpoints they had.
+#[tokio::test]
+async fn a_control_plane_restarted_during_an_api_outage_keeps_clients_calling() {
+    bounded(LIMIT, async {
+        let greeters = start_greeters().await;
+        let kube = FakeKube::start().await;
+        register(&kube, &greeters);
+        let mut control_plane = ControlPlane::synced(&kube, "default").await;
+        let addr = control_plane.addr;
+        let channel = Builder::new("xds:///greeter")
+            .control_plane(format!("http://{addr}"))
+            .node_id("restart-during-outage")
+            .connect()
+            .await
+            .expect("channel");
+        wait_ready(&channel, &PODS).await;
+        assert_eq!(spread(&channel, 300).await, even(&PODS, 100));
+
+        kube.go_down(Outage::Refuse).await;
+        control_plane.process.kill().await;
+        let mut restarted =
+            ControlPlane::start_on(&kube, &addr.to_string(), &["--namespace", "default"], &[])
+                .await;
+        // The client has reconnected and subscribed to the new instance,
+        // which cannot list anything yet.
+        restarted
+            .process
+            .wait_for_log(
+                "holding the stream's requests until the source's first sync",
+                WAIT,
+            )
+            .await;
+        assert_eq!(
+            spread(&channel, 300).await,
+            even(&PODS, 100),
+            "the client kept its endpoints"
+        );
+
+        kube.come_up().await;
+        restarted.process.wait_for_log(SYNCED, WAIT).await;
+        let b = greeters[1].1.ip().to_string();
+        kube.set_endpoint_state("default", "greeter-b", &b, EndpointState::NotReady);
+        wait_ready(&channel, &["greeter-a", "greeter-c"]).await;
+        assert_eq!(
+            spread(&channel, 300).await,
+            even(&["greeter-a", "greeter-c"], 150),
+            "updates from the restarted instance apply"
+        );
     })
     .await;
 }

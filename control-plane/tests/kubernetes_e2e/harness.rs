@@ -80,10 +80,20 @@ impl ControlPlane {
     /// `kube`, quick retries, `args` and `env` added (no namespace from the
     /// test's own environment), and waits until it listens.
     pub(crate) async fn start(kube: &FakeKube, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on(kube, "127.0.0.1:0", args, env).await
+    }
+
+    /// Like [`ControlPlane::start`], listening on `listen`.
+    pub(crate) async fn start_on(
+        kube: &FakeKube,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut all = vec![
             "serve",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--source",
             "kubernetes",
             "--kube-backoff-max",

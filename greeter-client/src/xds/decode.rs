@@ -16,6 +16,7 @@
 //!   are dropped silently; priorities must not have gaps; an address may
 //!   appear only once; endpoint weights, when set, are at least 1;
 //!   addresses are IP literals with a port.
+//! - A resource may come wrapped in one xDS `Resource`, not in several.
 
 use std::collections::HashSet;
 
@@ -53,7 +54,7 @@ pub(crate) const ENDPOINTS_TYPE: &str =
     "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
-const RESOURCE_TYPE: &str = "type.googleapis.com/envoy.service.discovery.v3.Resource";
+pub(crate) const RESOURCE_TYPE: &str = "type.googleapis.com/envoy.service.discovery.v3.Resource";
 const ROUND_ROBIN_TYPES: [&str; 2] = [
     "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin",
     // What gRPC turns ROUND_ROBIN into: round robin within weighted localities.
@@ -159,6 +160,15 @@ pub(crate) fn decode(kind: Kind, any: &Any) -> Result<(String, Decoded), DecodeE
             name: wrapper.name.clone(),
             reason: "the Resource wrapper holds no resource".into(),
         })?;
+        // xDS wraps a resource once. Following wrappers inside wrappers
+        // would let a response nest them deep enough to overflow the stack.
+        if inner.type_url == RESOURCE_TYPE {
+            return Err(DecodeError::Invalid {
+                kind: kind.label(),
+                name: wrapper.name,
+                reason: "the Resource wrapper holds another Resource wrapper".into(),
+            });
+        }
         return decode(kind, &inner);
     }
     if any.type_url != kind.type_url() {

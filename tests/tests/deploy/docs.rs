@@ -11,13 +11,14 @@ use crate::real::{image_ref, the_dockerfile};
 use crate::repo::{read, root};
 
 /// The documents the README links.
-const DOCS: [&str; 6] = [
+const DOCS: [&str; 7] = [
     "architecture.md",
     "protocol.md",
     "deploy.md",
     "troubleshooting.md",
     "ports.md",
     "other-languages.md",
+    "fuzzing.md",
 ];
 
 /// Every Markdown file checked: README.md and docs/*.md, with its text.

@@ -165,7 +165,7 @@ fn base_has_the_replicas_services_and_client_wiring_asked_for() {
 
 #[test]
 fn dockerfile_builds_every_workspace_binary_and_runs_as_non_root() {
-    let bins = workspace::binaries();
+    let bins = workspace::image_binaries();
     assert_no_problems(
         &format!("Dockerfile (workspace binaries: {bins:?})"),
         &dockerfile::problems(&the_dockerfile(), &bins),

@@ -108,7 +108,15 @@ fn bin_dir_targets(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Every binary of the workspace.
-pub(crate) fn binaries() -> BTreeSet<String> {
-    members().iter().flat_map(|m| package_bins(m)).collect()
+/// Binaries for a developer's machine, not for the image: `demo` runs the
+/// whole system as child processes of itself on one machine.
+const NOT_FOR_THE_IMAGE: [&str; 1] = ["demo"];
+
+/// Every binary of the workspace that belongs in the image.
+pub(crate) fn image_binaries() -> BTreeSet<String> {
+    members()
+        .iter()
+        .flat_map(|m| package_bins(m))
+        .filter(|bin| !NOT_FOR_THE_IMAGE.contains(&bin.as_str()))
+        .collect()
 }

@@ -59,6 +59,10 @@
 //!   ready until it answers SERVING; not ready at once on NOT_SERVING, a
 //!   broken stream or no answer, with a detail saying why. `--no-probe`
 //!   serves every endpoint as ready instead.
+//! - At startup the source waits for every prober's first answer (at most
+//!   about twice `--probe-timeout`) before it reports itself synced, so the
+//!   first state served, after a restart too, already says which endpoints
+//!   are ready.
 //!
 //! # Layout
 //!
@@ -162,9 +166,10 @@ impl Drop for StaticSource {
     }
 }
 
-/// Loads the flags and the file, publishes their services (endpoints not
-/// ready until probed), marks the source connected, and leaves a task
-/// running that probes the endpoints and watches the file.
+/// Loads the flags and the file, publishes their services, waits (at most
+/// about twice the probe timeout) for every endpoint's first health answer,
+/// marks the source connected, and leaves a task running that probes the
+/// endpoints and watches the file.
 pub async fn start(args: StaticArgs, handle: SourceHandle) -> Result<StaticSource, Error> {
     let namespace = handle.namespace().to_owned();
     let defs = args
@@ -180,7 +185,7 @@ pub async fn start(args: StaticArgs, handle: SourceHandle) -> Result<StaticSourc
         interval: args.probe_interval,
         timeout: args.probe_timeout,
     });
-    let (reports_tx, reports_rx) = mpsc::channel(REPORT_QUEUE);
+    let (reports_tx, mut reports_rx) = mpsc::channel(REPORT_QUEUE);
     let mut task = Task::new(
         handle.clone(),
         probing,
@@ -222,6 +227,14 @@ pub async fn start(args: StaticArgs, handle: SourceHandle) -> Result<StaticSourc
         "static source loaded"
     );
     task.apply(file_services, event);
+    if let Some(config) = probing {
+        // Like EndpointSlices that already carry readiness, the first state
+        // clients see should say which endpoints answer: a restarted control
+        // plane must not tell every client "nothing is ready" for the
+        // moment it takes to ask.
+        task.first_answers(&mut reports_rx, config.first_answer_limit())
+            .await;
+    }
     handle.set_state(SourceState::Connected, None);
 
     let (watcher, files) = match watcher {

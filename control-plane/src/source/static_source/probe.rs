@@ -53,6 +53,15 @@ pub(crate) struct ProbeConfig {
     pub(crate) timeout: Duration,
 }
 
+impl ProbeConfig {
+    /// By when a new prober has reported its first answer (or its failure
+    /// to get one): a connection attempt and a first health answer, each
+    /// within the timeout, plus scheduling slack.
+    pub(crate) fn first_answer_limit(&self) -> Duration {
+        self.timeout * 2 + Duration::from_millis(200)
+    }
+}
+
 /// What probing says about an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Health {

@@ -11,6 +11,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -195,6 +196,33 @@ impl Task {
             };
         }
         service
+    }
+
+    /// Applies probe reports until every prober has reported once, or for
+    /// at most `limit`.
+    pub(crate) async fn first_answers(
+        &mut self,
+        reports: &mut mpsc::Receiver<Report>,
+        limit: Duration,
+    ) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut waiting: BTreeSet<SocketAddr> = self.probers.keys().copied().collect();
+        while !waiting.is_empty() {
+            match tokio::time::timeout_at(deadline, reports.recv()).await {
+                Ok(Some(report)) => {
+                    waiting.remove(&report.addr);
+                    self.on_report(report);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if !waiting.is_empty() {
+            tracing::warn!(
+                endpoints = waiting.len(),
+                ?limit,
+                "starting without a first health answer from every endpoint"
+            );
+        }
     }
 
     /// Applies reports and file changes until the task is dropped.

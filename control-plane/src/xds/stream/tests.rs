@@ -10,7 +10,7 @@ use tonic::Code;
 
 use super::*;
 use crate::model::{Endpoint, Service, ServicePort};
-use crate::source::{SourceKind, SourceStatus};
+use crate::source::{SourceKind, SourceState, SourceStatus};
 use crate::store::Store;
 use crate::xds::ResourceType;
 use crate::xds::names::Naming;
@@ -41,7 +41,19 @@ struct Harness {
 }
 
 impl Harness {
+    /// A store whose source has synced, with one endpoint.
     fn new() -> Self {
+        let harness = Self::unsynced();
+        harness
+            .store
+            .source_handle()
+            .set_state(SourceState::Connected, None);
+        harness
+    }
+
+    /// A store with one endpoint whose source has not finished its first
+    /// sync.
+    fn unsynced() -> Self {
         let store = Store::new(
             Naming::new("default"),
             SourceStatus::starting(SourceKind::Static, "test"),
@@ -202,4 +214,43 @@ async fn an_oversize_request_ends_only_its_stream() {
 
     good_requests.send(subscribe()).await.unwrap();
     assert_eq!(addresses(next(&mut good).await), vec!["10.0.0.1"]);
+}
+
+#[tokio::test]
+async fn nothing_is_answered_before_the_first_sync() {
+    let harness = Harness::unsynced();
+    let (requests, mut responses, task) = harness.open();
+    let mut other = subscribe();
+    other.resource_names = vec!["other.default.svc.cluster.local:80".into()];
+    requests.send(other).await.unwrap();
+    // The later request of the same type replaces the earlier one.
+    requests.send(subscribe()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        responses.try_recv().is_err(),
+        "answered from a store whose source has not synced"
+    );
+
+    set(&harness.store, "10.0.0.2:8080");
+    harness
+        .store
+        .source_handle()
+        .set_state(SourceState::Connected, None);
+    let first = next(&mut responses).await;
+    assert_eq!(addresses(first), vec!["10.0.0.2"]);
+    assert!(!task.is_finished());
+}
+
+#[tokio::test]
+async fn a_client_leaving_before_the_first_sync_ends_its_stream() {
+    let harness = Harness::unsynced();
+    let (requests, _responses, task) = harness.open();
+    requests.send(subscribe()).await.unwrap();
+    drop(requests);
+    let ended = tokio::time::timeout(LIMIT, task)
+        .await
+        .expect("ended in time")
+        .expect("task");
+    assert!(matches!(ended, Ended::ClientClosed), "{ended:?}");
+    assert_eq!(harness.registry.len(), 0);
 }

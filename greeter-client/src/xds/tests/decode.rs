@@ -232,3 +232,63 @@ fn virtual_hosts_are_chosen_like_grpc() {
             .contains("no virtual host")
     );
 }
+
+/// `inner` wrapped in `levels` xDS `Resource` wrappers, built without
+/// re-encoding each level (each adds a prefix that depends only on the
+/// length of what it wraps).
+fn nested(levels: usize, inner: &Any) -> Any {
+    fn varint(mut n: usize, out: &mut Vec<u8>) {
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    let url = decode::RESOURCE_TYPE.as_bytes();
+    // Resource { resource (field 2): <any> }, as bytes.
+    let resource_prefix = |any_len: usize| {
+        let mut prefix = vec![0x12];
+        varint(any_len, &mut prefix);
+        prefix
+    };
+    let mut innermost = inner.encode_to_vec();
+    let mut prefixes = Vec::new();
+    let mut any_len = innermost.len();
+    for _ in 1..levels {
+        let resource = resource_prefix(any_len);
+        let resource_len = resource.len() + any_len;
+        // Any { type_url (1): url, value (2): <resource> }.
+        let mut prefix = vec![0x0a];
+        varint(url.len(), &mut prefix);
+        prefix.extend_from_slice(url);
+        prefix.push(0x12);
+        varint(resource_len, &mut prefix);
+        prefix.extend(resource);
+        any_len += prefix.len();
+        prefixes.push(prefix);
+    }
+    let mut value = resource_prefix(any_len);
+    for prefix in prefixes.into_iter().rev() {
+        value.extend(prefix);
+    }
+    value.append(&mut innermost);
+    Any {
+        type_url: decode::RESOURCE_TYPE.to_owned(),
+        value,
+    }
+}
+
+#[test]
+fn nested_resource_wrappers_are_refused_without_recursing() {
+    let cluster = any(fake_xds::cluster("c"));
+    // One wrapper is what xDS allows.
+    assert!(decode::decode(Kind::Cluster, &nested(1, &cluster)).is_ok());
+    // A control plane could nest them as deep as a message allows (about
+    // 60 bytes a level): that must be an error, not a stack overflow.
+    let deep = nested(60_000, &cluster);
+    assert!(deep.value.len() < 4 << 20);
+    let error = decode::decode(Kind::Cluster, &deep).expect_err("refused");
+    assert!(error.to_string().contains("wrapper"), "{error}");
+    let error = decode::decode(Kind::Cluster, &nested(2, &cluster)).expect_err("refused");
+    assert!(error.to_string().contains("wrapper"), "{error}");
+}

@@ -1,4 +1,4 @@
-//! The command line of the `control-plane` binary (see DESIGN.md,
+//! The flags of the `control-plane` command line (see DESIGN.md,
 //! "Command-line contract"). Every `serve` flag can also come from the
 //! environment, so a Kubernetes manifest can set it.
 
@@ -10,9 +10,10 @@ use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use common::logging::LogFormat;
-use control_plane::source::kubernetes::KubernetesArgs;
-use control_plane::source::static_source::StaticArgs;
-use control_plane::xds::names::DEFAULT_CLUSTER_DOMAIN;
+
+use crate::source::kubernetes::KubernetesArgs;
+use crate::source::static_source::StaticArgs;
+use crate::xds::names::DEFAULT_CLUSTER_DOMAIN;
 
 /// Where `serve` listens by default.
 pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:18000";
@@ -34,7 +35,7 @@ pub(crate) const STATIC_DEFAULT_NAMESPACE: &str = "default";
 /// over them. `status` shows what a running control plane knows.
 #[derive(Debug, Parser)]
 #[command(name = "control-plane", version)]
-pub(crate) struct Cli {
+pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -42,6 +43,10 @@ pub(crate) struct Cli {
     /// Log format on standard error. RUST_LOG selects levels (default: info).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t, global = true)]
     pub(crate) log_format: LogFormat,
+
+    /// Whether this runs in a Kubernetes pod (decides the default source).
+    #[arg(skip)]
+    pub(crate) in_pod: bool,
 }
 
 /// The subcommands.
@@ -180,7 +185,9 @@ impl Cli {
     {
         let mut command = Self::command();
         let matches = command.try_get_matches_from_mut(args)?;
-        let cli = Self::from_arg_matches(&matches).map_err(|error| error.format(&mut command))?;
+        let mut cli =
+            Self::from_arg_matches(&matches).map_err(|error| error.format(&mut command))?;
+        cli.in_pod = in_pod;
         if let (Command::Serve(serve), Some(("serve", serve_matches))) =
             (&cli.command, matches.subcommand())
         {
@@ -270,8 +277,8 @@ pub(crate) struct StatusArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use control_plane::server::DEFAULT_GRACE;
-    use control_plane::status::report::DEFAULT_TIMEOUT;
+    use crate::server::DEFAULT_GRACE;
+    use crate::status::report::DEFAULT_TIMEOUT;
 
     #[test]
     fn cli_is_consistent() {

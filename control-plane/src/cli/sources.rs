@@ -8,14 +8,14 @@
 //! startup error: the Kubernetes source keeps retrying and reports itself
 //! disconnected, and health stays NOT_SERVING until its first sync.
 
-use anyhow::Context as _;
-use control_plane::model::is_dns_label;
-use control_plane::source::kubernetes::{self, WatchConfig};
-use control_plane::source::static_source::{self, StaticArgs};
-use control_plane::source::{SourceHandle, SourceKind};
 use tokio::task::JoinHandle;
 
-use crate::cli::{ServeArgs, SourceChoice};
+use super::Error;
+use super::args::{ServeArgs, SourceChoice};
+use crate::model::is_dns_label;
+use crate::source::kubernetes::{self, WatchConfig};
+use crate::source::static_source::{self, StaticArgs};
+use crate::source::{SourceHandle, SourceKind};
 
 /// A source ready to start.
 pub(crate) enum Plan {
@@ -40,16 +40,14 @@ pub(crate) struct Prepared {
 
 /// Resolves the namespace and sets up the source `args` ask for (`in_pod`
 /// decides the default source).
-pub(crate) async fn prepare(args: &ServeArgs, in_pod: bool) -> anyhow::Result<Prepared> {
+pub(crate) async fn prepare(args: &ServeArgs, in_pod: bool) -> Result<Prepared, Error> {
     match args.source(in_pod) {
         SourceChoice::Static => {
             let pod_namespace = std::env::var(kubernetes::config::POD_NAMESPACE_ENV).ok();
             let namespace = args.static_namespace(pod_namespace.as_deref());
-            anyhow::ensure!(
-                is_dns_label(&namespace),
-                "namespace {namespace:?} (from --namespace or POD_NAMESPACE) is not a Kubernetes \
-                 namespace name (a lowercase DNS label)"
-            );
+            if !is_dns_label(&namespace) {
+                return Err(Error::Namespace(namespace));
+            }
             Ok(Prepared {
                 detail: args.static_args.describe(),
                 plan: Plan::Static(args.static_args.clone()),
@@ -59,10 +57,10 @@ pub(crate) async fn prepare(args: &ServeArgs, in_pod: bool) -> anyhow::Result<Pr
         }
         SourceChoice::Kubernetes => {
             let namespace =
-                kubernetes::resolve_namespace(args.namespace_flag()).map_err(cannot_start)?;
+                kubernetes::resolve_namespace(args.namespace_flag()).map_err(Error::Kubernetes)?;
             let (client, url) = kubernetes::client_from_environment()
                 .await
-                .map_err(cannot_start)?;
+                .map_err(Error::Kubernetes)?;
             tracing::info!(api_server = %url, namespace, "kubernetes source configured");
             Ok(Prepared {
                 plan: Plan::Kubernetes {
@@ -77,43 +75,36 @@ pub(crate) async fn prepare(args: &ServeArgs, in_pod: bool) -> anyhow::Result<Pr
     }
 }
 
-/// A setup error of the Kubernetes source as one message. Its own text
-/// already includes its causes (kube's configuration errors list every
-/// place they looked), so the chain is not repeated after it.
-fn cannot_start(error: kubernetes::Error) -> anyhow::Error {
-    anyhow::anyhow!("the kubernetes source cannot start: {error}")
-}
-
 /// Starts the source, reporting to `handle`. The task ends only if the
 /// source fails; a static source whose work is done waits forever.
 pub(crate) async fn start(
     plan: Plan,
     handle: SourceHandle,
-) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+) -> Result<JoinHandle<Result<(), Error>>, Error> {
     Ok(match plan {
         Plan::Static(args) => {
             let running = static_source::start(args, handle).await?;
             tokio::spawn(async move {
-                running.wait().await.context("the static source failed")?;
+                running.wait().await.map_err(Error::StaticFailed)?;
                 tracing::debug!("static source finished; its services stay in force");
                 std::future::pending().await
             })
         }
         Plan::Kubernetes { client, config } => tokio::spawn(async move {
             kubernetes::run(client, config, handle).await;
-            anyhow::bail!("the kubernetes source stopped unexpectedly")
+            Err(Error::SourceStopped(SourceKind::Kubernetes))
         }),
     })
 }
 
 /// Resolves when the source task fails.
-pub(crate) async fn failure(
-    task: JoinHandle<anyhow::Result<()>>,
-    kind: SourceKind,
-) -> anyhow::Error {
+pub(crate) async fn failure(task: JoinHandle<Result<(), Error>>, kind: SourceKind) -> Error {
     match task.await {
-        Ok(Ok(())) => anyhow::anyhow!("the {kind} source stopped unexpectedly"),
+        Ok(Ok(())) => Error::SourceStopped(kind),
         Ok(Err(error)) => error,
-        Err(join) => anyhow::anyhow!("the {kind} source task panicked: {join}"),
+        Err(join) => Error::SourcePanicked {
+            kind,
+            message: join.to_string(),
+        },
     }
 }

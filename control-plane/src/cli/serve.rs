@@ -1,0 +1,92 @@
+//! `control-plane serve`: the store, the listeners, the source, the server
+//! and the exit code.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use common::signal::StopSignals;
+use tokio::net::TcpListener;
+
+use super::Error;
+use super::args::ServeArgs;
+use super::sources::{self, Prepared};
+use crate::metrics::Metrics;
+use crate::server::{self, Outcome};
+use crate::source::SourceStatus;
+use crate::store::Store;
+use crate::xds::names::Naming;
+
+/// Serves until a stop signal; the exit code says how the shutdown went.
+pub(super) async fn serve(args: ServeArgs, in_pod: bool) -> Result<ExitCode, Error> {
+    // Handlers first: until they exist these signals would kill the process.
+    let signals = StopSignals::install().map_err(Error::Signals)?;
+    let Prepared {
+        plan,
+        kind,
+        namespace,
+        detail,
+    } = sources::prepare(&args, in_pod).await?;
+    let naming = Naming {
+        namespace: namespace.clone(),
+        cluster_domain: args.cluster_domain.clone(),
+    };
+    let replica = args
+        .name
+        .clone()
+        .filter(|name| !name.trim().is_empty())
+        .unwrap_or_else(common::hostname);
+    let store = Store::with_replica(naming, SourceStatus::starting(kind, detail), replica);
+    let metrics = Arc::new(Metrics::new());
+
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => {
+            let (listener, addr) = bind(addr, "--metrics-listen").await?;
+            tracing::info!(%addr, "metrics listening");
+            Some(listener)
+        }
+        None => None,
+    };
+    let (listener, addr) = bind(args.listen, "--listen").await?;
+
+    // Start the source before announcing the port, so a bad configuration
+    // fails the start instead of a running server.
+    let source_task = sources::start(plan, store.source_handle()).await?;
+    tracing::info!(
+        %addr,
+        namespace,
+        source = %kind,
+        instance = store.instance_id(),
+        "listening"
+    );
+
+    let config = server::Config {
+        grace: args.grace,
+        metrics_listener,
+        ..Default::default()
+    };
+    let stop = Box::pin(futures::stream::unfold(signals, |mut signals| async move {
+        let cause = signals.next().await;
+        Some((cause, signals))
+    }));
+    tokio::select! {
+        outcome = server::run(listener, store, metrics, config, stop) => {
+            let outcome = outcome?;
+            tracing::info!(?outcome, "stopped");
+            Ok(match outcome {
+                Outcome::Clean => ExitCode::SUCCESS,
+                Outcome::GraceExpired => ExitCode::from(3),
+                Outcome::Forced => ExitCode::from(130),
+            })
+        }
+        error = sources::failure(source_task, kind) => Err(error),
+    }
+}
+
+async fn bind(addr: SocketAddr, flag: &'static str) -> Result<(TcpListener, SocketAddr), Error> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen { addr, flag, source })?;
+    let addr = listener.local_addr().map_err(Error::LocalAddr)?;
+    Ok((listener, addr))
+}

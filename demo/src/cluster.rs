@@ -1,0 +1,375 @@
+//! The demo's "cluster": one control plane and the greeter-servers, each a
+//! child process, and the static file that plays the Kubernetes API.
+//!
+//! The control plane runs the static source on a watched `--static-file`
+//! with grpc.health.v1 probing of every endpoint: adding a backend to the
+//! file is "a pod was created", its health answers are "the kubelet's
+//! readiness probe", removing it is "the pod object is gone". Everything
+//! lives in a temporary directory removed when the cluster is dropped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+use crate::children::{self, Child, Role};
+
+/// The service the backends serve, as clients name it (`xds:///greeter`).
+pub(crate) const SERVICE: &str = "greeter";
+
+/// Errors running the cluster.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// A child process failed.
+    #[error(transparent)]
+    Child(#[from] children::Error),
+    /// The temporary directory or the static file could not be written.
+    #[error("failed to write {}: {source}", path.display())]
+    Write {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No backend of that name is running.
+    #[error("no backend named {0}")]
+    NoSuchBackend(String),
+}
+
+/// Timings the servers run with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timings {
+    /// greeter-server `--drain-delay`.
+    pub(crate) drain_delay: Duration,
+    /// greeter-server `--grace`.
+    pub(crate) grace: Duration,
+    /// control-plane `--probe-interval`.
+    pub(crate) probe_interval: Duration,
+    /// control-plane `--file-poll-interval`.
+    pub(crate) file_poll_interval: Duration,
+}
+
+/// A greeter-server child.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    /// Its instance name (`served_by`).
+    pub(crate) name: String,
+    /// Where it listens.
+    pub(crate) addr: SocketAddr,
+    /// Whether the static file lists it.
+    pub(crate) listed: bool,
+    child: Child,
+}
+
+/// The control plane, the backends and the static file.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    dir: TempDir,
+    file: PathBuf,
+    timings: Timings,
+    control_plane: Option<Child>,
+    control_plane_addr: Option<SocketAddr>,
+    backends: Vec<Backend>,
+    started: usize,
+}
+
+impl Cluster {
+    /// An empty cluster: a temporary directory and an empty static file.
+    pub(crate) fn new(timings: Timings) -> Result<Self, Error> {
+        let dir = TempDir::create()?;
+        let file = dir.path().join("services.json");
+        let cluster = Self {
+            dir,
+            file,
+            timings,
+            control_plane: None,
+            control_plane_addr: None,
+            backends: Vec::new(),
+            started: 0,
+        };
+        cluster.write_file()?;
+        Ok(cluster)
+    }
+
+    /// The static file the control plane watches.
+    pub(crate) fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The control plane's address, once it has started.
+    pub(crate) fn control_plane_addr(&self) -> Option<SocketAddr> {
+        self.control_plane_addr
+    }
+
+    /// Starts the control plane: on a free port the first time, on the same
+    /// port after [`Cluster::stop_control_plane`].
+    pub(crate) async fn start_control_plane(&mut self) -> Result<SocketAddr, Error> {
+        let listen = self
+            .control_plane_addr
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let args = vec![
+            "serve".to_owned(),
+            "--listen".to_owned(),
+            listen.to_string(),
+            "--source".to_owned(),
+            "static".to_owned(),
+            "--static-file".to_owned(),
+            self.file.display().to_string(),
+            "--file-poll-interval".to_owned(),
+            humantime::format_duration(self.timings.file_poll_interval).to_string(),
+            "--probe-interval".to_owned(),
+            humantime::format_duration(self.timings.probe_interval).to_string(),
+        ];
+        let mut child = Child::spawn("control-plane", Role::ControlPlane, &args)?;
+        let addr = child.wait_listening().await?;
+        self.control_plane = Some(child);
+        self.control_plane_addr = Some(addr);
+        Ok(addr)
+    }
+
+    /// Stops the control plane (SIGTERM, as Kubernetes would) and waits for
+    /// it to exit.
+    pub(crate) async fn stop_control_plane(&mut self) -> Result<(), Error> {
+        if let Some(mut child) = self.control_plane.take() {
+            child.signal(Signal::SIGTERM)?;
+            child.wait_exit(Duration::from_secs(15)).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a new greeter-server (not yet in the static file) and returns
+    /// its name.
+    pub(crate) async fn start_backend(&mut self) -> Result<String, Error> {
+        self.started += 1;
+        let name = format!("greeter-{}", self.started);
+        let args = vec![
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--name".to_owned(),
+            name.clone(),
+            "--drain-delay".to_owned(),
+            humantime::format_duration(self.timings.drain_delay).to_string(),
+            "--grace".to_owned(),
+            humantime::format_duration(self.timings.grace).to_string(),
+        ];
+        let mut child = Child::spawn(&name, Role::GreeterServer, &args)?;
+        let addr = child.wait_listening().await?;
+        self.backends.push(Backend {
+            name: name.clone(),
+            addr,
+            listed: false,
+            child,
+        });
+        Ok(name)
+    }
+
+    /// The running backends, oldest first.
+    pub(crate) fn backends(&self) -> &[Backend] {
+        &self.backends
+    }
+
+    /// Names of the running backends, oldest first.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.backends.iter().map(|b| b.name.clone()).collect()
+    }
+
+    fn backend_mut(&mut self, name: &str) -> Result<&mut Backend, Error> {
+        self.backends
+            .iter_mut()
+            .find(|b| b.name == name)
+            .ok_or_else(|| Error::NoSuchBackend(name.to_owned()))
+    }
+
+    /// Lists (`true`) or unlists the backend in the static file.
+    pub(crate) fn list(&mut self, name: &str, listed: bool) -> Result<(), Error> {
+        self.backend_mut(name)?.listed = listed;
+        self.write_file()
+    }
+
+    /// Sends `signal` to a backend.
+    pub(crate) fn signal(&self, name: &str, signal: Signal) -> Result<(), Error> {
+        let backend = self
+            .backends
+            .iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| Error::NoSuchBackend(name.to_owned()))?;
+        Ok(backend.child.signal(signal)?)
+    }
+
+    /// Waits for a backend to exit (after a signal), forgets it, and returns
+    /// its exit code.
+    pub(crate) async fn wait_backend_exit(&mut self, name: &str) -> Result<Option<i32>, Error> {
+        let limit = self.timings.drain_delay + self.timings.grace + Duration::from_secs(10);
+        let status = self.backend_mut(name)?.child.wait_exit(limit).await?;
+        Ok(status.code())
+    }
+
+    /// Kills a backend with SIGKILL.
+    pub(crate) async fn kill_backend(&mut self, name: &str) -> Result<(), Error> {
+        self.backend_mut(name)?.child.kill().await;
+        Ok(())
+    }
+
+    /// Forgets an exited backend (it must be unlisted first to leave the
+    /// file).
+    pub(crate) fn forget(&mut self, name: &str) {
+        self.backends.retain(|b| b.name != name);
+    }
+
+    /// Stops every child: backends first, then the control plane.
+    pub(crate) async fn shutdown(&mut self) {
+        for backend in &mut self.backends {
+            backend.child.stop().await;
+        }
+        if let Some(child) = &mut self.control_plane {
+            child.stop().await;
+        }
+    }
+
+    /// The last log lines of every child, for an error report.
+    pub(crate) fn logs(&self) -> String {
+        let mut text = String::new();
+        let children = self
+            .control_plane
+            .iter()
+            .chain(self.backends.iter().map(|b| &b.child));
+        for child in children {
+            text.push_str(&format!(
+                "--- {} (last lines) ---\n{}\n",
+                child.name(),
+                child.log_tail(15)
+            ));
+        }
+        text
+    }
+
+    /// Writes the static file: service `greeter` with every listed backend.
+    /// Written to a temporary name and renamed, so the control plane never
+    /// reads half a file.
+    fn write_file(&self) -> Result<(), Error> {
+        let endpoints: Vec<_> = self
+            .backends
+            .iter()
+            .filter(|b| b.listed)
+            .map(|b| json!({"address": b.addr.to_string(), "instance": b.name}))
+            .collect();
+        let doc = json!({"services": [{"name": SERVICE, "port": 80, "endpoints": endpoints}]});
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        let partial = self.dir.path().join("services.json.partial");
+        let write = |path: &Path, result: std::io::Result<()>| {
+            result.map_err(|source| Error::Write {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        write(&partial, std::fs::write(&partial, text))?;
+        write(&self.file, std::fs::rename(&partial, &self.file))
+    }
+}
+
+/// A directory under the system's temporary directory, removed on drop.
+#[derive(Debug)]
+struct TempDir(PathBuf);
+
+/// Prefix of the demo's temporary directories: `<prefix><pid>-<random>`.
+const TEMP_PREFIX: &str = "grpc-lb-demo-";
+
+impl TempDir {
+    fn create() -> Result<Self, Error> {
+        remove_stale(&std::env::temp_dir());
+        let path = std::env::temp_dir().join(format!(
+            "{TEMP_PREFIX}{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir(&path).map_err(|source| Error::Write {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Self(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+/// Removes directories left behind by demos that were killed (SIGKILL
+/// leaves no chance to clean up): those whose process is gone.
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(TEMP_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let gone = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        );
+        if gone {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_directories_of_dead_demos_are_removed() {
+        let parent = std::env::temp_dir().join(format!(
+            "grpc-lb-demo-test-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir(&parent).expect("parent");
+        // Pid 0x7fff_fff0 is above any real pid limit: that demo is gone.
+        let dead = parent.join(format!("{TEMP_PREFIX}{}-0000abcd", 0x7fff_fff0));
+        let alive = parent.join(format!("{TEMP_PREFIX}{}-0000abcd", std::process::id()));
+        let other = parent.join("something-else");
+        for dir in [&dead, &alive, &other] {
+            std::fs::create_dir(dir).expect("dir");
+        }
+        remove_stale(&parent);
+        assert!(!dead.exists());
+        assert!(alive.exists());
+        assert!(other.exists());
+        std::fs::remove_dir_all(&parent).expect("clean up");
+    }
+
+    #[test]
+    fn the_static_file_lists_only_listed_backends() {
+        let cluster = Cluster::new(Timings {
+            drain_delay: Duration::from_secs(1),
+            grace: Duration::from_secs(1),
+            probe_interval: Duration::from_secs(1),
+            file_poll_interval: Duration::from_secs(1),
+        })
+        .expect("cluster");
+        let text = std::fs::read_to_string(cluster.file()).expect("file");
+        let doc: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(doc["services"][0]["name"], SERVICE);
+        assert_eq!(doc["services"][0]["endpoints"], json!([]));
+        let dir = cluster.file().parent().expect("dir").to_owned();
+        drop(cluster);
+        assert!(!dir.exists(), "the temporary directory is removed on drop");
+    }
+}

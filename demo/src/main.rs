@@ -1,0 +1,55 @@
+//! `demo`: the whole system on one machine in one command (the README's
+//! main command, `cargo run --release --bin demo`). See `--help`.
+//!
+//! # Layout
+//!
+//! - [`roles`]: hidden subcommands that run the real greeter-server and
+//!   control-plane code in child copies of this executable.
+//! - [`children`]: starting, watching, signalling and stopping those
+//!   children.
+//! - [`cluster`]: the control plane, the backends, and the static file that
+//!   plays the Kubernetes API.
+//! - [`balancer`]: a per-connection TCP balancer (what kube-proxy does).
+//! - [`load`]: the client's steady call rate; [`stats`]: counting calls per
+//!   segment of the script.
+//! - [`scenario`]: set-up and the helpers phases share; [`phases`]: the six
+//!   phases, the first in [`baseline`].
+//! - [`screen`]: live output; [`summary`]: the final table and JSON.
+//! - [`args`], [`run`]: the command line, signals, clean-up, exit code.
+
+mod args;
+mod balancer;
+mod baseline;
+mod children;
+mod cluster;
+mod load;
+mod phases;
+mod roles;
+mod run;
+mod scenario;
+mod screen;
+mod stats;
+mod summary;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    if let Some(code) = roles::dispatch() {
+        return code;
+    }
+    let args = args::Args::parse();
+    // One thread: children ask the kernel to kill them when the thread that
+    // started them exits (PR_SET_PDEATHSIG), which must be the whole demo.
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run::run(args)),
+        Err(error) => {
+            eprintln!("demo: failed to start the Tokio runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
