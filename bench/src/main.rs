@@ -21,7 +21,8 @@
 //!   test in its own process (`bench cp-host`, not for people);
 //! - [`datapath`] (scenario 2): the compared [`datapath::clients`] and the
 //!   closed-loop [`datapath::load`] generator, shared with scenario 3;
-//! - [`rollout`] (scenario 3) with its L4 balancer ([`rollout::l4`]);
+//! - [`rollout`] (scenario 3), its "ClusterIP" being the demo's TCP
+//!   balancer (`demo::balancer`);
 //! - [`report`]: Markdown tables, goal verdicts and SVG charts from the
 //!   [`results`] files;
 //! - support: [`procs`] (child processes), [`clock`] (one clock across

@@ -20,9 +20,8 @@
 //! - DNS polling: ginepro's lookup returns the current address set when it
 //!   polls, at its default interval (10 s), like records of a headless
 //!   Service;
-//! - "ClusterIP": the [`l4`] balancer's backend list, updated at once.
-
-pub(crate) mod l4;
+//! - "ClusterIP": the demo's per-connection TCP balancer
+//!   ([`demo::balancer`]), its backend list replaced at once.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -39,7 +38,7 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::datapath::clients::{self, AddressSet, Caller, ClientKind};
 use crate::datapath::{load, start_backends};
 use crate::procs::{self, Bins, Proc};
-use l4::L4Balancer;
+use demo::balancer::{Backend, TcpBalancer};
 
 /// Errors of this scenario.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +58,9 @@ pub(crate) enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The TCP balancer could not start.
+    #[error(transparent)]
+    Balancer(#[from] demo::balancer::Error),
     /// A new backend never reported SERVING.
     #[error("new backend {0} did not report SERVING within 10 s")]
     NotServing(SocketAddr),
@@ -154,7 +156,7 @@ enum Discovery {
         _control_plane: Box<Proc>,
     },
     Dns(AddressSet),
-    ClusterIp(L4Balancer),
+    ClusterIp(TcpBalancer),
 }
 
 impl Discovery {
@@ -168,11 +170,22 @@ impl Discovery {
                 Ok(())
             }
             Self::ClusterIp(balancer) => {
-                balancer.set_backends(addrs.to_vec());
+                balancer.set_backends(backends(addrs));
                 Ok(())
             }
         }
     }
+}
+
+/// The balancer's backends for `addrs`, named by address.
+fn backends(addrs: &[SocketAddr]) -> Vec<Backend> {
+    addrs
+        .iter()
+        .map(|&addr| Backend {
+            name: addr.to_string(),
+            addr,
+        })
+        .collect()
 }
 
 /// Writes the static source's file for `addrs` (whole, then renamed into
@@ -282,13 +295,7 @@ async fn rollout(config: &Config, bins: &Bins, client: ClientKind) -> Result<Row
             )
         }
         _ => {
-            let balancer =
-                L4Balancer::start(current.clone())
-                    .await
-                    .map_err(|source| Error::Io {
-                        what: "failed to start the L4 balancer".to_owned(),
-                        source,
-                    })?;
+            let balancer = TcpBalancer::start(backends(&current)).await?;
             let caller = clients::direct(balancer.addr()).await?;
             (
                 Discovery::ClusterIp(balancer),
@@ -346,7 +353,7 @@ async fn rollout(config: &Config, bins: &Bins, client: ClientKind) -> Result<Row
             let _ = std::fs::remove_file(file);
             None
         }
-        Discovery::ClusterIp(balancer) => Some(balancer.accepted()),
+        Discovery::ClusterIp(balancer) => Some(balancer.forwarded().len()),
         Discovery::Dns(_) => None,
     };
     drop(discovery);
