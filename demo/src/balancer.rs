@@ -6,6 +6,11 @@
 //! closes. It balances connections, not calls: a gRPC client opens one
 //! HTTP/2 connection and multiplexes every call over it, so every call lands
 //! on the one backend that connection was given.
+//!
+//! The backend list can be replaced while it runs ([`TcpBalancer::set_backends`],
+//! as kube-proxy follows a Service's endpoints); connections already
+//! forwarded stay where they are. With no backend, a new connection is
+//! closed at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Errors starting the balancer.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
+pub enum Error {
     /// The listening socket could not be opened.
     #[error("failed to open the TCP balancer's port: {0}")]
     Bind(#[source] std::io::Error),
@@ -28,26 +33,27 @@ pub(crate) enum Error {
 
 /// A backend the balancer forwards to.
 #[derive(Debug, Clone)]
-pub(crate) struct Backend {
+pub struct Backend {
     /// Its name (shown in the demo's output).
-    pub(crate) name: String,
+    pub name: String,
     /// Where it listens.
-    pub(crate) addr: SocketAddr,
+    pub addr: SocketAddr,
 }
 
 /// One forwarded connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Forwarded {
+pub struct Forwarded {
     /// The client's side of the connection.
-    pub(crate) client: SocketAddr,
+    pub client: SocketAddr,
     /// The backend it was given.
-    pub(crate) backend: String,
+    pub backend: String,
 }
 
 /// A running balancer. Stops (closing every forwarded connection) on drop.
 #[derive(Debug)]
-pub(crate) struct TcpBalancer {
+pub struct TcpBalancer {
     addr: SocketAddr,
+    backends: Arc<Mutex<Vec<Backend>>>,
     forwarded: Arc<Mutex<Vec<Forwarded>>>,
     /// How many connections were forwarded so far.
     count: watch::Receiver<usize>,
@@ -56,22 +62,24 @@ pub(crate) struct TcpBalancer {
 
 impl TcpBalancer {
     /// Listens on a free loopback port and forwards to `backends`.
-    pub(crate) async fn start(backends: Vec<Backend>) -> Result<Self, Error> {
+    pub async fn start(backends: Vec<Backend>) -> Result<Self, Error> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(Error::Bind)?;
         let addr = listener.local_addr().map_err(Error::Bind)?;
+        let backends = Arc::new(Mutex::new(backends));
         let forwarded = Arc::new(Mutex::new(Vec::new()));
         let (count_tx, count) = watch::channel(0);
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(
             listener,
-            backends,
+            backends.clone(),
             (forwarded.clone(), count_tx),
             stop.clone(),
         ));
         Ok(Self {
             addr,
+            backends,
             forwarded,
             count,
             stop,
@@ -79,13 +87,18 @@ impl TcpBalancer {
     }
 
     /// The address clients dial (the "ClusterIP").
-    pub(crate) fn addr(&self) -> SocketAddr {
+    pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Replaces the backends new connections go to.
+    pub fn set_backends(&self, backends: Vec<Backend>) {
+        *self.backends.lock().unwrap_or_else(|p| p.into_inner()) = backends;
     }
 
     /// Waits (at most `timeout`) until `n` connections were forwarded;
     /// returns whether they were.
-    pub(crate) async fn wait_forwarded(&self, n: usize, timeout: Duration) -> bool {
+    pub async fn wait_forwarded(&self, n: usize, timeout: Duration) -> bool {
         let mut count = self.count.clone();
         tokio::time::timeout(timeout, count.wait_for(|c| *c >= n))
             .await
@@ -93,7 +106,7 @@ impl TcpBalancer {
     }
 
     /// Every connection forwarded so far.
-    pub(crate) fn forwarded(&self) -> Vec<Forwarded> {
+    pub fn forwarded(&self) -> Vec<Forwarded> {
         self.forwarded
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -109,13 +122,10 @@ impl Drop for TcpBalancer {
 
 async fn accept_loop(
     listener: TcpListener,
-    backends: Vec<Backend>,
+    backends: Arc<Mutex<Vec<Backend>>>,
     (forwarded, count): (Arc<Mutex<Vec<Forwarded>>>, watch::Sender<usize>),
     stop: CancellationToken,
 ) {
-    if backends.is_empty() {
-        return;
-    }
     let next = AtomicUsize::new(0);
     loop {
         let (inbound, client) = tokio::select! {
@@ -128,7 +138,14 @@ async fn accept_loop(
                 }
             },
         };
-        let backend = backends[next.fetch_add(1, Ordering::Relaxed) % backends.len()].clone();
+        let backend = {
+            let backends = backends.lock().unwrap_or_else(|p| p.into_inner());
+            if backends.is_empty() {
+                // Nothing to forward to: the client's connection closes.
+                continue;
+            }
+            backends[next.fetch_add(1, Ordering::Relaxed) % backends.len()].clone()
+        };
         let n = {
             let mut forwarded = forwarded.lock().unwrap_or_else(|p| p.into_inner());
             forwarded.push(Forwarded {
@@ -213,6 +230,33 @@ mod tests {
             assert_eq!(forwarded, ["a", "b", "a", "b"]);
             assert!(balancer.wait_forwarded(4, Duration::from_secs(1)).await);
             assert!(!balancer.wait_forwarded(5, Duration::from_millis(50)).await);
+        })
+        .await
+        .expect("bounded");
+    }
+
+    #[tokio::test]
+    async fn new_connections_follow_a_replaced_backend_list() {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            let a = Backend {
+                name: "a".into(),
+                addr: named_server("a").await,
+            };
+            let b = Backend {
+                name: "b".into(),
+                addr: named_server("b").await,
+            };
+            let balancer = TcpBalancer::start(vec![a]).await.expect("start");
+            assert_eq!(read_name(balancer.addr()).await, "a");
+            balancer.set_backends(vec![b]);
+            assert_eq!(read_name(balancer.addr()).await, "b");
+            balancer.set_backends(Vec::new());
+            assert_eq!(read_name(balancer.addr()).await, "", "closed at once");
+            assert_eq!(
+                balancer.forwarded().len(),
+                2,
+                "the closed one was not forwarded"
+            );
         })
         .await
         .expect("bounded");

@@ -1,5 +1,5 @@
 //! Phase 1, the usual first attempt: the client dials one address of a
-//! per-connection TCP balancer ([`crate::balancer`], what kube-proxy does
+//! per-connection TCP balancer ([`demo::balancer`], what kube-proxy does
 //! for a ClusterIP Service) and every call lands on one backend. The phase
 //! shows why: one TCP connection, given to one backend, carrying every
 //! call.
@@ -10,11 +10,11 @@ use std::time::Duration;
 use proto::greet::greeter_client::GreeterClient;
 use serde_json::json;
 
-use crate::balancer::{self, TcpBalancer};
 use crate::load::{Client, Load};
 use crate::phases::begin;
 use crate::scenario::{Error, Run};
 use crate::screen::Live;
+use demo::balancer::{self, TcpBalancer};
 
 /// Runs phase 1.
 pub(crate) async fn clusterip(run: &mut Run<'_>) -> Result<(), Error> {

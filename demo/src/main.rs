@@ -9,7 +9,8 @@
 //!   children.
 //! - [`cluster`]: the control plane, the backends, and the static file that
 //!   plays the Kubernetes API.
-//! - [`balancer`]: a per-connection TCP balancer (what kube-proxy does).
+//! - `demo::balancer` (in the library, `src/lib.rs`): a per-connection TCP
+//!   balancer (what kube-proxy does).
 //! - [`load`]: the client's steady call rate; [`stats`]: counting calls per
 //!   segment of the script.
 //! - [`scenario`]: set-up and the helpers phases share; [`phases`]: the six
@@ -18,7 +19,6 @@
 //! - [`args`], [`run`]: the command line, signals, clean-up, exit code.
 
 mod args;
-mod balancer;
 mod baseline;
 mod children;
 mod cluster;

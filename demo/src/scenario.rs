@@ -47,7 +47,7 @@ pub(crate) enum Error {
     Client(String),
     /// The balancer could not start.
     #[error(transparent)]
-    Balancer(#[from] crate::balancer::Error),
+    Balancer(#[from] demo::balancer::Error),
 }
 
 /// What the demo was asked for.

@@ -3,24 +3,23 @@
 //! - [`names`]: which resource names exist and what they mean.
 //! - [`resources`]: the one conversion from the model to Envoy resources,
 //!   done once per service change.
+//! - [`wire`]: responses in wire form, each resource encoded once and its
+//!   bytes shared by every stream.
 //! - [`session`]: the protocol state of one ADS stream, a pure state
 //!   machine (subscriptions, nonces, ACK/NACK, what to send).
 //! - [`stream`]: the task that drives a session for one stream.
-//! - [`server`]: the `AggregatedDiscoveryService` gRPC service.
+//! - [`server`]: the `AggregatedDiscoveryService` gRPC service, and
+//!   [`body`], the response body that writes the shared bytes.
 //! - [`registry`]: the connected clients, for the status API and metrics.
 
+pub mod body;
 pub mod names;
 pub mod registry;
 pub mod resources;
 pub mod server;
 pub mod session;
 pub mod stream;
-
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
-use prost::Name;
+pub mod wire;
 
 /// The resource types served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,19 +43,33 @@ impl ResourceType {
         Self::ClusterLoadAssignment,
     ];
 
+    /// Position in [`ResourceType::ALL`], for per-type arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The type URL used on the wire.
     pub fn type_url(self) -> String {
+        self.type_url_str().to_owned()
+    }
+
+    /// The type URL used on the wire, without allocating.
+    pub fn type_url_str(self) -> &'static str {
         match self {
-            Self::Listener => Listener::type_url(),
-            Self::RouteConfiguration => RouteConfiguration::type_url(),
-            Self::Cluster => Cluster::type_url(),
-            Self::ClusterLoadAssignment => ClusterLoadAssignment::type_url(),
+            Self::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            Self::RouteConfiguration => {
+                "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+            }
+            Self::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            Self::ClusterLoadAssignment => {
+                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+            }
         }
     }
 
     /// The type for a type URL, if it is one we serve.
     pub fn from_type_url(type_url: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.type_url() == type_url)
+        Self::ALL.into_iter().find(|t| t.type_url_str() == type_url)
     }
 
     /// Whether a state-of-the-world response of this type must list every
@@ -74,5 +87,35 @@ impl ResourceType {
             Self::Cluster => "CDS",
             Self::ClusterLoadAssignment => "EDS",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    use envoy_types::pb::envoy::config::listener::v3::Listener;
+    use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+    use prost::Name;
+
+    use super::*;
+
+    #[test]
+    fn type_urls_are_the_messages_own() {
+        let expected = [
+            Listener::type_url(),
+            RouteConfiguration::type_url(),
+            Cluster::type_url(),
+            ClusterLoadAssignment::type_url(),
+        ];
+        for (i, (kind, url)) in ResourceType::ALL.into_iter().zip(expected).enumerate() {
+            assert_eq!(kind.index(), i);
+            assert_eq!(kind.type_url(), url);
+            assert_eq!(ResourceType::from_type_url(&url), Some(kind));
+        }
+        assert_eq!(
+            ResourceType::from_type_url("type.googleapis.com/other"),
+            None
+        );
     }
 }

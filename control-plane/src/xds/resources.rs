@@ -1,7 +1,8 @@
 //! The one conversion from the model to Envoy xDS resources.
 //!
 //! Resources are built when a service changes, once, however many clients
-//! subscribe to it, and kept encoded (`Any`) so streams only copy bytes.
+//! subscribe to it, and kept encoded (`Any`, and the `Any` as an entry of a
+//! response, see [`super::wire`]) so streams share the bytes.
 //! What changed decides what is rebuilt: an endpoint change rebuilds only
 //! the ClusterLoadAssignment of the affected port; Listeners, routes and
 //! Clusters are rebuilt only when the service's ports change. A resource
@@ -51,6 +52,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds,
 };
+use bytes::Bytes;
 use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use envoy_types::util::pack_any;
 
@@ -71,6 +73,9 @@ pub struct Resource {
     pub revision: u64,
     /// The encoded resource.
     pub any: Any,
+    /// `any` as an entry of `DiscoveryResponse.resources`, shared by every
+    /// response that carries it.
+    pub encoded: Bytes,
 }
 
 /// The resources of one Service port.
@@ -200,6 +205,7 @@ fn resource(name: &str, revision: u64, any: Any) -> Resource {
     Resource {
         name: name.to_owned(),
         revision,
+        encoded: super::wire::encode_resource(&any),
         any,
     }
 }

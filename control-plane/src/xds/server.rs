@@ -1,23 +1,33 @@
 //! The `envoy.service.discovery.v3.AggregatedDiscoveryService` gRPC
 //! service: state-of-the-world ADS, one [`StreamTask`] per stream.
+//!
+//! # Design notes
+//!
+//! The service is routed by hand ([`AdsServer`]) instead of through the
+//! generated server, for the response side only: requests are decoded by
+//! tonic's `Streaming` as usual (with a small buffer: requests are small),
+//! while responses go out through [`ResponseBody`], which writes the
+//! resources' shared bytes instead of having a codec copy each response
+//! into a per-stream buffer. Delta xDS and unknown methods are answered
+//! UNIMPLEMENTED, as the generated server would.
 
-use std::pin::Pin;
+use std::convert::Infallible;
+use std::future::{Ready, ready};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use common::incoming::ConnInfo;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
-use futures::{Stream, StreamExt};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use prost::Message;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::Status;
+use tonic::codec::{BufferSettings, DecodeBuf, Decoder, Streaming};
+use tonic::server::NamedService;
+use tonic::transport::server::TcpConnectInfo;
 use tracing::Instrument;
 
+use super::body::ResponseBody;
 use super::registry::Registry;
 use super::session::{Limits, Session};
 use super::stream::{Ended, QUEUE_DEPTH, StreamTask};
@@ -27,6 +37,16 @@ use crate::store::Store;
 /// Default cap on one decoded request, in bytes. A request at the names cap
 /// with typical names is far smaller.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// The gRPC service name.
+pub const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+const STREAM_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+/// Initial request buffer per stream (tonic's default is 8 KiB; requests
+/// are mostly ACKs of a couple of hundred bytes, and the buffer grows as
+/// needed).
+const REQUEST_BUFFER: usize = 512;
 
 /// Settings of the ADS service.
 #[derive(Debug, Clone)]
@@ -83,29 +103,46 @@ impl AdsService {
         }
     }
 
-    /// The tonic service, with `config`'s request size cap.
-    pub fn into_server(self, config: &AdsConfig) -> AggregatedDiscoveryServiceServer<Self> {
-        AggregatedDiscoveryServiceServer::new(self)
-            .max_decoding_message_size(config.max_request_bytes)
+    /// The service to add to a tonic server, with `config`'s request size
+    /// cap.
+    pub fn into_server(self, config: &AdsConfig) -> AdsServer {
+        AdsServer {
+            service: Arc::new(self),
+            max_request_bytes: config.max_request_bytes,
+        }
     }
-}
 
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
+    /// Opens one ADS stream: starts its task and returns the response.
+    fn open(
         &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        request: http::Request<tonic::body::Body>,
+        max_request_bytes: usize,
+    ) -> http::Response<tonic::body::Body> {
+        if let Some(encoding) = request.headers().get("grpc-encoding")
+            && encoding != "identity"
+        {
+            let encoding = encoding.to_str().unwrap_or("?");
+            return Status::unimplemented(format!(
+                "Content is compressed with `{encoding}` which isn't supported"
+            ))
+            .into_http();
+        }
         let peer = request
             .extensions()
             .get::<ConnInfo>()
             .and_then(|info| info.remote_addr)
-            .or_else(|| request.remote_addr());
-        let inbound = request.into_inner();
+            .or_else(|| {
+                request
+                    .extensions()
+                    .get::<TcpConnectInfo>()
+                    .and_then(TcpConnectInfo::remote_addr)
+            });
+        let inbound = Streaming::new_request(
+            RequestDecoder,
+            request.into_body(),
+            None,
+            Some(max_request_bytes),
+        );
         let session = Session::new(self.store.instance_id(), &self.identifier, self.limits);
         let registration = self.registry.register(peer, session);
         let stream_id = registration.slot().stream_id;
@@ -134,25 +171,65 @@ impl AggregatedDiscoveryService for AdsService {
             }
             .instrument(span),
         );
-        let metrics = self.metrics.clone();
-        let written = ReceiverStream::new(responses).map(move |item| {
-            item.map(|outgoing| {
-                metrics.response_written(outgoing.kind, outgoing.changed_at);
-                outgoing.response
-            })
-        });
-        Ok(Response::new(Box::pin(written)))
+        let body = ResponseBody::new(responses, self.metrics.clone());
+        let mut response = http::Response::new(tonic::body::Body::new(body));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            tonic::metadata::GRPC_CONTENT_TYPE,
+        );
+        response
+    }
+}
+
+/// Decodes requests, starting from a small buffer.
+#[derive(Debug, Clone, Copy)]
+struct RequestDecoder;
+
+impl Decoder for RequestDecoder {
+    type Item = DiscoveryRequest;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<DiscoveryRequest>, Status> {
+        DiscoveryRequest::decode(buf)
+            .map(Some)
+            .map_err(|error| Status::internal(format!("undecodable DiscoveryRequest: {error}")))
     }
 
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(REQUEST_BUFFER, 32 * 1024)
+    }
+}
 
-    async fn delta_aggregated_resources(
-        &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "incremental (delta) xDS is not supported by this control plane; use \
-             state-of-the-world ADS (StreamAggregatedResources)",
-        ))
+/// The ADS gRPC service as tonic's router takes it.
+#[derive(Debug, Clone)]
+pub struct AdsServer {
+    service: Arc<AdsService>,
+    max_request_bytes: usize,
+}
+
+impl NamedService for AdsServer {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for AdsServer {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let response = match request.uri().path() {
+            STREAM_PATH => self.service.open(request, self.max_request_bytes),
+            DELTA_PATH => Status::unimplemented(
+                "incremental (delta) xDS is not supported by this control plane; use \
+                 state-of-the-world ADS (StreamAggregatedResources)",
+            )
+            .into_http(),
+            _ => Status::unimplemented("").into_http(),
+        };
+        ready(Ok(response))
     }
 }

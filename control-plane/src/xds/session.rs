@@ -40,16 +40,17 @@
 //! - Requests over the [`Limits`] are refused with an [`Error`] and change
 //!   nothing; the stream ends that one stream with INVALID_ARGUMENT.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::ResourceType;
 use super::names;
 use super::resources::Resource;
+use super::wire::EncodedResponse;
 use crate::store::{self, Snapshot};
 
 mod types;
@@ -67,7 +68,7 @@ const WILDCARD: &str = "*";
 
 #[derive(Debug, Default)]
 struct TypeState {
-    names: BTreeSet<String>,
+    names: Names,
     wildcard: bool,
     /// Whether any request of this type listed names (ends the legacy
     /// "no names means wildcard" rule).
@@ -100,10 +101,13 @@ enum Mode {
 #[derive(Debug)]
 pub struct Session {
     instance_id: String,
-    control_plane: ControlPlane,
+    control_plane: Arc<ControlPlane>,
     limits: Limits,
     node: Option<NodeInfo>,
-    types: BTreeMap<ResourceType, TypeState>,
+    /// Per type, by [`ResourceType::index`]; `None` until first requested.
+    /// (An array, not a map: a B-tree node for four entries would cost
+    /// every stream about 3 KiB.)
+    types: [Option<TypeState>; 4],
     unknown_types: BTreeMap<String, u64>,
     nonces: u64,
 }
@@ -118,12 +122,12 @@ impl Session {
     ) -> Self {
         Self {
             instance_id: instance_id.into(),
-            control_plane: ControlPlane {
+            control_plane: Arc::new(ControlPlane {
                 identifier: identifier.into(),
-            },
+            }),
             limits,
             node: None,
-            types: BTreeMap::new(),
+            types: Default::default(),
             unknown_types: BTreeMap::new(),
             nonces: 0,
         }
@@ -161,7 +165,7 @@ impl Session {
             });
         };
 
-        let state = self.types.entry(kind).or_default();
+        let state = self.types[kind.index()].get_or_insert_with(TypeState::default);
         let nonce = &request.response_nonce;
         let answers_latest = !nonce.is_empty() && *nonce == state.sent_nonce;
         if !nonce.is_empty() && !state.sent_nonce.is_empty() && !answers_latest {
@@ -208,8 +212,8 @@ impl Session {
 
         let (names, wildcard) = subscription(kind, &request.resource_names, state.explicit);
         state.explicit |= !request.resource_names.is_empty();
-        let added = names.difference(&state.names).count();
-        let removed = state.names.difference(&names).count();
+        let added = names.count_missing_from(&state.names);
+        let removed = state.names.count_missing_from(&names);
         let changed = added > 0 || removed > 0 || wildcard != state.wildcard;
         state.names = names;
         state.wildcard = wildcard;
@@ -239,8 +243,7 @@ impl Session {
     /// Handles a new snapshot: a response for every type in which something
     /// subscribed changed, appeared or (Listener, Cluster) disappeared.
     pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Outgoing> {
-        let kinds: Vec<_> = self.types.keys().copied().collect();
-        kinds
+        ResourceType::ALL
             .into_iter()
             .filter_map(|kind| self.respond(kind, snapshot, Mode::Update))
             .collect()
@@ -250,12 +253,12 @@ impl Session {
     pub fn view(&self) -> SessionView {
         SessionView {
             node: self.node.clone(),
-            types: self
-                .types
-                .iter()
+            types: ResourceType::ALL
+                .into_iter()
+                .filter_map(|kind| Some((kind, self.types[kind.index()].as_ref()?)))
                 .map(|(kind, state)| TypeView {
-                    kind: *kind,
-                    names: state.names.iter().cloned().collect(),
+                    kind,
+                    names: state.names.0.clone(),
                     wildcard: state.wildcard,
                     sent_version: state.sent_version.clone(),
                     sent_nonce: state.sent_nonce.clone(),
@@ -303,7 +306,7 @@ impl Session {
     /// Builds the response of type `kind` for `mode`, if one is due, and
     /// records it as sent.
     fn respond(&mut self, kind: ResourceType, snapshot: &Snapshot, mode: Mode) -> Option<Outgoing> {
-        let state = self.types.get_mut(&kind)?;
+        let state = self.types[kind.index()].as_mut()?;
         let view = current_view(state, kind, snapshot);
         let gone = state
             .sent
@@ -347,30 +350,52 @@ impl Session {
         state.responses += 1;
         Some(Outgoing {
             kind,
-            response: DiscoveryResponse {
+            response: EncodedResponse {
                 version_info,
-                resources: carried.iter().map(|r| r.any.clone()).collect(),
-                type_url: kind.type_url(),
+                type_url: kind.type_url_str(),
                 nonce,
-                control_plane: Some(self.control_plane.clone()),
-                ..Default::default()
+                control_plane: self.control_plane.clone(),
+                resources: carried.iter().map(|r| r.encoded.clone()).collect(),
             },
             changed_at,
         })
     }
 }
 
+/// A subscription's names, sorted and without duplicates. (A sorted
+/// `Vec`, not a `BTreeSet`: most streams hold one or two names per type,
+/// and a B-tree node costs about 300 bytes however few it holds.)
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Names(Vec<String>);
+
+impl Names {
+    /// `names` without `*`.
+    fn listed(names: &[String]) -> Self {
+        let mut names: Vec<String> = names
+            .iter()
+            .filter(|name| *name != WILDCARD)
+            .cloned()
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        Self(names)
+    }
+
+    /// How many of these names `other` does not hold.
+    fn count_missing_from(&self, other: &Self) -> usize {
+        self.0
+            .iter()
+            .filter(|name| other.0.binary_search(name).is_err())
+            .count()
+    }
+}
+
 /// The subscription a request asks for: its names without `*`, and
 /// whether it subscribes to everything.
-fn subscription(kind: ResourceType, names: &[String], explicit: bool) -> (BTreeSet<String>, bool) {
+fn subscription(kind: ResourceType, names: &[String], explicit: bool) -> (Names, bool) {
     let star = names.iter().any(|name| name == WILDCARD);
     let legacy_wildcard = names.is_empty() && kind.is_full_state() && !explicit;
-    let names = names
-        .iter()
-        .filter(|name| *name != WILDCARD)
-        .cloned()
-        .collect();
-    (names, star || legacy_wildcard)
+    (Names::listed(names), star || legacy_wildcard)
 }
 
 /// Every subscribed resource that exists in `snapshot`, by name.
@@ -385,7 +410,7 @@ fn current_view<'s>(
             view.insert(resource.name.as_str(), resource);
         }
     }
-    for name in &state.names {
+    for name in &state.names.0 {
         if let Some(resource) = snapshot.get(kind, name) {
             view.insert(resource.name.as_str(), resource);
         }

@@ -52,8 +52,9 @@ const MAX_HELD_TYPES: usize = 8;
 /// Sent to clients when the server stops.
 const STOPPING: &str = "the control plane is shutting down; reconnect to another instance or retry";
 
-/// What the task puts in the queue.
-pub type Queued = Result<Outgoing, Status>;
+/// What the task puts in the queue: boxed, so the queue's storage (which
+/// tokio allocates 32 slots at a time) stays small in every stream.
+pub type Queued = Result<Box<Outgoing>, Box<Status>>;
 
 /// Why a stream ended.
 #[derive(Debug)]
@@ -114,7 +115,7 @@ impl StreamTask {
                         Ok(outgoing) => outgoing,
                         Err(error) => {
                             let status = Status::invalid_argument(error.to_string());
-                            if let Some(ended) = self.send(&queue, Err(status)).await {
+                            if let Some(ended) = self.send(&queue, Err(Box::new(status))).await {
                                 return ended;
                             }
                             return Ended::Refused(error);
@@ -123,7 +124,7 @@ impl StreamTask {
                 },
             };
             for item in outgoing {
-                if let Some(ended) = self.send(&queue, Ok(item)).await {
+                if let Some(ended) = self.send(&queue, Ok(Box::new(item))).await {
                     return ended;
                 }
             }
@@ -246,13 +247,13 @@ where
 /// why, if it is still listening.
 fn client_failed(queue: &mpsc::Sender<Queued>, status: Status) -> Ended {
     let reason = format!("the request stream failed: {}", status.message());
-    let _ = queue.try_send(Err(Status::new(status.code(), reason)));
+    let _ = queue.try_send(Err(Box::new(Status::new(status.code(), reason))));
     Ended::ClientFailed(status)
 }
 
 fn stopping(queue: &mpsc::Sender<Queued>) -> Ended {
     // Best effort: a full queue means the client is not reading anyway.
-    let _ = queue.try_send(Err(Status::unavailable(STOPPING)));
+    let _ = queue.try_send(Err(Box::new(Status::unavailable(STOPPING))));
     Ended::Stopping
 }
 

@@ -3,6 +3,10 @@
 //! `src/main.rs` named after the package, `src/bin/<name>.rs` and
 //! `src/bin/<name>/main.rs`.
 //!
+//! A package that is not shipped (the benchmark harness) says so with
+//! `image = false` under `[package.metadata.deploy]`; its binaries are left
+//! out.
+//!
 //! A line-based reader is enough for this workspace's plain manifests; the
 //! Dockerfile check compares the result with what the image builds, so a
 //! binary this reader missed shows up as a difference, not as silence.
@@ -46,6 +50,7 @@ fn package_bins(member: &str) -> BTreeSet<String> {
     let mut bins = BTreeSet::new();
     let mut package = None;
     let mut autobins = true;
+    let mut shipped = true;
     let mut section = String::new();
     for line in manifest.lines().map(str::trim) {
         if line.starts_with('[') {
@@ -66,8 +71,14 @@ fn package_bins(member: &str) -> BTreeSet<String> {
                     bins.insert(name);
                 }
             }
+            "[package.metadata.deploy]" if line.replace(' ', "") == "image=false" => {
+                shipped = false;
+            }
             _ => {}
         }
+    }
+    if !shipped {
+        return BTreeSet::new();
     }
     if autobins {
         if dir.join("src/main.rs").is_file() {

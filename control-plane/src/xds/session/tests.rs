@@ -6,6 +6,7 @@ use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
 use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use envoy_types::pb::google::rpc::Status;
 use prost::{Message, Name};
 
@@ -75,7 +76,13 @@ fn one(session: &mut Session, store: &Store, request: DiscoveryRequest) -> Disco
         .on_request(&request, &store.snapshot(), NOW)
         .expect("accepted");
     assert_eq!(reply.responses.len(), 1, "{reply:?}");
-    reply.responses.into_iter().next().unwrap().response
+    reply
+        .responses
+        .into_iter()
+        .next()
+        .unwrap()
+        .response
+        .to_message()
 }
 
 fn none(session: &mut Session, store: &Store, request: DiscoveryRequest) -> Received {
@@ -217,7 +224,7 @@ fn nack_is_recorded_and_the_same_version_not_resent() {
     set(&store, "greeter", &["10.0.0.2:8080"]);
     let update = session.on_snapshot(&store.snapshot());
     assert_eq!(update.len(), 1);
-    assert_eq!(assignments(&update[0].response), vec![GREETER]);
+    assert_eq!(assignments(&update[0].response.to_message()), vec![GREETER]);
     assert_ne!(update[0].response.version_info, sent.version_info);
 }
 
@@ -326,7 +333,7 @@ fn assignments_send_new_and_changed_ones_only() {
     set(&store, "other", &["10.0.1.5:8080"]);
     let update = session.on_snapshot(&store.snapshot());
     assert_eq!(update.len(), 1);
-    assert_eq!(assignments(&update[0].response), vec![OTHER]);
+    assert_eq!(assignments(&update[0].response.to_message()), vec![OTHER]);
 }
 
 #[test]
@@ -361,7 +368,10 @@ fn unknown_names_are_answered_at_once_without_them() {
     let update = session.on_snapshot(&store.snapshot());
     let kinds: Vec<_> = update.iter().map(|o| o.kind).collect();
     assert_eq!(kinds, vec![ResourceType::Listener, ResourceType::Cluster]);
-    assert_eq!(listeners(&update[0].response), vec!["greeter", "nope"]);
+    assert_eq!(
+        listeners(&update[0].response.to_message()),
+        vec!["greeter", "nope"]
+    );
 }
 
 #[test]
@@ -560,4 +570,16 @@ fn a_carried_over_nonce_counts_as_a_first_request() {
         request(ResourceType::Listener, &["greeter"], "41"),
     );
     assert_eq!(listeners(&response), vec!["greeter"]);
+}
+
+#[test]
+fn subscribed_names_are_sorted_deduplicated_and_compared() {
+    let owned = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    let a = Names::listed(&owned(&["b", "a", "*", "a"]));
+    assert_eq!(a.0, ["a", "b"]);
+    let b = Names::listed(&owned(&["c", "b"]));
+    assert_eq!(a.count_missing_from(&b), 1);
+    assert_eq!(b.count_missing_from(&a), 1);
+    assert_eq!(a.count_missing_from(&a), 0);
+    assert_eq!(Names::listed(&[]).count_missing_from(&a), 0);
 }

@@ -4,9 +4,9 @@ use std::time::{Instant, SystemTime};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 
 use crate::xds::ResourceType;
+use crate::xds::wire::EncodedResponse;
 
 /// Default cap on resource names in one request.
 pub const MAX_NAMES_PER_REQUEST: usize = 10_000;
@@ -169,8 +169,8 @@ pub enum Received {
 pub struct Outgoing {
     /// Its resource type.
     pub kind: ResourceType,
-    /// The response.
-    pub response: DiscoveryResponse,
+    /// The response, its resources shared with other streams.
+    pub response: EncodedResponse,
     /// For a response caused by a source change: when the oldest change it
     /// carries happened.
     pub changed_at: Option<Instant>,

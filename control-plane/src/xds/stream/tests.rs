@@ -104,7 +104,7 @@ fn subscribe() -> DiscoveryRequest {
 fn addresses(item: Queued) -> Vec<String> {
     let outgoing = item.expect("a response, not an error");
     let mut addresses = Vec::new();
-    for any in &outgoing.response.resources {
+    for any in &outgoing.response.to_message().resources {
         let cla = ClusterLoadAssignment::decode(any.value.as_slice()).unwrap();
         for lb in cla.endpoints.iter().flat_map(|l| &l.lb_endpoints) {
             let Some(HostIdentifier::Endpoint(endpoint)) = &lb.host_identifier else {

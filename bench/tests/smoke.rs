@@ -1,0 +1,181 @@
+//! The harness itself: every scenario runs at tiny sizes (`bench all
+//! --quick`) against the real binaries and writes well-formed results, a
+//! report and charts. No timing is asserted; this keeps the harness from
+//! rotting.
+//!
+//! Needs the workspace binaries (greeter-server, control-plane) next to
+//! the test executable's profile directory, as `cargo test --workspace`
+//! builds them.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::process::Command;
+
+/// `target/<profile>`, where cargo put the workspace's binaries.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test executable under target/<profile>/deps")
+        .to_path_buf()
+}
+
+async fn bench(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("bench runs")
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{} not written: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+fn rows<'a>(value: &'a Value, key: &str) -> &'a [Value] {
+    value["results"][key]
+        .as_array()
+        .unwrap_or_else(|| panic!("results.{key} is not a list: {value}"))
+}
+
+fn check_svg(path: &Path) {
+    let svg = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{} not written: {e}", path.display()));
+    assert!(svg.starts_with("<svg "), "{}", path.display());
+    assert!(svg.trim_end().ends_with("</svg>"), "{}", path.display());
+    assert!(
+        !svg.contains("NaN") && !svg.contains("inf"),
+        "{}: {svg}",
+        path.display()
+    );
+    assert_eq!(
+        svg.matches("<svg").count(),
+        svg.matches("</svg>").count(),
+        "{}",
+        path.display()
+    );
+}
+
+#[tokio::test]
+async fn quick_run_writes_results_report_and_charts() {
+    tests::bounded(Duration::from_secs(240), async {
+        let dir = std::env::temp_dir().join(format!("bench-smoke-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let doc = dir.join("benchmarks.md");
+        let (dir_arg, doc_arg, bins_arg) = (
+            dir.display().to_string(),
+            doc.display().to_string(),
+            bin_dir().display().to_string(),
+        );
+        let paths = [
+            "--out-dir",
+            &dir_arg,
+            "--doc",
+            &doc_arg,
+            "--bin-dir",
+            &bins_arg,
+        ];
+        let mut args = vec!["all", "--quick"];
+        args.extend(paths);
+        let output = bench(&args).await;
+        assert!(
+            output.status.success(),
+            "bench all --quick failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+
+        let propagation = read_json(&dir.join("propagation.json"));
+        assert_eq!(propagation["quick"], true);
+        assert!(propagation["machine"]["cores"].as_u64() >= Some(1));
+        let prop_rows = rows(&propagation, "rows");
+        assert!(
+            prop_rows.iter().any(|r| r["client"] == "raw-ads")
+                && prop_rows.iter().any(|r| r["client"] == "channel"),
+            "both kinds of subscriber measured: {prop_rows:?}"
+        );
+        for row in prop_rows.iter().chain(rows(&propagation, "e2e")) {
+            assert_eq!(row["missed"], 0, "every subscriber saw every change: {row}");
+            assert!(
+                row["per_subscriber_ms"]["count"].as_u64() > Some(0),
+                "{row}"
+            );
+            assert!(row["to_last_ms"]["p50"].as_f64() >= Some(0.0), "{row}");
+        }
+
+        let data_path = read_json(&dir.join("data-path.json"));
+        let data_rows = rows(&data_path, "rows");
+        for client in ["ours", "direct", "balance-channel", "ginepro"] {
+            let mine: Vec<_> = data_rows.iter().filter(|r| r["client"] == client).collect();
+            assert!(!mine.is_empty(), "{client} measured");
+            for row in mine {
+                assert!(row["throughput"].as_f64() > Some(0.0), "{row}");
+                assert_eq!(row["failed"], 0, "{row}");
+            }
+        }
+        let two_backends = data_rows
+            .iter()
+            .find(|r| r["client"] == "ours" && r["backends"] == 2)
+            .expect("ours over two backends");
+        assert_eq!(
+            two_backends["by_backend"].as_object().map(|m| m.len()),
+            Some(2),
+            "our channel spread calls over both backends: {two_backends}"
+        );
+
+        let rollout = read_json(&dir.join("rollout.json"));
+        let roll_rows = rows(&rollout, "rows");
+        assert_eq!(roll_rows.len(), 3, "{roll_rows:?}");
+        for row in roll_rows {
+            assert!(row["ok"].as_u64() > Some(0), "{row}");
+            let new_backends = row["by_backend"]
+                .as_object()
+                .map_or(0, |m| m.keys().filter(|b| b.starts_with("v2-")).count());
+            assert!(new_backends > 0, "calls reached the new backends: {row}");
+        }
+
+        let report = std::fs::read_to_string(&doc).expect("report written");
+        for block in ["runs", "goals", "propagation", "data-path", "rollout"] {
+            assert!(
+                report.contains(&format!("<!-- BEGIN generated: {block} -->")),
+                "{block}"
+            );
+            assert!(
+                report.contains(&format!("<!-- END generated: {block} -->")),
+                "{block}"
+            );
+        }
+        assert!(!report.contains("Not measured yet"), "{report}");
+        assert!(report.contains("| goal | measured | verdict |"), "{report}");
+        for chart in [
+            "propagation.svg",
+            "propagation-cpu.svg",
+            "data-path-throughput.svg",
+            "data-path-latency.svg",
+            "rollout.svg",
+        ] {
+            assert!(report.contains(&format!("]({chart})")), "{chart} linked");
+            check_svg(&dir.join(chart));
+        }
+
+        // The report regenerates from the results alone, unchanged.
+        let mut args = vec!["report"];
+        args.extend(paths);
+        let output = bench(&args).await;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(&doc).expect("report"), report);
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await;
+}
