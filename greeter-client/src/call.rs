@@ -23,7 +23,7 @@ use tonic::{Code, Status};
 use crate::body::{self, Buffered, ResponseBody};
 use crate::channel::Shared;
 use crate::config::RetryPolicy;
-use crate::pool::conn::{ConnHandle, RequestBody};
+use crate::pool::conn::{ConnHandle, RequestBody, SendError};
 
 /// Calls handed back unsent are retried at most this often (each time on
 /// another connection); more means every connection is closing under us.
@@ -144,20 +144,22 @@ pub(crate) async fn call(
                 }
                 return Ok(response.map(|body| ResponseBody::new(body, in_flight)));
             }
-            Err(mut error) => {
-                if let Some(unsent_request) = error.take_message() {
-                    // It never left this client: send it elsewhere.
-                    attempts -= 1;
-                    unsent += 1;
-                    tracing::debug!(endpoint = %conn.label(), unsent, "call handed back unsent; sending it elsewhere");
-                    if unsent > MAX_UNSENT_RETRIES {
-                        return Err(body::transport_status(error.error(), &conn.label()));
-                    }
-                    request = unsent_request;
-                    previous = Some(conn);
-                    continue;
+            Err(SendError::Unsent {
+                request: unsent_request,
+                error,
+            }) => {
+                // It never left this client: send it elsewhere.
+                attempts -= 1;
+                unsent += 1;
+                tracing::debug!(endpoint = %conn.label(), unsent, "call handed back unsent; sending it elsewhere");
+                if unsent > MAX_UNSENT_RETRIES {
+                    return Err(body::transport_status(&error, &conn.label()));
                 }
-                let status = body::transport_status(error.error(), &conn.label());
+                request = *unsent_request;
+                previous = Some(conn);
+            }
+            Err(error) => {
+                let status = error.status(&conn.label());
                 if retry_left
                     && let Some(kept) = &kept
                     && kept.policy.retryable_codes.contains(&status.code())

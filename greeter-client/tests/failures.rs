@@ -167,51 +167,61 @@ async fn stalling_server() -> (SocketAddr, oneshot::Receiver<()>, oneshot::Sende
     (addr, accepted_rx, close_tx)
 }
 
+/// `calls` calls dispatched in one go to a real backend and a stalling
+/// one: half to each. On the stalling one the first is sent and the second
+/// waits for a stream slot inside h2; the rest wait in the client's queues
+/// and, once its connection drops, are handed back unsent and sent to the
+/// real backend. No retry policy: only transparent retries of unsent calls.
+async fn unsent_calls_go_elsewhere(calls: usize) {
+    let servers = backends(&["a"]).await;
+    let (stall_addr, accepted, close) = stalling_server().await;
+    let fake = FakeXds::start().await;
+    fake.set_endpoints(
+        "greeter",
+        &[
+            (stall_addr, Health::Healthy, "stall"),
+            (servers[0].addr, Health::Healthy, "a"),
+        ],
+    );
+    let channel = builder(&fake, "greeter").connect().await.expect("connect");
+    wait_ready(&channel, &["a", "stall"]).await;
+    let client = GreeterClient::new(channel.clone());
+
+    let calls = tokio::spawn(futures::future::join_all((0..calls).map(|_| {
+        let mut client = client.clone();
+        async move { hello(&mut client, 0).await }
+    })));
+    accepted
+        .await
+        .expect("the stalling server got its first stream");
+    let _ = close.send(());
+    let results = calls.await.expect("join");
+
+    let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(ok.iter().all(|r| r.served_by == "a"));
+    assert_eq!(
+        ok.len(),
+        results.len() - 2,
+        "all but the 2 that reached the stalling connection's HTTP/2 streams; failed: {failed:?}"
+    );
+    for status in failed {
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("stall"), "{status:?}");
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn calls_that_never_left_are_sent_elsewhere() {
-    bounded(LIMIT, async {
-        let servers = backends(&["a"]).await;
-        let (stall_addr, accepted, close) = stalling_server().await;
-        let fake = FakeXds::start().await;
-        fake.set_endpoints(
-            "greeter",
-            &[
-                (stall_addr, Health::Healthy, "stall"),
-                (servers[0].addr, Health::Healthy, "a"),
-            ],
-        );
-        // No retry policy: only transparent retries of unsent calls.
-        let channel = builder(&fake, "greeter").connect().await.expect("connect");
-        wait_ready(&channel, &["a", "stall"]).await;
-        let client = GreeterClient::new(channel.clone());
+    // Few calls in flight: each call hands its request to hyper itself.
+    bounded(LIMIT, unsent_calls_go_elsewhere(10)).await;
+}
 
-        // Ten calls dispatched in one go: five to each endpoint. On the
-        // stalling one the first is sent, the second waits for a stream
-        // slot inside h2, three wait in the client's queue.
-        let calls = tokio::spawn(futures::future::join_all((0..10).map(|_| {
-            let mut client = client.clone();
-            async move { hello(&mut client, 0).await }
-        })));
-        accepted
-            .await
-            .expect("the stalling server got its first stream");
-        let _ = close.send(());
-        let results = calls.await.expect("join");
-
-        let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
-        let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-        assert!(ok.iter().all(|r| r.served_by == "a"));
-        assert_eq!(
-            ok.len(),
-            8,
-            "5 to a, 3 handed back unsent and sent to a; failed: {failed:?}"
-        );
-        for status in failed {
-            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-            assert!(status.message().contains("stall"), "{status:?}");
-        }
-    })
-    .await;
+#[tokio::test(flavor = "current_thread")]
+async fn calls_queued_for_a_busy_connection_are_sent_elsewhere_too() {
+    // 100 calls: past 32 in flight on a connection, requests go through its
+    // dispatch task in batches, on both endpoints.
+    bounded(LIMIT, unsent_calls_go_elsewhere(100)).await;
 }
 
 #[tokio::test]

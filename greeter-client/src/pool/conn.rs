@@ -15,6 +15,16 @@
 //!
 //! A connection counts as established once the server's SETTINGS frame has
 //! arrived (it speaks HTTP/2 and is responsive), within the connect timeout.
+//!
+//! Requests reach hyper in one of two ways. With few calls in flight a call
+//! hands its request to hyper itself: the shortest path. With more than
+//! [`BATCH_ABOVE`] in flight, calls queue their requests for the
+//! connection's dispatch task, which hands hyper everything queued at once.
+//! Handed over one at a time, each request wakes hyper's tasks, which tend
+//! to run at once (tokio runs a task woken by the running one next) and
+//! write it alone; handed over in batches, they leave in fewer, fuller
+//! writes, which costs both ends less per call under load
+//! (`docs/benchmarks.md`, data path).
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,13 +34,14 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::future::Either;
 use hyper::body::Incoming;
 use hyper::client::conn::TrySendError;
 use hyper::client::conn::http2::{self, Connection, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::frames::{FrameEvent, FrameReader};
 use crate::model::label;
@@ -246,6 +257,8 @@ pub(crate) struct ConnHandle {
     pub(crate) addr: SocketAddr,
     pub(crate) hostname: Arc<str>,
     sender: SendRequest<RequestBody>,
+    /// To the connection's dispatch task.
+    queue: mpsc::UnboundedSender<Queued>,
     pub(crate) signals: Arc<ConnSignals>,
     in_flight: AtomicUsize,
 }
@@ -262,14 +275,50 @@ impl ConnHandle {
     }
 
     /// Sends a request; hands it back when it never left the client.
+    ///
+    /// Call it after [`ConnHandle::enter`]: the calls in flight decide
+    /// whether the request goes to hyper directly or through the
+    /// connection's dispatch task.
     pub(crate) fn send(
         &self,
         request: http::Request<RequestBody>,
-    ) -> impl Future<
-        Output = Result<http::Response<Incoming>, TrySendError<http::Request<RequestBody>>>,
-    > + Send
-    + 'static {
-        self.sender.clone().try_send_request(request)
+    ) -> impl Future<Output = Result<http::Response<Incoming>, SendError>> + Send + 'static {
+        let mut sender = self.sender.clone();
+        let route = if self.in_flight() > BATCH_ABOVE {
+            let (reply, answer) = oneshot::channel();
+            match self.queue.send(Queued {
+                request: Some(request),
+                reply: Some(reply),
+            }) {
+                Ok(()) => Route::Queued(answer),
+                // The dispatch task is gone (the connection is closing):
+                // hyper hands the request back.
+                Err(mpsc::error::SendError(mut queued)) => match queued.request.take() {
+                    Some(request) => Route::Direct(request),
+                    None => Route::Lost,
+                },
+            }
+        } else {
+            Route::Direct(request)
+        };
+        async move {
+            let sent = match route {
+                Route::Direct(request) => Either::Left(sender.try_send_request(request)),
+                Route::Queued(answer) => match answer.await {
+                    Ok(Reply::Sent(sent)) => Either::Right(sent),
+                    Ok(Reply::Unsent(request)) => Either::Left(sender.try_send_request(*request)),
+                    Err(_) => return Err(SendError::DispatchEnded),
+                },
+                Route::Lost => return Err(SendError::DispatchEnded),
+            };
+            sent.await.map_err(|mut error| match error.take_message() {
+                Some(request) => SendError::Unsent {
+                    request: Box::new(request),
+                    error: error.into_error(),
+                },
+                None => SendError::Failed(error.into_error()),
+            })
+        }
     }
 
     /// Counts a call as in flight on this connection until the guard drops.
@@ -281,6 +330,107 @@ impl ConnHandle {
     /// Calls in flight right now.
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Above this many calls in flight on a connection, requests go through its
+/// dispatch task (see the module docs). Measured with `bench data-path
+/// --backends 1`: below it the direct path is faster (concurrency 16), above
+/// it batching is (concurrency 64).
+const BATCH_ABOVE: usize = 32;
+
+/// hyper's answer to one request, once handed to it.
+type SentFuture = Pin<
+    Box<
+        dyn Future<
+                Output = Result<http::Response<Incoming>, TrySendError<http::Request<RequestBody>>>,
+            > + Send,
+    >,
+>;
+
+/// Why a request got no response.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SendError {
+    /// It never left this client (the connection closed while it was
+    /// queued): safe to send elsewhere.
+    #[error("the request was not sent: {error}")]
+    Unsent {
+        request: Box<http::Request<RequestBody>>,
+        #[source]
+        error: hyper::Error,
+    },
+    /// It failed on the connection; the server may have seen it.
+    #[error(transparent)]
+    Failed(hyper::Error),
+    /// The connection's dispatch task ended before taking the request (the
+    /// runtime is shutting down).
+    #[error("the connection's dispatch task ended")]
+    DispatchEnded,
+}
+
+impl SendError {
+    /// The status a call gets for this error on the connection to
+    /// `endpoint`.
+    pub(crate) fn status(&self, endpoint: &str) -> tonic::Status {
+        match self {
+            SendError::Unsent { error, .. } | SendError::Failed(error) => {
+                crate::body::transport_status(error, endpoint)
+            }
+            SendError::DispatchEnded => {
+                tonic::Status::unavailable(format!("call to {endpoint} failed: {self}"))
+            }
+        }
+    }
+}
+
+/// How a request reaches hyper.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "held once per call, in its future, where the request would be anyway"
+)]
+enum Route {
+    Direct(http::Request<RequestBody>),
+    Queued(oneshot::Receiver<Reply>),
+    Lost,
+}
+
+/// The dispatch task's answer to a queued request.
+enum Reply {
+    Sent(SentFuture),
+    /// Not handed to hyper (the task stopped first).
+    Unsent(Box<http::Request<RequestBody>>),
+}
+
+/// A request waiting for the dispatch task; dropped untaken, it goes back
+/// to its call.
+struct Queued {
+    request: Option<http::Request<RequestBody>>,
+    reply: Option<oneshot::Sender<Reply>>,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if let (Some(request), Some(reply)) = (self.request.take(), self.reply.take()) {
+            let _ = reply.send(Reply::Unsent(Box::new(request)));
+        }
+    }
+}
+
+/// Hands queued requests to hyper, everything waiting at once; ends when
+/// the connection's handle is dropped.
+async fn dispatch(
+    mut sender: SendRequest<RequestBody>,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
+) {
+    let mut batch = Vec::new();
+    while queue.recv_many(&mut batch, 256).await > 0 {
+        for mut queued in batch.drain(..) {
+            if let (Some(request), Some(reply)) = (queued.request.take(), queued.reply.take()) {
+                // A caller that gave up drops the answer, and with it the
+                // request's stream.
+                let _ = reply.send(Reply::Sent(Box::pin(sender.try_send_request(request))));
+            }
+        }
     }
 }
 
@@ -354,10 +504,13 @@ pub(crate) async fn connect(
             endpoint: endpoint(),
         });
     }
+    let (queue, queued) = mpsc::unbounded_channel();
+    tokio::spawn(dispatch(sender.clone(), queued));
     let handle = Arc::new(ConnHandle {
         addr,
         hostname,
         sender,
+        queue,
         signals,
         in_flight: AtomicUsize::new(0),
     });

@@ -19,7 +19,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use super::conn::{ConnHandle, RequestBody};
+use super::conn::{ConnHandle, RequestBody, SendError};
 use crate::backoff::{Backoff, BackoffState};
 
 /// What a health stream reported.
@@ -39,7 +39,7 @@ struct Direct {
 
 impl tower::Service<http::Request<RequestBody>> for Direct {
     type Response = http::Response<Incoming>;
-    type Error = hyper::Error;
+    type Error = tonic::Status;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -49,7 +49,11 @@ impl tower::Service<http::Request<RequestBody>> for Direct {
     fn call(&mut self, mut request: http::Request<RequestBody>) -> Self::Future {
         crate::call::set_origin(&mut request, Scheme::HTTP, &self.authority);
         let send = self.conn.send(request);
-        Box::pin(async move { send.await.map_err(|error| error.into_error()) })
+        let conn = self.conn.clone();
+        Box::pin(async move {
+            send.await
+                .map_err(|error: SendError| error.status(&conn.label()))
+        })
     }
 }
 
