@@ -307,6 +307,9 @@ impl Session {
     /// records it as sent.
     fn respond(&mut self, kind: ResourceType, snapshot: &Snapshot, mode: Mode) -> Option<Outgoing> {
         let state = self.types[kind.index()].as_mut()?;
+        if mode == Mode::Update && holds_current(state, kind, snapshot) {
+            return None;
+        }
         let view = current_view(state, kind, snapshot);
         let gone = state
             .sent
@@ -416,6 +419,28 @@ fn current_view<'s>(
         }
     }
     view
+}
+
+/// Whether the client already holds exactly what it subscribes to in
+/// `snapshot` (so an update has nothing to send), checked without building
+/// the view: most snapshots change one service, and every stream checks
+/// every type against each. `false` means "not sure": build the view.
+fn holds_current(state: &TypeState, kind: ResourceType, snapshot: &Snapshot) -> bool {
+    if state.wildcard {
+        return false;
+    }
+    let mut present = 0;
+    for name in &state.names.0 {
+        if let Some(resource) = snapshot.get(kind, name) {
+            if resource.name != *name || state.sent.get(name) != Some(&resource.revision) {
+                return false;
+            }
+            present += 1;
+        }
+    }
+    // Every existing subscribed resource was sent at its revision; the
+    // client holds nothing else (nothing to delete).
+    present == state.sent.len()
 }
 
 /// When the source change that produced `resource` happened, if its service
