@@ -148,3 +148,13 @@ fn documented_greeter_server_commands_exist() {
 fn documented_greeter_client_commands_exist() {
     commands_of("greeter-client");
 }
+
+#[test]
+fn documented_demo_commands_exist() {
+    commands_of("demo");
+}
+
+#[test]
+fn documented_bench_commands_exist() {
+    commands_of("bench");
+}

@@ -61,7 +61,13 @@ mod workspace;
 
 /// The project's binaries, as the Dockerfile installs them and the
 /// documents call them.
-const BINARIES: [&str; 3] = ["control-plane", "greeter-server", "greeter-client"];
+const BINARIES: [&str; 5] = [
+    "control-plane",
+    "greeter-server",
+    "greeter-client",
+    "demo",
+    "bench",
+];
 
 /// Fails with every problem found, one per line.
 #[track_caller]
