@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::healthy_greeters;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -21,13 +23,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 #[tokio::test]
 async fn three_backends_3000_sequential_calls_exactly_1000_each() {
     bounded(LIMIT, async {
-        let servers = backends(&["a", "b", "c"]).await;
-        let fake = FakeXds::start().await;
-        let specs: Vec<_> = servers
-            .iter()
-            .map(|s| (s.addr, Health::Healthy, s.name.as_str()))
-            .collect();
-        fake.set_endpoints("greeter", &specs);
+        let (_servers, fake) = healthy_greeters(&["a", "b", "c"]).await;
         let channel = builder(&fake, "xds:///greeter")
             .connect()
             .await
@@ -61,13 +57,7 @@ async fn three_backends_3000_sequential_calls_exactly_1000_each() {
 #[tokio::test(flavor = "current_thread")]
 async fn the_first_burst_of_calls_is_spread_over_every_endpoint() {
     bounded(LIMIT, async {
-        let servers = backends(&["a", "b", "c"]).await;
-        let fake = FakeXds::start().await;
-        let specs: Vec<_> = servers
-            .iter()
-            .map(|s| (s.addr, Health::Healthy, s.name.as_str()))
-            .collect();
-        fake.set_endpoints("greeter", &specs);
+        let (_servers, fake) = healthy_greeters(&["a", "b", "c"]).await;
         let channel = builder(&fake, "greeter").connect().await.expect("connect");
         // Thirty calls at once, before any endpoint is connected: they
         // wait, and the first endpoints are published together.
@@ -272,13 +262,7 @@ async fn updates_that_keep_an_endpoint_keep_its_connection() {
 #[tokio::test]
 async fn health_checks_take_a_not_serving_endpoint_out() {
     bounded(LIMIT, async {
-        let servers = backends(&["a", "b"]).await;
-        let fake = FakeXds::start().await;
-        let specs: Vec<_> = servers
-            .iter()
-            .map(|s| (s.addr, Health::Healthy, s.name.as_str()))
-            .collect();
-        fake.set_endpoints("greeter", &specs);
+        let (servers, fake) = healthy_greeters(&["a", "b"]).await;
         let channel = builder(&fake, "greeter")
             .health_check("greet.Greeter")
             .connect()

@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::healthy_greeters;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -35,13 +37,7 @@ fn parse(output: &str) -> Value {
 #[tokio::test]
 async fn json_summary_shows_an_even_spread() {
     bounded(LIMIT, async {
-        let servers = backends(&["a", "b", "c"]).await;
-        let fake = FakeXds::start().await;
-        let specs: Vec<_> = servers
-            .iter()
-            .map(|s| (s.addr, Health::Healthy, s.name.as_str()))
-            .collect();
-        fake.set_endpoints("greeter", &specs);
+        let (_servers, fake) = healthy_greeters(&["a", "b", "c"]).await;
         let uri = fake.uri();
         for concurrency in ["1", "4"] {
             let (code, output, process) = run(
@@ -90,13 +86,7 @@ async fn json_summary_shows_an_even_spread() {
 #[tokio::test]
 async fn text_summary_and_environment_settings() {
     bounded(LIMIT, async {
-        let servers = backends(&["a", "b"]).await;
-        let fake = FakeXds::start().await;
-        let specs: Vec<_> = servers
-            .iter()
-            .map(|s| (s.addr, Health::Healthy, s.name.as_str()))
-            .collect();
-        fake.set_endpoints("greeter", &specs);
+        let (_servers, fake) = healthy_greeters(&["a", "b"]).await;
         // The control plane and node from a gRPC bootstrap, the rest from
         // the environment.
         let bootstrap = json!({

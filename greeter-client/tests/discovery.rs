@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::healthy_greeters;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -186,13 +188,7 @@ async fn no_ready_endpoints_fails_with_the_counts() {
 #[tokio::test]
 async fn an_invalid_update_is_nacked_and_the_last_endpoints_stay() {
     bounded(LIMIT, async {
-        let servers = backends(&["a", "b"]).await;
-        let fake = FakeXds::start().await;
-        let specs: Vec<_> = servers
-            .iter()
-            .map(|s| (s.addr, Health::Healthy, s.name.as_str()))
-            .collect();
-        fake.set_endpoints("greeter", &specs);
+        let (servers, fake) = healthy_greeters(&["a", "b"]).await;
         let channel = builder(&fake, "greeter").connect().await.expect("connect");
         wait_ready(&channel, &["a", "b"]).await;
 
@@ -275,13 +271,7 @@ async fn bad_settings_fail_at_connect() {
 #[tokio::test]
 async fn dropping_the_last_clone_stops_everything() {
     bounded(LIMIT, async {
-        let servers = backends(&["a", "b"]).await;
-        let fake = FakeXds::start().await;
-        let specs: Vec<_> = servers
-            .iter()
-            .map(|s| (s.addr, Health::Healthy, s.name.as_str()))
-            .collect();
-        fake.set_endpoints("greeter", &specs);
+        let (servers, fake) = healthy_greeters(&["a", "b"]).await;
         let channel = builder(&fake, "greeter").connect().await.expect("connect");
         wait_ready(&channel, &["a", "b"]).await;
         let clone = channel.clone();

@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::healthy_greeters;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,13 +34,7 @@ struct KillReport {
 }
 
 async fn kill_a_backend_under_load(retry: Option<RetryPolicy>) -> KillReport {
-    let mut servers = backends(&["a", "b", "c"]).await;
-    let fake = FakeXds::start().await;
-    let specs: Vec<_> = servers
-        .iter()
-        .map(|s| (s.addr, Health::Healthy, s.name.as_str()))
-        .collect();
-    fake.set_endpoints("greeter", &specs);
+    let (mut servers, fake) = healthy_greeters(&["a", "b", "c"]).await;
     let mut builder = builder(&fake, "greeter");
     if let Some(policy) = retry {
         builder = builder.retry_policy(policy);
@@ -227,13 +223,7 @@ async fn calls_queued_for_a_busy_connection_are_sent_elsewhere_too() {
 #[tokio::test]
 async fn goaway_takes_an_endpoint_out_at_once() {
     bounded(LIMIT, async {
-        let servers = backends(&["a", "b"]).await;
-        let fake = FakeXds::start().await;
-        let specs: Vec<_> = servers
-            .iter()
-            .map(|s| (s.addr, Health::Healthy, s.name.as_str()))
-            .collect();
-        fake.set_endpoints("greeter", &specs);
+        let (servers, fake) = healthy_greeters(&["a", "b"]).await;
         let channel = builder(&fake, "greeter").connect().await.expect("connect");
         wait_ready(&channel, &["a", "b"]).await;
         let mut client = GreeterClient::new(channel.clone());

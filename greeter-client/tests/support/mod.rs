@@ -15,7 +15,7 @@ use greeter_client::{Backoff, Builder, Channel, ConnectionState, EndpointSet};
 use proto::greet::greeter_client::GreeterClient;
 use proto::greet::{HelloReply, HelloRequest};
 use tests::Process;
-use tests::fake_xds::FakeXds;
+use tests::fake_xds::{FakeXds, Health};
 
 /// A running greeter-server.
 pub(crate) struct Backend {
@@ -50,6 +50,19 @@ pub(crate) async fn backends(names: &[&str]) -> Vec<Backend> {
         });
     }
     started
+}
+
+/// Starts one greeter-server per name and a scripted control plane that
+/// serves them all as HEALTHY endpoints of `greeter`.
+pub(crate) async fn healthy_greeters(names: &[&str]) -> (Vec<Backend>, FakeXds) {
+    let servers = backends(names).await;
+    let fake = FakeXds::start().await;
+    let specs: Vec<_> = servers
+        .iter()
+        .map(|s| (s.addr, Health::Healthy, s.name.as_str()))
+        .collect();
+    fake.set_endpoints("greeter", &specs);
+    (servers, fake)
 }
 
 /// A builder for `target` against `fake`, with short backoffs.
