@@ -129,7 +129,7 @@ impl Proc {
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stderr).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(addr) = listening_addr(&line) {
+                    if let Some(addr) = common::logging::listening_addr(&line) {
                         addr_tx.send_replace(Some(addr));
                     }
                     let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
@@ -235,32 +235,9 @@ fn log_text(log: &Mutex<VecDeque<String>>) -> String {
     log.iter().cloned().collect::<Vec<_>>().join("\n")
 }
 
-/// The `addr` of a JSON `listening` log line.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let value: serde_json::Value = serde_json::from_str(line).ok()?;
-    if value.get("message")?.as_str()? != "listening" {
-        return None;
-    }
-    value.get("addr")?.as_str()?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_listening_line() {
-        let line = r#"{"timestamp":"x","level":"INFO","message":"listening","addr":"127.0.0.1:4000","name":"b0"}"#;
-        assert_eq!(
-            listening_addr(line),
-            Some("127.0.0.1:4000".parse().unwrap())
-        );
-        assert_eq!(
-            listening_addr(r#"{"message":"metrics listening","addr":"127.0.0.1:1"}"#),
-            None
-        );
-        assert_eq!(listening_addr("not json"), None);
-    }
 
     #[test]
     fn missing_binaries_say_how_to_build_them() {

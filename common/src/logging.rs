@@ -1,6 +1,7 @@
 //! `tracing` set-up shared by the binaries.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 
 use tracing_subscriber::EnvFilter;
 
@@ -30,4 +31,36 @@ pub fn init(format: LogFormat) {
     // A second call (tests starting several servers in one process) keeps
     // the first subscriber.
     let _ = result;
+}
+
+/// The `addr` of a JSON `listening` log line: what the project's servers
+/// write once they accept connections, and what a process that started one
+/// with `--log-format json` (the demo, the benchmarks, the tests) reads to
+/// learn the port it got.
+pub fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    if value.get("message")?.as_str()? != "listening" {
+        return None;
+    }
+    value.get("addr")?.as_str()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_address_in_a_listening_line() {
+        let line = r#"{"timestamp":"t","level":"INFO","message":"listening","addr":"127.0.0.1:4242","name":"a"}"#;
+        assert_eq!(
+            listening_addr(line),
+            Some("127.0.0.1:4242".parse().unwrap())
+        );
+        assert_eq!(listening_addr(r#"{"message":"listening"}"#), None);
+        assert_eq!(
+            listening_addr(r#"{"message":"metrics listening","addr":"127.0.0.1:1"}"#),
+            None
+        );
+        assert_eq!(listening_addr("not json"), None);
+    }
 }

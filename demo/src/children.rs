@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::watch;
@@ -162,7 +161,7 @@ impl Child {
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stderr).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(addr) = listening_addr(&line) {
+                    if let Some(addr) = common::logging::listening_addr(&line) {
                         listening_tx.send_replace(Some(addr));
                     }
                     let mut kept = sink.lock().unwrap_or_else(|p| p.into_inner());
@@ -291,34 +290,5 @@ impl Child {
                 log: self.log_tail(20),
             },
         }
-    }
-}
-
-/// The `addr` of a JSON `listening` log line.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let value: Value = serde_json::from_str(line).ok()?;
-    if value.get("message")?.as_str()? != "listening" {
-        return None;
-    }
-    value.get("addr")?.as_str()?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_address_in_a_listening_line() {
-        let line = r#"{"timestamp":"t","level":"INFO","message":"listening","addr":"127.0.0.1:4242","name":"a"}"#;
-        assert_eq!(
-            listening_addr(line),
-            Some("127.0.0.1:4242".parse().unwrap())
-        );
-        assert_eq!(listening_addr(r#"{"message":"listening"}"#), None);
-        assert_eq!(
-            listening_addr(r#"{"message":"stopped","addr":"127.0.0.1:1"}"#),
-            None
-        );
-        assert_eq!(listening_addr("not json"), None);
     }
 }

@@ -72,7 +72,7 @@ impl Tally {
                 self.failed += 1;
                 *self
                     .failed_by_code
-                    .entry(code_name(*code).to_owned())
+                    .entry(common::error::code_name(*code).to_owned())
                     .or_default() += 1;
                 if self.errors.len() < MAX_ERROR_MESSAGES || self.errors.contains_key(message) {
                     *self.errors.entry(message.clone()).or_default() += 1;
@@ -102,30 +102,6 @@ impl Tally {
                 .or_default()
                 .extend(ids);
         }
-    }
-}
-
-/// gRPC's name for `code`, as in `UNAVAILABLE`.
-pub(crate) fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde_json::json;
-use tonic::Code;
 
 use crate::run::Plan;
 
@@ -56,9 +55,13 @@ impl Tally {
                 self.failed += 1;
                 *self
                     .failed_by_code
-                    .entry(code_name(status.code()))
+                    .entry(common::error::code_name(status.code()))
                     .or_default() += 1;
-                let message = format!("{}: {}", code_name(status.code()), status.message());
+                let message = format!(
+                    "{}: {}",
+                    common::error::code_name(status.code()),
+                    status.message()
+                );
                 if let Some(count) = self.errors.get_mut(&message) {
                     *count += 1;
                 } else if self.errors.len() < MAX_ERROR_MESSAGES {
@@ -236,29 +239,6 @@ fn latency_figures(us: &Histogram<u64>) -> Option<(f64, f64, f64)> {
 
 fn round(value: f64) -> f64 {
     (value * 1000.0).round() / 1000.0
-}
-
-/// gRPC's canonical name of a status code.
-pub(crate) fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 #[cfg(test)]
