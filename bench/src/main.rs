@@ -223,7 +223,7 @@ where
 
 fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("bench=info,greeter_client=error,ginepro=off,warn")
+        tracing_subscriber::EnvFilter::new("bench=info,xds_balancer=error,ginepro=off,warn")
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -26,7 +26,7 @@ pub(crate) enum Client {
     /// A plain tonic channel to one address (the "ClusterIP").
     Plain(GreeterClient<tonic::transport::Channel>),
     /// The xDS-fed round-robin channel.
-    Balanced(GreeterClient<greeter_client::Channel>),
+    Balanced(GreeterClient<xds_balancer::Channel>),
 }
 
 impl Client {

@@ -104,7 +104,7 @@ pub(crate) fn begin(run: &mut Run<'_>, number: usize) {
 
 async fn through_control_plane(
     run: &mut Run<'_>,
-    channel: greeter_client::Channel,
+    channel: xds_balancer::Channel,
 ) -> Result<Load, Error> {
     begin(run, 2);
     run.segment("waiting for the client's first endpoints");
@@ -150,7 +150,7 @@ async fn through_control_plane(
 
 async fn not_serving(
     run: &mut Run<'_>,
-    endpoints: &tokio::sync::watch::Receiver<greeter_client::EndpointSet>,
+    endpoints: &tokio::sync::watch::Receiver<xds_balancer::EndpointSet>,
 ) -> Result<(), Error> {
     begin(run, 3);
     let victim = run.cluster.names()[1].clone();
@@ -199,7 +199,7 @@ async fn not_serving(
 
 async fn rolling_restart(
     run: &mut Run<'_>,
-    endpoints: &tokio::sync::watch::Receiver<greeter_client::EndpointSet>,
+    endpoints: &tokio::sync::watch::Receiver<xds_balancer::EndpointSet>,
 ) -> Result<(), Error> {
     begin(run, 4);
     let drain = run.settings.timings.drain_delay;
@@ -255,7 +255,7 @@ async fn rolling_restart(
 
 async fn sigkill(
     run: &mut Run<'_>,
-    endpoints: &tokio::sync::watch::Receiver<greeter_client::EndpointSet>,
+    endpoints: &tokio::sync::watch::Receiver<xds_balancer::EndpointSet>,
 ) -> Result<(), Error> {
     begin(run, 5);
     run.segment("all backends up");
@@ -302,7 +302,7 @@ async fn sigkill(
 
 async fn control_plane_restart(
     run: &mut Run<'_>,
-    endpoints: &tokio::sync::watch::Receiver<greeter_client::EndpointSet>,
+    endpoints: &tokio::sync::watch::Receiver<xds_balancer::EndpointSet>,
 ) -> Result<(), Error> {
     begin(run, 6);
     run.segment("control plane up");

@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use greeter_client::{Backoff, ConnectionState, EndpointHealth, EndpointSet, RetryPolicy};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use xds_balancer::{Backoff, ConnectionState, EndpointHealth, EndpointSet, RetryPolicy};
 
 use crate::cluster::{self, Cluster, Timings};
 use crate::load::LoadConfig;
@@ -156,7 +156,7 @@ pub(crate) fn live_view(set: &EndpointSet) -> Live {
                     "not ready (control plane)"
                 }
                 (ConnectionState::Idle, Some(EndpointHealth::Draining)) => "draining",
-                (ConnectionState::Idle, _) => "idle",
+                _ => "idle",
             };
             (e.hostname.clone(), label.to_owned())
         })
@@ -188,11 +188,11 @@ fn describe(set: &EndpointSet) -> String {
 pub(crate) async fn connect_client(
     cluster: &Cluster,
     retry: bool,
-) -> Result<greeter_client::Channel, Error> {
+) -> Result<xds_balancer::Channel, Error> {
     let addr = cluster
         .control_plane_addr()
         .ok_or_else(|| Error::Client("the control plane is not running".to_owned()))?;
-    let mut builder = greeter_client::Builder::new(format!("xds:///{}", cluster::SERVICE))
+    let mut builder = xds_balancer::Builder::new(format!("xds:///{}", cluster::SERVICE))
         .control_plane(format!("http://{addr}"))
         .node_id("demo-client")
         // One machine: reconnect and re-probe quickly.

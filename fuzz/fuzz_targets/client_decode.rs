@@ -4,7 +4,7 @@
 //!
 //! Input: the first byte picks the mode. Below 0x80: the low three bits
 //! pick the resource type and wrapping (see
-//! `greeter_client::fuzzing::decode_resource`), the rest of the input is the
+//! `xds_balancer::fuzzing::decode_resource`), the rest of the input is the
 //! resource's bytes. From 0x80: the rest is a sequence of responses, each
 //! a 2-byte big-endian length and that many bytes of a
 //! `DiscoveryResponse`, fed to one client session in order.
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if mode < 0x80 {
-        let _ = greeter_client::fuzzing::decode_resource(mode, rest);
+        let _ = xds_balancer::fuzzing::decode_resource(mode, rest);
         return;
     }
     let mut responses = Vec::new();
@@ -32,5 +32,5 @@ fuzz_target!(|data: &[u8]| {
         responses.push(&input[2..end]);
         input = &input[end..];
     }
-    greeter_client::fuzzing::feed_responses(responses);
+    xds_balancer::fuzzing::feed_responses(responses);
 });

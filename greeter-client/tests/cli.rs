@@ -1,15 +1,11 @@
 //! The `greeter-client` binary against greeter-server processes and the
 //! scripted control plane.
 
-mod support;
-
-use support::healthy_greeters;
-
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::backends;
 use tests::fake_xds::{FakeXds, Health};
+use tests::greeters::{backends, healthy_greeters};
 use tests::{Process, bounded};
 use tokio::io::AsyncReadExt;
 

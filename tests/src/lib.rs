@@ -6,6 +6,8 @@
 //! - [`Process`]: a spawned binary that is killed when dropped, whose JSON
 //!   log lines can be awaited, and which can be signalled.
 //! - [`channel`]: a plaintext gRPC channel to a loopback address.
+//! - [`greeters`]: greeter-server processes and a scripted control plane
+//!   serving them.
 //! - [`static_file`]: a control plane's `--static-file`, rewritten whole.
 //!
 //! # Finding binaries
@@ -19,6 +21,7 @@
 
 pub mod ads;
 pub mod fake_xds;
+pub mod greeters;
 pub mod static_file;
 
 use std::collections::VecDeque;

@@ -30,13 +30,13 @@ use control_plane::server::{self, Outcome};
 use control_plane::source::{SourceKind, SourceState, SourceStatus};
 use control_plane::store::Store;
 use control_plane::xds::names::Naming;
-use greeter_client::{Backoff, Channel, EndpointHealth, EndpointSet, ServiceStatus};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use xds_balancer::{Backoff, Channel, EndpointHealth, EndpointSet, ServiceStatus};
 
 /// Cases run by default.
 const DEFAULT_CASES: u64 = 100;
@@ -139,7 +139,7 @@ struct Client {
 }
 
 async fn client(addr: SocketAddr, service: &'static str, id: usize) -> Client {
-    let channel = greeter_client::Builder::new(format!("xds:///{service}"))
+    let channel = xds_balancer::Builder::new(format!("xds:///{service}"))
         .control_plane(format!("http://{addr}"))
         .node_id(format!("convergence-{id}"))
         .backoff(Backoff::fast(), Backoff::fast())

@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //!
-//! - [`greet`]: the generated messages and `greeter_client::GreeterClient`.
+//! - [`greet`]: the generated messages and `xds_balancer::GreeterClient`.
 //!
 //! The generated code names its crates `::prost` and `tonic`; the two
 //! `extern crate` aliases below put the 0.13 versions under those names for

@@ -1,6 +1,6 @@
 //! The four ways to call the greeter backends that are compared.
 //!
-//! - [`ClientKind::Ours`]: a greeter-client [`Channel`](greeter_client::Channel)
+//! - [`ClientKind::Ours`]: a greeter-client [`Channel`](xds_balancer::Channel)
 //!   fed by the real control plane (strict round robin, one connection per
 //!   ready endpoint).
 //! - [`ClientKind::Direct`]: a plain tonic `Channel` to the first backend,
@@ -130,7 +130,7 @@ impl ginepro::LookupService for SetLookup {
 #[derive(Debug, Clone)]
 pub(crate) enum Caller {
     /// greeter-client.
-    Ours(GreeterClient<greeter_client::Channel>),
+    Ours(GreeterClient<xds_balancer::Channel>),
     /// Any tonic 0.14 channel (direct, balance_channel, through L4).
     Tonic(GreeterClient<tonic::transport::Channel>),
     /// ginepro (tonic 0.13 stubs).
@@ -190,7 +190,7 @@ fn endpoint(addr: SocketAddr) -> Result<tonic::transport::Endpoint, Error> {
 /// greeter-client through the control plane at `control_plane`, once every
 /// ready endpoint is connected.
 pub(crate) async fn ours(control_plane: SocketAddr) -> Result<Caller, Error> {
-    let channel = greeter_client::Builder::new("xds:///greeter")
+    let channel = xds_balancer::Builder::new("xds:///greeter")
         .control_plane(format!("http://{control_plane}"))
         .node_id("bench-datapath")
         .connect()

@@ -1,6 +1,6 @@
 //! greeter-client subscribers: the real client library end to end.
 //!
-//! Each subscriber is a [`greeter_client::Channel`] for `xds:///greeter`.
+//! Each subscriber is a [`xds_balancer::Channel`] for `xds:///greeter`.
 //! It reports the endpoint set from [`Channel::endpoints`], which the
 //! channel's pool publishes in the same step as the picker's rotation: when
 //! the set shows an endpoint not ready, the picker has stopped choosing it.
@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use greeter_client::{Channel, EndpointHealth, EndpointSet, ServiceStatus};
 use tokio::task::JoinHandle;
+use xds_balancer::{Channel, EndpointHealth, EndpointSet, ServiceStatus};
 
 use super::board::{Board, fingerprint};
 use crate::clock;
@@ -34,8 +34,8 @@ pub(crate) async fn connect(
     index: usize,
     control_plane: SocketAddr,
     target: &str,
-) -> Result<Channel, greeter_client::Error> {
-    greeter_client::Builder::new(format!("xds:///{target}"))
+) -> Result<Channel, xds_balancer::Error> {
+    xds_balancer::Builder::new(format!("xds:///{target}"))
         .control_plane(format!("http://{control_plane}"))
         .node_id(format!("bench-channel-{index}"))
         .connect_timeout(Duration::from_secs(10))

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use greeter_client::{Builder, Channel};
 use proto::greet::HelloRequest;
 use proto::greet::greeter_client::GreeterClient;
 use tests::fake_kube::{
     EndpointFixture, EndpointSliceFixture, EndpointState, FakeKube, Outage, ServiceFixture,
 };
 use tests::{Process, bounded};
+use xds_balancer::{Builder, Channel};
 
 use crate::harness::{ControlPlane, LIMIT, SYNCED, WAIT};
 
@@ -79,7 +79,7 @@ async fn spread(channel: &Channel, count: usize) -> BTreeMap<String, usize> {
 /// Waits until the channel takes calls on exactly the endpoints `pods`.
 async fn wait_ready(channel: &Channel, pods: &[&str]) {
     let mut view = channel.endpoints();
-    let ready = |set: &greeter_client::EndpointSet| {
+    let ready = |set: &xds_balancer::EndpointSet| {
         let mut names: Vec<&str> = set.ready().map(|e| e.hostname.as_str()).collect();
         names.sort_unstable();
         names == pods

@@ -18,7 +18,7 @@ const SLOW_CALLS: usize = 30;
 /// Starts `SLOW_CALLS` slow calls on `channel`, then one quick call per
 /// backend, so every slow call has reached its server before this returns.
 async fn slow_calls(
-    channel: &greeter_client::Channel,
+    channel: &xds_balancer::Channel,
 ) -> Vec<tokio::task::JoinHandle<Result<String, tonic::Status>>> {
     let calls = (0..SLOW_CALLS)
         .map(|_| {

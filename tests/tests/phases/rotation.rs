@@ -11,7 +11,7 @@ use tests::bounded;
 use crate::support::{ControlPlane, backend, hello, takes_calls, wait_view};
 
 /// Makes `n` sequential calls and counts them by backend.
-async fn spread(channel: &greeter_client::Channel, n: usize) -> BTreeMap<String, usize> {
+async fn spread(channel: &xds_balancer::Channel, n: usize) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for _ in 0..n {
         let served_by = hello(channel, 0).await.expect("call succeeds");

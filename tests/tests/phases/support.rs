@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::StreamExt;
-use greeter_client::{Backoff, Channel, EndpointSet, RetryPolicy};
 use proto::greet::HelloRequest;
 use proto::greet::greeter_client::GreeterClient;
 use serde_json::json;
@@ -16,6 +15,7 @@ use tokio::sync::watch;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+use xds_balancer::{Backoff, Channel, EndpointSet, RetryPolicy};
 
 /// Upper bound for the client to see a change the test made.
 pub(crate) const SEE_WITHIN: Duration = Duration::from_secs(10);
@@ -85,7 +85,7 @@ impl ControlPlane {
     /// A client of `xds:///greeter` through this control plane, settled on
     /// its first endpoints.
     pub(crate) async fn client(&self, retry: bool) -> Channel {
-        let mut builder = greeter_client::Builder::new("xds:///greeter")
+        let mut builder = xds_balancer::Builder::new("xds:///greeter")
             .control_plane(format!("http://{}", self.addr))
             .node_id("phase-test")
             .backoff(Backoff::fast(), Backoff::fast());

@@ -8,6 +8,7 @@ use crate::target::TargetError;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Why a channel could not be built.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The target is malformed.
@@ -43,7 +44,19 @@ pub enum Error {
     NoRuntime,
 }
 
-/// An error and its sources, as one line (see [`common::error::chain`]).
+/// An error and its sources, as one line: each cause is appended after a
+/// colon unless the text already contains it (many errors repeat their
+/// source in their own message).
 pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    common::error::chain(error)
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

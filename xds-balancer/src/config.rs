@@ -16,6 +16,7 @@ use crate::target::Target;
 
 /// Options of a channel. `Config::default()` suits a service in
 /// Kubernetes; the builder methods of [`Builder`] set single fields.
+#[non_exhaustive]
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Limit for opening a connection (TCP connect plus the server's HTTP/2
@@ -79,6 +80,7 @@ impl Default for Config {
 /// failed before response headers arrived, or when the response carries a
 /// status in `retryable_codes` without a body (trailers-only), up to
 /// `max_attempts` attempts in all, within the call's deadline.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Method paths (`/greet.Greeter/SayHello`), or whole services
@@ -130,8 +132,8 @@ impl RetryPolicy {
 /// Builds a [`Channel`].
 ///
 /// ```no_run
-/// # async fn example() -> Result<(), greeter_client::Error> {
-/// let channel = greeter_client::Builder::new("xds:///greeter")
+/// # async fn example() -> Result<(), xds_balancer::Error> {
+/// let channel = xds_balancer::Builder::new("xds:///greeter")
 ///     .control_plane("http://control-plane:18000")
 ///     .connect()
 ///     .await?;
@@ -279,7 +281,7 @@ impl Builder {
             .node_id
             .or_else(|| bootstrap.as_ref().and_then(|b| b.node_id.clone()))
             .or_else(|| std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()))
-            .unwrap_or_else(common::hostname);
+            .unwrap_or_else(hostname);
         let node = Node {
             id: node_id,
             cluster: bootstrap
@@ -293,9 +295,9 @@ impl Builder {
                     zone,
                     ..Default::default()
                 }),
-            user_agent_name: "greeter-client (Rust)".into(),
+            user_agent_name: crate::USER_AGENT_NAME.into(),
             user_agent_version_type: Some(UserAgentVersionType::UserAgentVersion(
-                env!("CARGO_PKG_VERSION").into(),
+                crate::VERSION.into(),
             )),
             ..Default::default()
         };
@@ -306,6 +308,16 @@ impl Builder {
             config: self.config,
         })
     }
+}
+
+/// The machine's host name (in a pod: the pod name), or `"unknown"`.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn check_control_plane(uri: &str) -> Result<()> {

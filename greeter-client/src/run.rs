@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use greeter_client::Channel;
 use proto::greet::HelloRequest;
 use proto::greet::greeter_client::GreeterClient;
 use tokio::time::Instant;
+use xds_balancer::Channel;
 
 use crate::report::{Report, Tally};
 

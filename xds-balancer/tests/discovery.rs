@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use greeter_client::{Builder, Error};
 use proto::greet::greeter_client::GreeterClient;
 use support::{backends, builder, collect, counts, hello, load, spread, wait_ready, wait_view};
 use tests::bounded;
 use tests::fake_xds::{self, FakeXds, Health};
 use tonic::Code;
+use xds_balancer::{Builder, Error};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -170,7 +170,7 @@ async fn no_ready_endpoints_fails_with_the_counts() {
             .await
             .expect("connect");
         wait_view(&impatient, Duration::from_secs(5), "resolved", |set| {
-            matches!(set.service, greeter_client::ServiceStatus::Resolved { .. })
+            matches!(set.service, xds_balancer::ServiceStatus::Resolved { .. })
         })
         .await;
         let mut client = GreeterClient::new(impatient);
@@ -312,7 +312,7 @@ async fn a_call_explains_an_unreachable_control_plane() {
         drop(closed);
         let channel = Builder::new("greeter")
             .control_plane(uri.clone())
-            .backoff(greeter_client::Backoff::fast(), greeter_client::Backoff::fast())
+            .backoff(xds_balancer::Backoff::fast(), xds_balancer::Backoff::fast())
             .connect_lazy()
             .expect("valid settings");
         wait_view(&channel, Duration::from_secs(5), "unreachable", |set| {
@@ -355,7 +355,7 @@ async fn a_deleted_service_fails_fast_and_its_connections_close() {
 
         fake.remove_service("greeter");
         wait_view(&channel, Duration::from_secs(5), "deleted", |set| {
-            matches!(set.service, greeter_client::ServiceStatus::DoesNotExist(_))
+            matches!(set.service, xds_balancer::ServiceStatus::DoesNotExist(_))
         })
         .await;
         let started = Instant::now();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::logging::{self, LogFormat};
-use greeter_client::{Builder, RetryPolicy};
+use xds_balancer::{Builder, RetryPolicy};
 
 /// Default number of calls when neither --calls nor --duration is given.
 const DEFAULT_CALLS: u64 = 100;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 /// An endpoint (a pod) of the target service, as the control plane
 /// describes it.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     /// IP address and port to connect to.
@@ -36,6 +37,7 @@ pub(crate) fn label(hostname: &str, addr: SocketAddr) -> String {
 }
 
 /// What the control plane says about an endpoint's readiness.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EndpointHealth {
     /// Ready: takes calls (xDS HEALTHY or UNKNOWN).

@@ -11,6 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Why a target string was refused.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetError {
     /// Nothing to resolve.

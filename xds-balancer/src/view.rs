@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use crate::model::EndpointHealth;
 
 /// The target's endpoints as the channel currently sees them.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointSet {
     /// The target (Listener name).
@@ -40,6 +41,7 @@ impl EndpointSet {
 
 /// How far the Listener → RouteConfiguration → Cluster →
 /// ClusterLoadAssignment chain is resolved.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceStatus {
     /// Waiting for the control plane to send a resource (named here).
@@ -56,6 +58,7 @@ pub enum ServiceStatus {
 }
 
 /// One endpoint and its connection.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointState {
     /// Address called.
@@ -74,6 +77,7 @@ pub struct EndpointState {
 }
 
 /// The state of the connection to one endpoint.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConnectionState {
     /// No connection wanted: the endpoint is not ready or draining.
@@ -93,6 +97,7 @@ pub enum ConnectionState {
 }
 
 /// The state of the stream to the control plane.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlPlaneStatus {
     /// The control plane's address.

@@ -5,65 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use greeter_client::{Backoff, Builder, Channel, ConnectionState, EndpointSet};
 use proto::greet::greeter_client::GreeterClient;
 use proto::greet::{HelloReply, HelloRequest};
-use tests::Process;
-use tests::fake_xds::{FakeXds, Health};
-
-/// A running greeter-server.
-pub(crate) struct Backend {
-    pub(crate) name: String,
-    pub(crate) addr: SocketAddr,
-    pub(crate) process: Process,
-}
-
-/// Starts one greeter-server per name, each on its own loopback port.
-pub(crate) async fn backends(names: &[&str]) -> Vec<Backend> {
-    let mut started = Vec::new();
-    for name in names {
-        let mut process = Process::spawn(
-            name,
-            "greeter-server",
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--name",
-                name,
-                "--drain-delay",
-                "0s",
-                "--grace",
-                "10s",
-            ],
-        );
-        let addr = process.wait_listening().await;
-        started.push(Backend {
-            name: (*name).to_owned(),
-            addr,
-            process,
-        });
-    }
-    started
-}
-
-/// Starts one greeter-server per name and a scripted control plane that
-/// serves them all as HEALTHY endpoints of `greeter`.
-pub(crate) async fn healthy_greeters(names: &[&str]) -> (Vec<Backend>, FakeXds) {
-    let servers = backends(names).await;
-    let fake = FakeXds::start().await;
-    let specs: Vec<_> = servers
-        .iter()
-        .map(|s| (s.addr, Health::Healthy, s.name.as_str()))
-        .collect();
-    fake.set_endpoints("greeter", &specs);
-    (servers, fake)
-}
+use tests::fake_xds::FakeXds;
+#[allow(unused_imports)] // Not every test binary starts bare backends.
+pub(crate) use tests::greeters::{backends, healthy_greeters};
+use xds_balancer::{Backoff, Builder, Channel, ConnectionState, EndpointSet};
 
 /// A builder for `target` against `fake`, with short backoffs.
 pub(crate) fn builder(fake: &FakeXds, target: &str) -> Builder {

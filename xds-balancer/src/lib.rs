@@ -1,3 +1,4 @@
+#![deny(missing_docs)]
 //! Client-side round-robin load balancing for tonic, fed by an xDS control
 //! plane.
 //!
@@ -36,7 +37,7 @@
 //! ```no_run
 //! use std::time::Duration;
 //!
-//! use greeter_client::{Builder, RetryPolicy};
+//! use xds_balancer::{Builder, RetryPolicy};
 //! use proto::greet::HelloRequest;
 //! use proto::greet::greeter_client::GreeterClient;
 //!
@@ -74,9 +75,10 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: [`Builder`], [`Config`], [`RetryPolicy`]; [`bootstrap`]:
-//!   gRPC's `GRPC_XDS_BOOTSTRAP`; [`target`]: parsing `xds:///svc[:port]`.
-//! - [`channel`]: the [`Channel`] (the tower service); `call`: one call's
+//! - `config`: [`Builder`], [`Config`], [`RetryPolicy`]; `bootstrap`:
+//!   gRPC's `GRPC_XDS_BOOTSTRAP` ([`Bootstrap`]); `target`: parsing
+//!   `xds:///svc[:port]` ([`Target`]).
+//! - `channel`: the [`Channel`] (the tower service); `call`: one call's
 //!   life (pick, wait, send, retry); `body`: response bodies that hold their
 //!   connection open, request bodies kept for retries.
 //! - `xds`: the ADS client: `decode` (Envoy types → own model, gRPC's
@@ -88,36 +90,44 @@
 //!   manager reconciling discovery updates.
 //! - `picker`: the lock-free round-robin pick; `why`: messages for calls
 //!   with nothing to call.
-//! - [`model`] and [`view`]: the client's own types: endpoints, and what
-//!   [`Channel::endpoints`] publishes. [`backoff`]: jittered exponential
-//!   backoff.
+//! - `model` and `view`: the client's own types: endpoints ([`Endpoint`]),
+//!   and what [`Channel::endpoints`] publishes ([`EndpointSet`]). `backoff`:
+//!   jittered exponential backoff ([`Backoff`]).
 //!
-//! The `greeter-client` binary (`src/bin/greeter-client/`) is a load
-//! generator and smoke test built on this library.
+//! Every public item is exported at the crate root. The `greeter-client`
+//! CLI (its own package) is a load generator and smoke test built on this
+//! library.
 
-pub mod backoff;
+mod backoff;
 mod body;
-pub mod bootstrap;
+mod bootstrap;
 mod call;
-pub mod channel;
-pub mod config;
+mod channel;
+mod config;
 mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod model;
+mod model;
 mod picker;
 mod pool;
-pub mod target;
-pub mod view;
+mod target;
+mod view;
 mod why;
 mod xds;
 
 pub use backoff::Backoff;
 pub use body::ResponseBody;
+pub use bootstrap::{BOOTSTRAP_CONFIG_ENV, BOOTSTRAP_FILE_ENV, Bootstrap, BootstrapError};
 pub use channel::{Channel, ResponseFuture};
 pub use config::{Builder, Config, RetryPolicy};
 pub use error::{Error, Result};
 pub use model::{Endpoint, EndpointHealth};
 pub use target::{Target, TargetError};
 pub use view::{ConnectionState, ControlPlaneStatus, EndpointSet, EndpointState, ServiceStatus};
+
+/// The user agent this library announces to the control plane (the xDS
+/// `Node.user_agent_name`), with its version in `user_agent_version`.
+pub const USER_AGENT_NAME: &str = env!("CARGO_PKG_NAME");
+/// This library's version, as sent in `Node.user_agent_version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -8,7 +8,6 @@ use support::healthy_greeters;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use greeter_client::{ConnectionState, EndpointHealth};
 use nix::sys::signal::Signal;
 use proto::greet::greeter_client::GreeterClient;
 use support::{
@@ -17,6 +16,7 @@ use support::{
 };
 use tests::bounded;
 use tests::fake_xds::{FakeXds, Health};
+use xds_balancer::{ConnectionState, EndpointHealth};
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 /// How retries of a failed connection are spaced.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     /// The first delay.

@@ -15,6 +15,7 @@ pub const BOOTSTRAP_FILE_ENV: &str = "GRPC_XDS_BOOTSTRAP";
 pub const BOOTSTRAP_CONFIG_ENV: &str = "GRPC_XDS_BOOTSTRAP_CONFIG";
 
 /// Why a bootstrap could not be used.
+#[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
     /// The file could not be read.
@@ -55,6 +56,7 @@ pub enum BootstrapError {
 }
 
 /// What this client takes from a bootstrap.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bootstrap {
     /// The control plane, as `http://host:port`.

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use greeter_client::{ConnectionState, RetryPolicy};
 use nix::sys::signal::Signal;
 use proto::greet::greeter_client::GreeterClient;
 use support::{
@@ -21,6 +20,7 @@ use tests::bounded;
 use tests::fake_xds::{FakeXds, Health};
 use tokio::sync::oneshot;
 use tonic::Code;
+use xds_balancer::{ConnectionState, RetryPolicy};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -62,7 +62,7 @@ async fn kill_a_backend_under_load(retry: Option<RetryPolicy>) -> KillReport {
     assert!(
         set.endpoints
             .iter()
-            .all(|e| e.health == Some(greeter_client::EndpointHealth::Healthy))
+            .all(|e| e.health == Some(xds_balancer::EndpointHealth::Healthy))
     );
 
     // 1000 more calls from the probe, alongside the load.
