@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::logging::{self, LogFormat};
-use xds_balancer::{Builder, RetryPolicy};
+use xds_balancer::{Builder, Channel, RetryPolicy};
 
 /// Default number of calls when neither --calls nor --duration is given.
 const DEFAULT_CALLS: u64 = 100;
@@ -57,8 +57,10 @@ struct Args {
     control_plane: Option<String>,
 
     /// The service: xds:///<service>[:<port>] or <service>[:<port>].
-    #[arg(long, env = "TARGET")]
-    target: String,
+    /// Repeat it (or separate targets by commas) to spread the calls over
+    /// several services in turn: their channels share one discovery stream.
+    #[arg(long, env = "TARGET", required = true, value_delimiter = ',')]
+    target: Vec<String>,
 
     /// Number of calls.
     #[arg(short = 'n', long = "calls", env = "GREETER_CALLS")]
@@ -123,7 +125,48 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     logging::init(args.log_format);
-    let mut builder = Builder::new(args.target.clone());
+    let mut channels = Vec::with_capacity(args.target.len());
+    for target in &args.target {
+        match connect(&args, target).await {
+            Ok(channel) => channels.push(channel),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::from(3);
+            }
+        }
+    }
+    let plan = run::Plan {
+        calls: match (args.calls, args.duration) {
+            (Some(calls), _) => Some(calls),
+            (None, Some(_)) => None,
+            (None, None) => Some(DEFAULT_CALLS),
+        },
+        duration: args.duration,
+        concurrency: args.concurrency.max(1),
+        rate: args.rate.filter(|r| *r > 0.0),
+        name: args.name,
+        delay_ms: args.delay_ms,
+        timeout: args.timeout,
+        progress: args.progress.filter(|every| !every.is_zero()),
+    };
+    let report = run::run(channels, &plan).await;
+    let target = args.target.join(",");
+    if args.json {
+        println!("{}", report.json(&target, &plan));
+    } else {
+        print!("{}", report.text(&target, &plan));
+    }
+    if report.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Builds the channel for `target` and waits (up to `--wait`) for its
+/// endpoints; a set-up failure is returned as one line.
+async fn connect(args: &Args, target: &str) -> Result<Channel, String> {
+    let mut builder = Builder::new(target);
     if let Some(uri) = &args.control_plane {
         builder = builder.control_plane(uri.clone());
     }
@@ -136,13 +179,11 @@ async fn main() -> ExitCode {
     if args.health_check {
         builder = builder.health_check("greet.Greeter");
     }
-    let channel = match builder.default_wait(args.timeout).connect().await {
-        Ok(channel) => channel,
-        Err(error) => {
-            tracing::error!("{}", common::error::chain(&error));
-            return ExitCode::from(3);
-        }
-    };
+    let channel = builder
+        .default_wait(args.timeout)
+        .connect()
+        .await
+        .map_err(|error| common::error::chain(&error))?;
     match channel.settled(args.wait).await {
         Ok(set) => {
             let ready: Vec<_> = set
@@ -159,31 +200,7 @@ async fn main() -> ExitCode {
             "starting without ready endpoints"
         ),
     }
-    let plan = run::Plan {
-        calls: match (args.calls, args.duration) {
-            (Some(calls), _) => Some(calls),
-            (None, Some(_)) => None,
-            (None, None) => Some(DEFAULT_CALLS),
-        },
-        duration: args.duration,
-        concurrency: args.concurrency.max(1),
-        rate: args.rate.filter(|r| *r > 0.0),
-        name: args.name,
-        delay_ms: args.delay_ms,
-        timeout: args.timeout,
-        progress: args.progress.filter(|every| !every.is_zero()),
-    };
-    let report = run::run(channel, &plan).await;
-    if args.json {
-        println!("{}", report.json(&args.target, &plan));
-    } else {
-        print!("{}", report.text(&args.target, &plan));
-    }
-    if report.failed() == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    Ok(channel)
 }
 
 #[cfg(test)]
@@ -203,5 +220,20 @@ mod tests {
         assert_eq!(args.concurrency, DEFAULT_CONCURRENCY);
         assert_eq!(args.timeout, Duration::from_secs(5));
         assert!(!args.json);
+        assert_eq!(args.target, ["greeter"]);
+    }
+
+    #[test]
+    fn targets_repeat_or_come_comma_separated() {
+        let repeated =
+            Args::try_parse_from(["greeter-client", "--target", "a", "--target", "b:80"])
+                .expect("parse");
+        assert_eq!(repeated.target, ["a", "b:80"]);
+        let listed = Args::try_parse_from(["greeter-client", "--target", "a,b:80"]).expect("parse");
+        assert_eq!(listed.target, ["a", "b:80"]);
+        assert!(
+            Args::try_parse_from(["greeter-client"]).is_err(),
+            "a target is required"
+        );
     }
 }

@@ -57,11 +57,13 @@ impl Tally {
                     .failed_by_code
                     .entry(common::error::code_name(status.code()))
                     .or_default() += 1;
-                let message = format!(
-                    "{}: {}",
-                    common::error::code_name(status.code()),
-                    status.message()
-                );
+                // The channel puts what changes from call to call (waits,
+                // ages) in a trailing "[...]": group by the cause before it.
+                let cause = match status.message().rsplit_once(" [") {
+                    Some((cause, times)) if times.ends_with(']') => cause,
+                    _ => status.message(),
+                };
+                let message = format!("{}: {cause}", common::error::code_name(status.code()));
                 if let Some(count) = self.errors.get_mut(&message) {
                     *count += 1;
                 } else if self.errors.len() < MAX_ERROR_MESSAGES {
@@ -281,9 +283,10 @@ mod tests {
         );
         let mut b = Tally::default();
         b.record(Duration::from_millis(2), Ok("y".into()));
+        // The same cause with other times in its suffix: one group.
         b.record(
             Duration::from_millis(2),
-            Err(tonic::Status::unavailable("gone")),
+            Err(tonic::Status::unavailable("gone [waited 2.0s]")),
         );
         a.merge(b);
         let report = Report::new(a, Duration::from_secs(1));

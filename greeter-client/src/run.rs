@@ -1,4 +1,5 @@
-//! The call loop: `concurrency` workers share one call counter; an
+//! The call loop: `concurrency` workers share one call counter (call `n`
+//! goes to target `n mod targets`, so several targets take turns); an
 //! optional pace spreads call starts evenly (call k starts no earlier than
 //! k / rate after the start). With `progress` set, a line summing up the
 //! last interval is logged every interval, for long runs.
@@ -35,11 +36,13 @@ pub(crate) struct Plan {
 /// Calls of the current progress interval, shared by the workers.
 type Window = Arc<Mutex<Tally>>;
 
-/// Runs the plan and counts what happened.
-pub(crate) async fn run(channel: Channel, plan: &Plan) -> Report {
+/// Runs the plan over `channels` (one per target, at least one) and counts
+/// what happened.
+pub(crate) async fn run(channels: Vec<Channel>, plan: &Plan) -> Report {
     let started = Instant::now();
     let issued = Arc::new(AtomicU64::new(0));
-    let client = GreeterClient::new(channel);
+    let clients: Vec<GreeterClient<Channel>> =
+        channels.into_iter().map(GreeterClient::new).collect();
     let window: Option<Window> = plan.progress.map(|_| Window::default());
     let reporter = plan.progress.zip(window.clone()).map(|(every, window)| {
         tokio::spawn(async move {
@@ -54,7 +57,7 @@ pub(crate) async fn run(channel: Channel, plan: &Plan) -> Report {
     let workers: Vec<_> = (0..plan.concurrency)
         .map(|_| {
             tokio::spawn(worker(
-                client.clone(),
+                clients.clone(),
                 plan.clone(),
                 issued.clone(),
                 started,
@@ -76,7 +79,7 @@ pub(crate) async fn run(channel: Channel, plan: &Plan) -> Report {
 }
 
 async fn worker(
-    mut client: GreeterClient<Channel>,
+    mut clients: Vec<GreeterClient<Channel>>,
     plan: Plan,
     issued: Arc<AtomicU64>,
     started: Instant,
@@ -105,7 +108,8 @@ async fn worker(
         });
         request.set_timeout(plan.timeout);
         let call_started = Instant::now();
-        let result = client.say_hello(request).await;
+        let turn = usize::try_from(n).unwrap_or_default() % clients.len();
+        let result = clients[turn].say_hello(request).await;
         let latency = call_started.elapsed();
         let outcome = result.map(|r| r.into_inner().served_by);
         if let Some(window) = &window {

@@ -14,13 +14,11 @@ use tonic::Status;
 use crate::body::ResponseBody;
 use crate::config::{Config, Prepared};
 use crate::error::{Error, Result};
-use crate::model::Resolution;
 use crate::pool::conn::{ConnSettings, RequestBody};
 use crate::pool::subchannel::PoolSettings;
 use crate::pool::{self, Core};
-use crate::view::{ConnectionState, ControlPlaneStatus, EndpointSet, ServiceStatus};
-use crate::xds::state::AdsState;
-use crate::xds::{self, XdsView};
+use crate::view::{ConnectionState, EndpointSet, ServiceStatus};
+use crate::xds::client::{Subscription, XdsClient};
 
 /// A cloneable gRPC channel that spreads calls round-robin over the ready
 /// endpoints of one service, as the control plane reports them.
@@ -41,25 +39,18 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) authority: Authority,
     target: Arc<str>,
-    /// Stops discovery and the pool when the last clone goes.
+    /// Stops the pool when the last clone goes.
     _stop: DropGuard,
+    /// Keeps the target subscribed on the shared xDS client; dropping it
+    /// unsubscribes (and stops the client when it was the last).
+    _subscription: Subscription,
 }
 
 impl Channel {
-    /// Starts discovery and the pool. `first` is a connected control plane
-    /// channel, when the caller made one.
-    pub(crate) fn start(
-        prepared: Prepared,
-        first: Option<tonic::transport::Channel>,
-    ) -> Result<Self> {
+    /// Subscribes to the target on `client` and starts the pool.
+    pub(crate) fn start(prepared: Prepared, client: Arc<XdsClient>) -> Result<Self> {
         tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let xds_settings = prepared.xds_settings();
-        let Prepared {
-            target,
-            control_plane,
-            node,
-            config,
-        } = prepared;
+        let Prepared { target, config, .. } = prepared;
         let name: Arc<str> = target.name().into();
         // A named port ("greeter:grpc") is not a valid authority; the host
         // alone is (the target parser checked its characters).
@@ -69,12 +60,8 @@ impl Channel {
             .or_else(|_| target.host().parse::<Authority>())
             .unwrap_or_else(|_| Authority::from_static("localhost"));
         let stop = CancellationToken::new();
-        let status = ControlPlaneStatus::new(&control_plane);
-        let (xds_tx, xds_rx) = watch::channel(XdsView {
-            resolution: Resolution::Waiting(format!("listener {name:?}")),
-            control_plane: status.clone(),
-        });
-        let core = Arc::new(Core::new(name.clone(), status));
+        let subscription = client.subscribe(&name);
+        let core = Arc::new(Core::new(name.clone(), subscription.control_plane()));
         let settings = Arc::new(PoolSettings {
             conn: ConnSettings {
                 connect_timeout: config.connect_timeout,
@@ -85,12 +72,12 @@ impl Channel {
             health_service: config.health_check.clone(),
             authority: authority.clone(),
         });
-        pool::spawn(core.clone(), settings, name.clone(), xds_rx, stop.clone());
-        xds::task::spawn(
-            AdsState::new(target, node),
-            xds_settings,
-            first,
-            xds_tx,
+        pool::spawn(
+            core.clone(),
+            settings,
+            name.clone(),
+            subscription.resolution.clone(),
+            subscription.control_plane(),
             stop.clone(),
         );
         Ok(Self {
@@ -100,6 +87,7 @@ impl Channel {
                 authority,
                 target: name,
                 _stop: stop.drop_guard(),
+                _subscription: subscription,
             }),
         })
     }

@@ -13,6 +13,7 @@ use crate::bootstrap::Bootstrap;
 use crate::channel::Channel;
 use crate::error::{Error, Result};
 use crate::target::Target;
+use crate::xds::client::XdsClient;
 
 /// Options of a channel. `Config::default()` suits a service in
 /// Kubernetes; the builder methods of [`Builder`] set single fields.
@@ -248,20 +249,23 @@ impl Builder {
     /// first endpoints arrive wait for them.
     pub async fn connect(self) -> Result<Channel> {
         let prepared = self.prepare()?;
-        let first = crate::xds::task::connect(&prepared.xds_settings())
+        tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let client = XdsClient::connect(prepared.xds_settings(), prepared.node.clone())
             .await
             .map_err(|error| Error::ControlPlaneUnreachable {
                 uri: prepared.control_plane.clone(),
                 reason: error.cause().to_owned(),
             })?;
-        Channel::start(prepared, Some(first))
+        Channel::start(prepared, client)
     }
 
     /// Checks the settings and starts discovery without waiting for the
     /// control plane. Must run within a Tokio runtime.
     pub fn connect_lazy(self) -> Result<Channel> {
         let prepared = self.prepare()?;
-        Channel::start(prepared, None)
+        tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let client = XdsClient::lazy(prepared.xds_settings(), prepared.node.clone());
+        Channel::start(prepared, client)
     }
 
     fn prepare(self) -> Result<Prepared> {

@@ -7,7 +7,6 @@ use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
-use crate::target::Target;
 use crate::xds::decode::{self, Kind};
 use crate::xds::state::AdsState;
 
@@ -36,10 +35,8 @@ pub fn decode_resource(selector: u8, value: &[u8]) -> Result<String, String> {
 /// `xds:///greeter`, as if they came one after another on its stream.
 /// Returns how many requests the session wanted to send.
 pub fn feed_responses<'a>(responses: impl IntoIterator<Item = &'a [u8]>) -> usize {
-    let Ok(target) = Target::parse("xds:///greeter") else {
-        return 0;
-    };
-    let mut state = AdsState::new(target, Node::default());
+    let mut state = AdsState::new(Node::default());
+    state.add_target("greeter");
     let mut requests = state.on_stream_start().len();
     for bytes in responses {
         if let Ok(response) = DiscoveryResponse::decode(bytes) {

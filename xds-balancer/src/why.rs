@@ -6,11 +6,19 @@
 //! the last connect error), or discovery is still waiting, plus the control
 //! plane's state (unreachable since when, last update when, last rejected
 //! update).
+//!
+//! What changes from one failure to the next (how long the call waited, for
+//! how long the control plane has been away, how old the last update is)
+//! comes last, in one bracketed suffix: `... [waited 2.0s; last update 15s
+//! ago]`. The text before it stays the same for failures of the same cause,
+//! so tools that group errors by message (the CLI's `--json` does, by the
+//! part before the bracket) see one group per cause.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio::sync::watch;
 use tonic::Status;
 
 use crate::view::{ControlPlaneStatus, ServiceStatus};
@@ -38,7 +46,8 @@ pub(crate) struct Why {
     pub(crate) target: Arc<str>,
     pub(crate) service: ServiceStatus,
     pub(crate) counts: Counts,
-    pub(crate) control_plane: ControlPlaneStatus,
+    /// Read when a message is made, so its times are current.
+    pub(crate) control_plane: watch::Receiver<ControlPlaneStatus>,
     pub(crate) last_connect_error: Option<String>,
 }
 
@@ -60,7 +69,7 @@ impl Why {
     pub(crate) fn pending(&self) -> bool {
         match self.service {
             ServiceStatus::Resolved { .. } => self.counts.connecting > 0,
-            ServiceStatus::Waiting(_) => self.control_plane.unreachable_since.is_none(),
+            ServiceStatus::Waiting(_) => self.control_plane.borrow().unreachable_since.is_none(),
             _ => false,
         }
     }
@@ -71,8 +80,13 @@ impl Why {
     }
 
     pub(crate) fn message(&self, waited: Duration, now: SystemTime) -> String {
+        let cp = self.control_plane.borrow().clone();
+        self.compose(&cp, waited, now)
+    }
+
+    fn compose(&self, cp: &ControlPlaneStatus, waited: Duration, now: SystemTime) -> String {
         let target = &self.target;
-        let uri = &self.control_plane.uri;
+        let uri = &cp.uri;
         let c = self.counts;
         let mut message = match &self.service {
             ServiceStatus::DoesNotExist(what) => {
@@ -110,19 +124,20 @@ impl Why {
                 text
             }
         };
+        // What changes from one call to the next goes in the suffix.
+        let mut times = Vec::new();
         if !waited.is_zero() {
-            let _ = write!(message, " (waited {})", ago(waited));
+            times.push(format!("waited {}", ago(waited)));
         }
-        let cp = &self.control_plane;
         if !cp.connected {
             match cp.unreachable_since {
                 Some(since) => {
-                    let _ = write!(
-                        message,
-                        "; control plane {uri} unreachable since {} ({} ago)",
+                    message.push_str(&format!("; control plane {uri} unreachable"));
+                    times.push(format!(
+                        "control plane unreachable since {} ({} ago)",
                         humantime::format_rfc3339_seconds(since),
                         ago(now.duration_since(since).unwrap_or_default())
-                    );
+                    ));
                 }
                 None => {
                     let _ = write!(message, "; not connected to the control plane {uri} yet");
@@ -133,17 +148,17 @@ impl Why {
             }
         }
         match cp.last_update {
-            Some(at) => {
-                let _ = write!(
-                    message,
-                    "; last update {} ago",
-                    ago(now.duration_since(at).unwrap_or_default())
-                );
-            }
+            Some(at) => times.push(format!(
+                "last update {} ago",
+                ago(now.duration_since(at).unwrap_or_default())
+            )),
             None => message.push_str("; no update received yet"),
         }
         if let Some(nack) = &cp.last_nack {
             let _ = write!(message, "; last rejected update: {nack}");
+        }
+        if !times.is_empty() {
+            let _ = write!(message, " [{}]", times.join("; "));
         }
         message
     }
@@ -164,18 +179,26 @@ fn ago(elapsed: Duration) -> String {
 mod tests {
     use super::*;
 
-    fn why(service: ServiceStatus, counts: Counts) -> Why {
+    fn connected() -> ControlPlaneStatus {
+        ControlPlaneStatus {
+            connected: true,
+            last_update: Some(SystemTime::UNIX_EPOCH),
+            ..ControlPlaneStatus::new("http://cp:18000")
+        }
+    }
+
+    fn why_with(service: ServiceStatus, counts: Counts, cp: ControlPlaneStatus) -> Why {
         Why {
             target: "greeter".into(),
             service,
             counts,
-            control_plane: ControlPlaneStatus {
-                connected: true,
-                last_update: Some(SystemTime::UNIX_EPOCH),
-                ..ControlPlaneStatus::new("http://cp:18000")
-            },
+            control_plane: watch::channel(cp).1,
             last_connect_error: None,
         }
+    }
+
+    fn why(service: ServiceStatus, counts: Counts) -> Why {
+        why_with(service, counts, connected())
     }
 
     fn at(secs: u64) -> SystemTime {
@@ -209,35 +232,38 @@ mod tests {
             },
         );
         let message = w.message(Duration::from_millis(300), at(3));
-        assert!(
-            message.starts_with("no ready endpoints for \"greeter\": 0 ready, 2 not ready, 1 draining (waited 300ms)"),
-            "{message}"
+        assert_eq!(
+            message,
+            "no ready endpoints for \"greeter\": 0 ready, 2 not ready, 1 draining \
+             [waited 300ms; last update 3.0s ago]"
         );
-        assert!(message.ends_with("; last update 3.0s ago"), "{message}");
         assert!(w.fail_fast().is_none());
         assert!(!w.pending());
     }
 
     #[test]
     fn tells_when_the_control_plane_went_away() {
-        let mut w = why(
+        let w = why_with(
             ServiceStatus::Waiting("listener \"greeter\"".into()),
             Counts::default(),
+            ControlPlaneStatus {
+                unreachable_since: Some(at(100)),
+                last_error: Some("connection refused".into()),
+                ..ControlPlaneStatus::new("http://cp:18000")
+            },
         );
-        w.control_plane.connected = false;
-        w.control_plane.last_update = None;
-        w.control_plane.unreachable_since = Some(at(100));
-        w.control_plane.last_error = Some("connection refused".into());
         let message = w.message(Duration::from_secs(2), at(142));
-        assert!(
-            message.contains("waiting for listener \"greeter\""),
-            "{message}"
+        assert_eq!(
+            message,
+            "no endpoints for \"greeter\" yet: waiting for listener \"greeter\" from the control \
+             plane at http://cp:18000; control plane http://cp:18000 unreachable: connection \
+             refused; no update received yet [waited 2.0s; control plane unreachable since \
+             1970-01-01T00:01:40Z (42s ago)]"
         );
-        assert!(
-            message.contains("control plane http://cp:18000 unreachable since 1970-01-01T00:01:40Z (42s ago): connection refused"),
-            "{message}"
-        );
-        assert!(message.ends_with("; no update received yet"), "{message}");
+        // The same failure a minute later: the same text before the bracket.
+        let later = w.message(Duration::from_secs(5), at(200));
+        let stable = |m: &str| m[..m.rfind(" [").expect("suffix")].to_owned();
+        assert_eq!(stable(&message), stable(&later));
         assert!(
             !w.pending(),
             "nothing will change while the control plane is away"

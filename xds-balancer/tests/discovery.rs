@@ -332,10 +332,16 @@ async fn a_call_explains_an_unreachable_control_plane() {
             "{message}"
         );
         assert!(
-            message.contains(&format!("; control plane {uri} unreachable since ")),
+            message.contains(&format!("; control plane {uri} unreachable: ")),
             "{message}"
         );
-        assert!(message.ends_with("; no update received yet"), "{message}");
+        // The times come last, apart, so equal causes read alike.
+        let (cause, times) = message.rsplit_once(" [").expect("a suffix with the times");
+        assert!(cause.ends_with("; no update received yet"), "{message}");
+        assert!(
+            times.starts_with("waited ") && times.contains("; control plane unreachable since "),
+            "{message}"
+        );
     })
     .await;
 }

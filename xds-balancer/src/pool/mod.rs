@@ -36,7 +36,6 @@ use crate::model::{Endpoint, EndpointHealth, Resolution};
 use crate::picker::{Picker, Snapshot};
 use crate::view::{ConnectionState, ControlPlaneStatus, EndpointSet, EndpointState, ServiceStatus};
 use crate::why::{Counts, Why};
-use crate::xds::XdsView;
 use conn::ConnHandle;
 use subchannel::{PoolSettings, Spec, SubEvent};
 
@@ -54,13 +53,16 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub(crate) fn new(target: Arc<str>, control_plane: ControlPlaneStatus) -> Self {
+    pub(crate) fn new(
+        target: Arc<str>,
+        control_plane: watch::Receiver<ControlPlaneStatus>,
+    ) -> Self {
         let service = ServiceStatus::Waiting(format!("listener {target:?}"));
         let view = EndpointSet {
             target: target.to_string(),
             service: service.clone(),
             endpoints: Vec::new(),
-            control_plane: control_plane.clone(),
+            control_plane: control_plane.borrow().clone(),
         };
         let why = Why {
             target,
@@ -85,16 +87,16 @@ pub(crate) fn spawn(
     core: Arc<Core>,
     settings: Arc<PoolSettings>,
     target: Arc<str>,
-    xds: watch::Receiver<XdsView>,
+    resolution: watch::Receiver<Resolution>,
+    control_plane: watch::Receiver<ControlPlaneStatus>,
     stop: CancellationToken,
 ) {
     let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let control_plane = xds.borrow().control_plane.clone();
     let manager = Manager {
         core,
         settings,
         target,
-        xds,
+        resolution,
         stop,
         events_tx,
         events_rx,
@@ -142,7 +144,7 @@ struct Manager {
     core: Arc<Core>,
     settings: Arc<PoolSettings>,
     target: Arc<str>,
-    xds: watch::Receiver<XdsView>,
+    resolution: watch::Receiver<Resolution>,
     stop: CancellationToken,
     events_tx: mpsc::UnboundedSender<SubEvent>,
     events_rx: mpsc::UnboundedReceiver<SubEvent>,
@@ -152,7 +154,8 @@ struct Manager {
     /// Retired subchannels whose connections are still closing.
     closing: Vec<Sub>,
     service: ServiceStatus,
-    control_plane: ControlPlaneStatus,
+    /// The control plane's state; `last_update` changes without waking us.
+    control_plane: watch::Receiver<ControlPlaneStatus>,
     last_connect_error: Option<String>,
     hold: Hold,
 }
@@ -168,11 +171,17 @@ impl Manager {
             };
             tokio::select! {
                 () = self.stop.cancelled() => break,
-                changed = self.xds.changed() => {
+                changed = self.resolution.changed() => {
                     if changed.is_err() {
                         break;
                     }
                     self.apply_xds();
+                }
+                changed = self.control_plane.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    self.control_plane.mark_unchanged();
                 }
                 Some(event) = self.events_rx.recv() => self.on_event(event),
                 () = sleep_until(hold_until) => self.hold = Hold::Expired,
@@ -187,9 +196,8 @@ impl Manager {
     }
 
     fn apply_xds(&mut self) {
-        let view = self.xds.borrow_and_update().clone();
-        self.control_plane = view.control_plane;
-        match view.resolution {
+        let resolution = self.resolution.borrow_and_update().clone();
+        match resolution {
             Resolution::Endpoints { cluster, endpoints } => {
                 self.service = ServiceStatus::Resolved { cluster };
                 self.reconcile(&endpoints);
@@ -427,7 +435,7 @@ impl Manager {
             target: self.target.to_string(),
             service: self.service.clone(),
             endpoints,
-            control_plane: self.control_plane.clone(),
+            control_plane: self.control_plane.borrow().clone(),
         }
     }
 }

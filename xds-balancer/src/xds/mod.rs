@@ -16,9 +16,14 @@
 //!   last accepted versions; meanwhile the last resolution stays published,
 //!   so calls keep being balanced over the last endpoints (static stability).
 //!
-//! The result is published as an [`XdsView`] on a `watch` channel that the
-//! connection pool follows.
+//! - [`client`] shares one task (one stream, one cache) among every
+//!   channel of the process built for the same control plane and node.
+//!
+//! Each subscription's resolution is published on its own `watch` channel,
+//! which the connection pool follows; a response that changes nothing for a
+//! target wakes nothing.
 
+pub(crate) mod client;
 pub(crate) mod decode;
 mod endpoints;
 mod routes;
@@ -26,13 +31,3 @@ pub(crate) mod state;
 pub(crate) mod task;
 #[cfg(test)]
 mod tests;
-
-use crate::model::Resolution;
-use crate::view::ControlPlaneStatus;
-
-/// What discovery currently knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct XdsView {
-    pub(crate) resolution: Resolution,
-    pub(crate) control_plane: ControlPlaneStatus,
-}

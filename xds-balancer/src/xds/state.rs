@@ -1,11 +1,14 @@
 //! The ADS session as a pure state machine: no I/O, no clocks.
 //!
 //! It holds, per resource type, the names subscribed, the last accepted
-//! version and the last nonce, and a cache of validated resources. Fed a
-//! `DiscoveryResponse`, it decides ACK or NACK, updates the cache, follows the
-//! chain Listener → RouteConfiguration → Cluster → ClusterLoadAssignment for
-//! the one target, and returns the requests to send (the ACK/NACK first, then
-//! subscription changes of the next types down the chain).
+//! version and the last nonce, and a cache of validated resources shared by
+//! every target. The targets are the Listener names subscribed: channels of
+//! one process add and remove them ([`AdsState::add_target`],
+//! [`AdsState::remove_target`]) on one stream, as gRPC's XdsClient does. Fed
+//! a `DiscoveryResponse`, it decides ACK or NACK, updates the cache, follows
+//! the chain Listener → RouteConfiguration → Cluster → ClusterLoadAssignment
+//! of every target, and returns the requests to send (the ACK/NACK first,
+//! then subscription changes of the next types down the chain).
 //!
 //! Rules, as in gRPC's clients and our control plane's contract:
 //! - state of the world: a Listener or Cluster response lists every
@@ -30,7 +33,6 @@ use envoy_types::pb::google::rpc::Status as RpcStatus;
 
 use super::decode::{self, ClusterInfo, Decoded, Kind, ListenerRoutes, RouteTable};
 use crate::model::{Endpoint, Resolution};
-use crate::target::Target;
 
 /// `google.rpc.Code.INVALID_ARGUMENT`, the code of a NACK's error detail.
 const INVALID_ARGUMENT: i32 = 3;
@@ -56,10 +58,9 @@ pub(crate) struct Outcome {
     pub(crate) changed: bool,
 }
 
-/// One ADS session for one target, across stream reconnects.
+/// One ADS session for the targets of a process, across stream reconnects.
 #[derive(Debug)]
 pub(crate) struct AdsState {
-    target: Target,
     node: Node,
     node_sent: bool,
     types: [TypeState; 4],
@@ -72,23 +73,51 @@ pub(crate) struct AdsState {
 }
 
 impl AdsState {
-    /// A session that subscribes to the target's Listener.
-    pub(crate) fn new(target: Target, node: Node) -> Self {
-        let mut types: [TypeState; 4] = Default::default();
-        types[Kind::Listener.index()]
-            .names
-            .insert(target.name().to_owned());
+    /// A session with no targets yet.
+    pub(crate) fn new(node: Node) -> Self {
         Self {
-            target,
             node,
             node_sent: false,
-            types,
+            types: Default::default(),
             listeners: HashMap::new(),
             routes: HashMap::new(),
             clusters: HashMap::new(),
             endpoints: HashMap::new(),
             missing: HashSet::new(),
         }
+    }
+
+    /// Subscribes to the Listener `name` (a target such as `greeter:80`);
+    /// returns the request to send on an open stream (none when it already
+    /// was subscribed).
+    pub(crate) fn add_target(&mut self, name: &str) -> Vec<DiscoveryRequest> {
+        let listeners = &mut self.types[Kind::Listener.index()].names;
+        if !listeners.insert(name.to_owned()) {
+            return Vec::new();
+        }
+        vec![self.request(Kind::Listener, None)]
+    }
+
+    /// Drops the Listener `name` and whatever only it needed down the chain;
+    /// returns the requests to send on an open stream.
+    pub(crate) fn remove_target(&mut self, name: &str) -> Vec<DiscoveryRequest> {
+        if !self.types[Kind::Listener.index()].names.remove(name) {
+            return Vec::new();
+        }
+        self.listeners.remove(name);
+        self.missing.remove(&(Kind::Listener, name.to_owned()));
+        let mut requests = vec![self.request(Kind::Listener, None)];
+        requests.extend(self.update_subscriptions());
+        requests
+    }
+
+    /// The targets subscribed, in name order.
+    #[cfg(test)]
+    pub(crate) fn targets(&self) -> impl Iterator<Item = &str> {
+        self.types[Kind::Listener.index()]
+            .names
+            .iter()
+            .map(String::as_str)
     }
 
     /// A new stream is open: every subscription, from the Listener down.
@@ -196,9 +225,8 @@ impl AdsState {
         }
     }
 
-    /// Where the chain for the target stands.
-    pub(crate) fn resolution(&self) -> Resolution {
-        let listener = self.target.name();
+    /// Where the chain for the target `listener` stands.
+    pub(crate) fn resolution(&self, listener: &str) -> Resolution {
         if self
             .missing
             .contains(&(Kind::Listener, listener.to_owned()))
@@ -215,7 +243,7 @@ impl AdsState {
                 None => return Resolution::Waiting(format!("route configuration {name:?}")),
             },
         };
-        let cluster = match table.cluster_for(self.target.name()) {
+        let cluster = match table.cluster_for(listener) {
             Ok(cluster) => cluster,
             Err(reason) => return Resolution::Unusable(reason),
         };
@@ -238,19 +266,20 @@ impl AdsState {
     /// request for every type whose names changed.
     fn update_subscriptions(&mut self) -> Vec<DiscoveryRequest> {
         let mut wanted: [BTreeSet<String>; 4] = Default::default();
-        let listener = self.target.name();
-        let table = match self.listeners.get(listener) {
-            Some(ListenerRoutes::Inline(table)) => Some(table),
-            Some(ListenerRoutes::Rds(name)) => {
-                wanted[Kind::Route.index()].insert(name.clone());
-                self.routes.get(name)
-            }
-            None => None,
-        };
-        if let Some(cluster) = table.and_then(|t| t.cluster_for(listener).ok()) {
-            wanted[Kind::Cluster.index()].insert(cluster.to_owned());
-            if let Some(info) = self.clusters.get(cluster) {
-                wanted[Kind::Endpoints.index()].insert(info.eds_name.clone());
+        for listener in &self.types[Kind::Listener.index()].names {
+            let table = match self.listeners.get(listener) {
+                Some(ListenerRoutes::Inline(table)) => Some(table),
+                Some(ListenerRoutes::Rds(name)) => {
+                    wanted[Kind::Route.index()].insert(name.clone());
+                    self.routes.get(name)
+                }
+                None => None,
+            };
+            if let Some(cluster) = table.and_then(|t| t.cluster_for(listener).ok()) {
+                wanted[Kind::Cluster.index()].insert(cluster.to_owned());
+                if let Some(info) = self.clusters.get(cluster) {
+                    wanted[Kind::Endpoints.index()].insert(info.eds_name.clone());
+                }
             }
         }
         let mut requests = Vec::new();

@@ -1,5 +1,8 @@
-//! The I/O around the ADS state machine: connect, stream, reconnect.
+//! The I/O around the ADS state machine: connect, stream, reconnect, and
+//! the subscriptions of the channels sharing the stream.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
@@ -9,11 +12,11 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
-use super::XdsView;
 use super::state::AdsState;
 use crate::backoff::{Backoff, BackoffState};
 use crate::error::error_chain;
 use crate::model::{EndpointHealth, Resolution};
+use crate::view::ControlPlaneStatus;
 
 /// How to reach the control plane.
 #[derive(Debug, Clone)]
@@ -50,7 +53,9 @@ pub(crate) async fn connect(settings: &TaskSettings) -> Result<Channel, ConnectE
     let mut endpoint = Endpoint::from_shared(settings.uri.clone())
         .map_err(|e| ConnectError::Uri(settings.uri.clone(), error_chain(&e)))?
         .connect_timeout(settings.connect_timeout)
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .user_agent(format!("{}/{}", crate::USER_AGENT_NAME, crate::VERSION))
+        .map_err(|e| ConnectError::Uri(settings.uri.clone(), error_chain(&e)))?;
     if let Some(interval) = settings.keepalive_interval {
         // The discovery stream idles for long stretches: keep probing it so
         // a vanished control plane is noticed.
@@ -65,28 +70,61 @@ pub(crate) async fn connect(settings: &TaskSettings) -> Result<Channel, ConnectE
         .map_err(|e| ConnectError::Connect(settings.uri.clone(), error_chain(&e)))
 }
 
+/// What the channels sharing the task ask of it.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Follow `target` and publish its resolution on `tx`.
+    Subscribe {
+        id: u64,
+        target: String,
+        tx: watch::Sender<Resolution>,
+    },
+    /// The subscription `id` is gone.
+    Unsubscribe { id: u64 },
+}
+
 /// Starts the discovery task; `first` is an already connected channel.
 pub(crate) fn spawn(
     state: AdsState,
     settings: TaskSettings,
     first: Option<Channel>,
-    view: watch::Sender<XdsView>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    control_plane: watch::Sender<ControlPlaneStatus>,
     stop: CancellationToken,
 ) {
     let task = Task {
         state,
         settings,
-        view,
+        commands,
+        watchers: HashMap::new(),
+        control_plane,
+        stream: None,
         stop,
     };
     tokio::spawn(task.run(first));
 }
 
+/// One subscription's sender.
+#[derive(Debug)]
+struct Watcher {
+    target: String,
+    tx: watch::Sender<Resolution>,
+}
+
 struct Task {
     state: AdsState,
     settings: TaskSettings,
-    view: watch::Sender<XdsView>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    watchers: HashMap<u64, Watcher>,
+    control_plane: watch::Sender<ControlPlaneStatus>,
+    /// Where requests go while a stream is open.
+    stream: Option<mpsc::UnboundedSender<DiscoveryRequest>>,
     stop: CancellationToken,
+}
+
+/// Why waiting for something ended early.
+enum Interrupted {
+    Stopped,
 }
 
 impl Task {
@@ -95,65 +133,110 @@ impl Task {
         loop {
             let channel = match first.take() {
                 Some(channel) => Ok(channel),
-                None => tokio::select! {
-                    () = self.stop.cancelled() => return,
-                    result = connect(&self.settings) => result.map_err(|e| e.cause().to_owned()),
-                },
+                None => {
+                    let settings = self.settings.clone();
+                    match self.serving(async move { connect(&settings).await }).await {
+                        Ok(result) => result.map_err(|e| e.cause().to_owned()),
+                        Err(Interrupted::Stopped) => return,
+                    }
+                }
             };
             let error = match channel {
                 Ok(channel) => match self.session(channel, &mut backoff).await {
-                    Some(error) => error,
-                    None => return,
+                    Ok(error) => error,
+                    Err(Interrupted::Stopped) => return,
                 },
                 Err(error) => error,
             };
+            self.stream = None;
             tracing::warn!(control_plane = %self.settings.uri, %error, "control plane unreachable; keeping the last endpoints");
-            self.view.send_modify(|view| {
-                let cp = &mut view.control_plane;
+            self.control_plane.send_modify(|cp| {
                 cp.connected = false;
                 cp.unreachable_since.get_or_insert_with(SystemTime::now);
                 cp.last_error = Some(error);
             });
-            tokio::select! {
-                () = self.stop.cancelled() => return,
-                () = tokio::time::sleep(backoff.next_delay()) => {}
+            let delay = backoff.next_delay();
+            if let Err(Interrupted::Stopped) = self.serving(tokio::time::sleep(delay)).await {
+                return;
             }
         }
     }
 
-    /// Runs one stream; returns why it ended, or `None` when stopped.
-    async fn session(&mut self, channel: Channel, backoff: &mut BackoffState) -> Option<String> {
+    /// Waits for `future` while serving subscription changes.
+    async fn serving<F: Future>(&mut self, future: F) -> Result<F::Output, Interrupted> {
+        tokio::pin!(future);
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => return Err(Interrupted::Stopped),
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => return Err(Interrupted::Stopped),
+                },
+                output = &mut future => return Ok(output),
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let requests = match command {
+            Command::Subscribe { id, target, tx } => {
+                tx.send_replace(self.state.resolution(&target));
+                let requests = self.state.add_target(&target);
+                tracing::debug!(%target, "subscribed");
+                self.watchers.insert(id, Watcher { target, tx });
+                requests
+            }
+            Command::Unsubscribe { id } => {
+                let Some(watcher) = self.watchers.remove(&id) else {
+                    return;
+                };
+                if self.watchers.values().any(|w| w.target == watcher.target) {
+                    return;
+                }
+                tracing::debug!(target = %watcher.target, "unsubscribed");
+                self.state.remove_target(&watcher.target)
+            }
+        };
+        // Without a stream, the next one sends every subscription anyway.
+        if let Some(stream) = &self.stream {
+            for request in requests {
+                let _ = stream.send(request);
+            }
+        }
+    }
+
+    /// Runs one stream; returns why it ended.
+    async fn session(
+        &mut self,
+        channel: Channel,
+        backoff: &mut BackoffState,
+    ) -> Result<String, Interrupted> {
         let (tx, rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
         for request in self.state.on_stream_start() {
             let _ = tx.send(request);
         }
+        self.stream = Some(tx);
         let mut client = AggregatedDiscoveryServiceClient::new(channel)
             .max_decoding_message_size(64 * 1024 * 1024);
-        let response = tokio::select! {
-            () = self.stop.cancelled() => return None,
-            response = client.stream_aggregated_resources(UnboundedReceiverStream::new(rx)) => response,
-        };
-        let mut inbound = match response {
+        let opened = self
+            .serving(client.stream_aggregated_resources(UnboundedReceiverStream::new(rx)))
+            .await?;
+        let mut inbound = match opened {
             Ok(response) => response.into_inner(),
-            Err(status) => return Some(format!("the discovery stream was refused: {status}")),
+            Err(status) => return Ok(format!("the discovery stream was refused: {status}")),
         };
         tracing::info!(control_plane = %self.settings.uri, "discovery stream open");
-        self.view.send_modify(|view| {
-            let cp = &mut view.control_plane;
+        self.control_plane.send_modify(|cp| {
             cp.connected = true;
             cp.unreachable_since = None;
             cp.last_error = None;
         });
         loop {
-            let message = tokio::select! {
-                () = self.stop.cancelled() => return None,
-                message = inbound.message() => message,
-            };
-            let response = match message {
+            let response = match self.serving(inbound.message()).await? {
                 Ok(Some(response)) => response,
-                Ok(None) => return Some("the control plane ended the discovery stream".into()),
+                Ok(None) => return Ok("the control plane ended the discovery stream".into()),
                 Err(status) => {
-                    return Some(format!(
+                    return Ok(format!(
                         "the discovery stream failed: {}",
                         status_text(&status)
                     ));
@@ -163,39 +246,57 @@ impl Task {
             let type_url = response.type_url.clone();
             let version = response.version_info.clone();
             let outcome = self.state.on_response(response);
-            for request in outcome.requests {
-                let _ = tx.send(request);
+            if let Some(stream) = &self.stream {
+                for request in outcome.requests {
+                    let _ = stream.send(request);
+                }
             }
-            let resolution = outcome.changed.then(|| self.state.resolution());
-            match &outcome.nack {
+            match outcome.nack {
                 Some(reason) => {
                     tracing::warn!(type_url, version, %reason, "rejected an update (NACK); keeping the last good one");
+                    self.control_plane
+                        .send_modify(|cp| cp.last_nack = Some(reason));
                 }
-                None => tracing::debug!(type_url, version, "accepted an update"),
+                None => {
+                    tracing::debug!(type_url, version, "accepted an update");
+                    // Readers see the time when they look; it wakes no one.
+                    self.control_plane.send_if_modified(|cp| {
+                        cp.last_update = Some(SystemTime::now());
+                        false
+                    });
+                }
             }
-            self.view.send_if_modified(|view| {
-                let cp = &mut view.control_plane;
-                match outcome.nack {
-                    Some(reason) => cp.last_nack = Some(reason),
-                    None => cp.last_update = Some(SystemTime::now()),
+            if outcome.changed {
+                self.publish();
+            }
+        }
+    }
+
+    /// Sends every subscription whose resolution changed its new value.
+    fn publish(&self) {
+        let mut resolved: HashMap<&str, Resolution> = HashMap::new();
+        for watcher in self.watchers.values() {
+            let resolution = resolved
+                .entry(watcher.target.as_str())
+                .or_insert_with(|| self.state.resolution(&watcher.target));
+            watcher.tx.send_if_modified(|current| {
+                if current == resolution {
+                    return false;
                 }
-                if let Some(resolution) = resolution
-                    && resolution != view.resolution
-                {
-                    log_resolution(&resolution);
-                    view.resolution = resolution;
-                }
+                log_resolution(&watcher.target, resolution);
+                *current = resolution.clone();
                 true
             });
         }
     }
 }
 
-fn log_resolution(resolution: &Resolution) {
+fn log_resolution(target: &str, resolution: &Resolution) {
     match resolution {
         Resolution::Endpoints { cluster, endpoints } => {
             let count = |health| endpoints.iter().filter(|e| e.health == health).count();
             tracing::info!(
+                target,
                 cluster,
                 healthy = count(EndpointHealth::Healthy),
                 draining = count(EndpointHealth::Draining),
@@ -203,11 +304,13 @@ fn log_resolution(resolution: &Resolution) {
                 "endpoints updated"
             );
         }
-        Resolution::Waiting(what) => tracing::info!(%what, "waiting for discovery"),
+        Resolution::Waiting(what) => tracing::info!(target, %what, "waiting for discovery"),
         Resolution::DoesNotExist(what) => {
-            tracing::warn!(%what, "the control plane says the service does not exist");
+            tracing::warn!(target, %what, "the control plane says the service does not exist");
         }
-        Resolution::Unusable(reason) => tracing::warn!(%reason, "the service cannot be used"),
+        Resolution::Unusable(reason) => {
+            tracing::warn!(target, %reason, "the service cannot be used");
+        }
     }
 }
 

@@ -15,14 +15,14 @@ use crate::target::Target;
 use crate::xds::decode::Kind;
 use crate::xds::state::AdsState;
 
+/// A session for one target, as a channel makes it.
 fn state(target: &str) -> AdsState {
-    AdsState::new(
-        Target::parse(target).expect("target"),
-        Node {
-            id: "test-node".into(),
-            ..Default::default()
-        },
-    )
+    let mut state = AdsState::new(Node {
+        id: "test-node".into(),
+        ..Default::default()
+    });
+    state.add_target(Target::parse(target).expect("target").name());
+    state
 }
 
 fn response(type_url: &str, version: &str, nonce: &str, resources: Vec<Any>) -> DiscoveryResponse {
@@ -104,7 +104,7 @@ fn follows_the_chain_acking_each_step() {
         Some("test-node")
     );
     assert_eq!(
-        s.resolution(),
+        s.resolution("greeter"),
         Resolution::Waiting("listener \"greeter\"".into())
     );
 
@@ -140,7 +140,7 @@ fn follows_the_chain_acking_each_step() {
     );
     assert_eq!(next.version_info, "");
     assert_eq!(
-        s.resolution(),
+        s.resolution("greeter"),
         Resolution::Waiting("route configuration \"routes\"".into())
     );
 
@@ -173,7 +173,7 @@ fn follows_the_chain_acking_each_step() {
         (fake_xds::ENDPOINTS, vec!["c1"])
     );
     assert_eq!(
-        s.resolution(),
+        s.resolution("greeter"),
         Resolution::Waiting("endpoints of cluster \"c1\"".into())
     );
 
@@ -192,8 +192,8 @@ fn follows_the_chain_acking_each_step() {
     ));
     assert_eq!(outcome.requests.len(), 1, "only the ACK");
     assert_eq!(outcome.requests[0].version_info, "v7");
-    let Resolution::Endpoints { cluster, endpoints } = s.resolution() else {
-        panic!("not resolved: {:?}", s.resolution());
+    let Resolution::Endpoints { cluster, endpoints } = s.resolution("greeter") else {
+        panic!("not resolved: {:?}", s.resolution("greeter"));
     };
     assert_eq!(cluster, "c1");
     let summary: Vec<_> = endpoints
@@ -218,7 +218,7 @@ fn a_listener_left_out_does_not_exist_until_it_appears() {
     assert!(outcome.nack.is_none());
     assert_eq!(outcome.requests.len(), 1, "ACK only");
     assert_eq!(
-        s.resolution(),
+        s.resolution("greeter"),
         Resolution::DoesNotExist("listener \"greeter\"".into())
     );
     s.on_response(response(
@@ -228,7 +228,7 @@ fn a_listener_left_out_does_not_exist_until_it_appears() {
         vec![any(fake_xds::listener("greeter", "r"))],
     ));
     assert_eq!(
-        s.resolution(),
+        s.resolution("greeter"),
         Resolution::Waiting("route configuration \"r\"".into())
     );
 }
@@ -238,19 +238,22 @@ fn deleted_resources_are_noticed() {
     let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
     s.on_response(response(fake_xds::CLUSTER, "2", "n5", vec![]));
     assert_eq!(
-        s.resolution(),
+        s.resolution("greeter"),
         Resolution::DoesNotExist("cluster \"greeter-cluster\"".into())
     );
     let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
     s.on_response(response(fake_xds::LISTENER, "2", "n5", vec![]));
     assert_eq!(
-        s.resolution(),
+        s.resolution("greeter"),
         Resolution::DoesNotExist("listener \"greeter\"".into())
     );
     // Leaving out endpoints or routes is not deletion.
     let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
     s.on_response(response(fake_xds::ENDPOINTS, "2", "n5", vec![]));
-    assert!(matches!(s.resolution(), Resolution::Endpoints { .. }));
+    assert!(matches!(
+        s.resolution("greeter"),
+        Resolution::Endpoints { .. }
+    ));
 }
 
 #[test]
@@ -259,7 +262,7 @@ fn an_invalid_update_is_nacked_and_the_last_good_one_kept() {
         (addr(1), Health::Healthy, "a"),
         (addr(2), Health::Healthy, "b"),
     ]);
-    let before = s.resolution();
+    let before = s.resolution("greeter");
     let outcome = s.on_response(response(
         fake_xds::ENDPOINTS,
         "2",
@@ -286,7 +289,7 @@ fn an_invalid_update_is_nacked_and_the_last_good_one_kept() {
         "{}",
         detail.message
     );
-    assert_eq!(s.resolution(), before);
+    assert_eq!(s.resolution("greeter"), before);
     // The next good update is taken.
     let outcome = s.on_response(response(
         fake_xds::ENDPOINTS,
@@ -327,7 +330,7 @@ fn resubscribes_everything_after_a_reconnect() {
         ]
     );
     assert!(
-        matches!(s.resolution(), Resolution::Endpoints { .. }),
+        matches!(s.resolution("greeter"), Resolution::Endpoints { .. }),
         "kept across the reconnect"
     );
 }
@@ -355,11 +358,14 @@ fn a_response_older_than_the_subscription_says_nothing_about_absence() {
         "n6",
         vec![any(fake_xds::cluster("greeter-cluster"))],
     ));
-    assert_eq!(s.resolution(), Resolution::Waiting("cluster \"c2\"".into()));
+    assert_eq!(
+        s.resolution("greeter"),
+        Resolution::Waiting("cluster \"c2\"".into())
+    );
     // The answer to the new subscription, without c2: it does not exist.
     s.on_response(response(fake_xds::CLUSTER, "3", "n7", vec![]));
     assert_eq!(
-        s.resolution(),
+        s.resolution("greeter"),
         Resolution::DoesNotExist("cluster \"c2\"".into())
     );
 }
@@ -407,4 +413,90 @@ fn inline_routes_and_wrapped_resources_are_accepted() {
         .find(|r| r.type_url == fake_xds::CLUSTER)
         .expect("straight to CDS");
     assert_eq!(names(cds), ["c9"]);
+}
+
+#[test]
+fn targets_share_one_session_and_leave_without_disturbing_the_others() {
+    let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
+    assert!(s.add_target("greeter").is_empty(), "already subscribed");
+
+    let added = s.add_target("echo");
+    assert_eq!(added.len(), 1);
+    assert_eq!(added[0].type_url, fake_xds::LISTENER);
+    assert_eq!(names(&added[0]), ["echo", "greeter"]);
+    assert_eq!(
+        s.resolution("echo"),
+        Resolution::Waiting("listener \"echo\"".into())
+    );
+
+    // The control plane answers with both Listeners (state of the world);
+    // the new one leads to its own route and cluster, subscribed beside
+    // greeter's.
+    let outcome = s.on_response(response(
+        fake_xds::LISTENER,
+        "2",
+        "n5",
+        vec![
+            any(fake_xds::listener("greeter", "greeter-routes")),
+            any(fake_xds::listener("echo", "echo-routes")),
+        ],
+    ));
+    let routes = outcome
+        .requests
+        .iter()
+        .find(|r| r.type_url == fake_xds::ROUTE)
+        .expect("a route subscription");
+    assert_eq!(names(routes), ["echo-routes", "greeter-routes"]);
+    s.on_response(response(
+        fake_xds::ROUTE,
+        "2",
+        "n6",
+        vec![any(fake_xds::route_configuration(
+            "echo-routes",
+            "echo-cluster",
+        ))],
+    ));
+    s.on_response(response(
+        fake_xds::CLUSTER,
+        "2",
+        "n7",
+        vec![
+            any(fake_xds::cluster("greeter-cluster")),
+            any(fake_xds::cluster("echo-cluster")),
+        ],
+    ));
+    s.on_response(response(
+        fake_xds::ENDPOINTS,
+        "2",
+        "n8",
+        vec![any(fake_xds::load_assignment(
+            "echo-cluster",
+            &[(addr(2), Health::Healthy, "e")],
+        ))],
+    ));
+    assert!(matches!(s.resolution("echo"), Resolution::Endpoints { .. }));
+    assert!(matches!(
+        s.resolution("greeter"),
+        Resolution::Endpoints { .. }
+    ));
+
+    // Dropping greeter unsubscribes everything only it needed, and nothing
+    // echo needs.
+    let removed = s.remove_target("greeter");
+    let by_type: Vec<(&str, Vec<&str>)> = removed
+        .iter()
+        .map(|r| (r.type_url.as_str(), names(r)))
+        .collect();
+    assert_eq!(
+        by_type,
+        [
+            (fake_xds::LISTENER, vec!["echo"]),
+            (fake_xds::ROUTE, vec!["echo-routes"]),
+            (fake_xds::CLUSTER, vec!["echo-cluster"]),
+            (fake_xds::ENDPOINTS, vec!["echo-cluster"]),
+        ]
+    );
+    assert!(matches!(s.resolution("echo"), Resolution::Endpoints { .. }));
+    assert_eq!(s.targets().collect::<Vec<_>>(), ["echo"]);
+    assert!(s.remove_target("greeter").is_empty(), "already gone");
 }

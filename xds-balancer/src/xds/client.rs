@@ -1,0 +1,155 @@
+//! One xDS client per process and control plane, shared by every channel
+//! built for it (as gRPC's XdsClient is): one ADS stream carries the union
+//! of their subscriptions, and its cache serves them all.
+//!
+//! A [`Subscription`] keeps the client alive; when the last one is dropped,
+//! the client's task stops and its stream closes. The registry holds the
+//! clients weakly, keyed by control plane address and node id, so a channel
+//! built later reuses a live client and a new one starts only when none is.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::state::AdsState;
+use super::task::{self, Command, ConnectError, TaskSettings};
+use crate::model::Resolution;
+use crate::view::ControlPlaneStatus;
+
+/// What identifies a shared client: the control plane and who we are to it.
+type Key = (String, String);
+
+/// The live clients of this process.
+fn registry() -> &'static Mutex<HashMap<Key, Weak<XdsClient>>> {
+    static CLIENTS: OnceLock<Mutex<HashMap<Key, Weak<XdsClient>>>> = OnceLock::new();
+    CLIENTS.get_or_init(Default::default)
+}
+
+/// A running xDS client: a handle to its task.
+#[derive(Debug)]
+pub(crate) struct XdsClient {
+    commands: mpsc::UnboundedSender<Command>,
+    control_plane: watch::Receiver<ControlPlaneStatus>,
+    next_id: AtomicU64,
+    /// Stops the task when the last handle goes.
+    _stop: DropGuard,
+}
+
+impl XdsClient {
+    /// The live client for this control plane and node, if there is one.
+    fn existing(key: &Key) -> Option<Arc<XdsClient>> {
+        let clients = registry().lock().expect("xDS client registry");
+        clients
+            .get(key)
+            .and_then(Weak::upgrade)
+            // A client whose runtime went away cannot serve anyone.
+            .filter(|client| !client.commands.is_closed())
+    }
+
+    /// The shared client for `settings` and `node`: the live one, or a new
+    /// one that connects first, so that a wrong address fails here.
+    pub(crate) async fn connect(
+        settings: TaskSettings,
+        node: Node,
+    ) -> Result<Arc<XdsClient>, ConnectError> {
+        let key = (settings.uri.clone(), node.id.clone());
+        if let Some(client) = Self::existing(&key) {
+            return Ok(client);
+        }
+        let first = task::connect(&settings).await?;
+        Ok(Self::start(key, settings, node, Some(first)))
+    }
+
+    /// The shared client for `settings` and `node`, started without waiting
+    /// for the control plane when there is none.
+    pub(crate) fn lazy(settings: TaskSettings, node: Node) -> Arc<XdsClient> {
+        let key = (settings.uri.clone(), node.id.clone());
+        match Self::existing(&key) {
+            Some(client) => client,
+            None => Self::start(key, settings, node, None),
+        }
+    }
+
+    fn start(
+        key: Key,
+        settings: TaskSettings,
+        node: Node,
+        first: Option<tonic::transport::Channel>,
+    ) -> Arc<XdsClient> {
+        let mut clients = registry().lock().expect("xDS client registry");
+        // Another channel may have started one while we connected.
+        if let Some(client) = clients
+            .get(&key)
+            .and_then(Weak::upgrade)
+            .filter(|client| !client.commands.is_closed())
+        {
+            return client;
+        }
+        clients.retain(|_, client| client.strong_count() > 0);
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (status_tx, status_rx) = watch::channel(ControlPlaneStatus::new(&settings.uri));
+        let stop = CancellationToken::new();
+        task::spawn(
+            AdsState::new(node),
+            settings,
+            first,
+            commands_rx,
+            status_tx,
+            stop.clone(),
+        );
+        let client = Arc::new(XdsClient {
+            commands,
+            control_plane: status_rx,
+            next_id: AtomicU64::new(0),
+            _stop: stop.drop_guard(),
+        });
+        clients.insert(key, Arc::downgrade(&client));
+        client
+    }
+
+    /// Follows `target` (a Listener name) until the subscription is dropped.
+    pub(crate) fn subscribe(self: &Arc<Self>, target: &str) -> Subscription {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(Resolution::Waiting(format!("listener {target:?}")));
+        let _ = self.commands.send(Command::Subscribe {
+            id,
+            target: target.to_owned(),
+            tx,
+        });
+        Subscription {
+            id,
+            resolution: rx,
+            client: self.clone(),
+        }
+    }
+}
+
+/// One channel's interest in one target.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    id: u64,
+    /// The target's resolution; changes only when it changes.
+    pub(crate) resolution: watch::Receiver<Resolution>,
+    client: Arc<XdsClient>,
+}
+
+impl Subscription {
+    /// The control plane connection's state, shared by every subscription
+    /// of the client. `last_update` changes without a notification.
+    pub(crate) fn control_plane(&self) -> watch::Receiver<ControlPlaneStatus> {
+        self.client.control_plane.clone()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let _ = self
+            .client
+            .commands
+            .send(Command::Unsubscribe { id: self.id });
+    }
+}
