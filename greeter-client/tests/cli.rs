@@ -177,6 +177,21 @@ async fn setup_errors_exit_with_3() {
             "{}",
             process.log_text()
         );
+
+        // A backend's port given as the control plane: named, at once, as
+        // one `error:` line.
+        let servers = backends(&["a"]).await;
+        let backend = format!("http://{}", servers[0].addr);
+        let (code, output, process) =
+            run(&["--control-plane", &backend, "--target", "greeter"], &[]).await;
+        assert_eq!(code, Some(3), "{output}");
+        let log = process.log_text();
+        assert!(
+            log.lines()
+                .any(|line| line.starts_with("error: the server at ")
+                    && line.contains("does not implement xDS ADS")),
+            "{log}"
+        );
     })
     .await;
 }

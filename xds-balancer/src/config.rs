@@ -12,8 +12,10 @@ use crate::backoff::Backoff;
 use crate::bootstrap::Bootstrap;
 use crate::channel::Channel;
 use crate::error::{Error, Result};
+use crate::sniff::Answer;
 use crate::target::Target;
 use crate::xds::client::XdsClient;
+use crate::xds::task::{ConnectError, TaskSettings};
 
 /// Options of a channel. `Config::default()` suits a service in
 /// Kubernetes; the builder methods of [`Builder`] set single fields.
@@ -130,7 +132,28 @@ impl RetryPolicy {
     }
 }
 
+/// Where the bootstrap comes from, when the builder was given one.
+#[derive(Debug, Clone)]
+enum BootstrapSource {
+    File(PathBuf),
+    Parsed(Bootstrap),
+}
+
+/// The environment variable naming the control plane (`http://host:port`)
+/// when neither the builder nor a gRPC bootstrap does.
+pub const CONTROL_PLANE_ENV: &str = "CONTROL_PLANE";
+
 /// Builds a [`Channel`].
+///
+/// The control plane comes from the first of: [`Builder::control_plane`];
+/// [`Builder::bootstrap`] or [`Builder::bootstrap_file`]; the gRPC xDS
+/// bootstrap named by `GRPC_XDS_BOOTSTRAP` (a file) or
+/// `GRPC_XDS_BOOTSTRAP_CONFIG` (its contents); the address in
+/// `CONTROL_PLANE`. Those three variables are all the library reads from
+/// the environment (besides `POD_NAME` for the default node id).
+///
+/// An address is `http://host:port`, or `host:port` for the same (as
+/// `control-plane status --addr` takes it).
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), xds_balancer::Error> {
@@ -144,7 +167,7 @@ impl RetryPolicy {
 pub struct Builder {
     target: String,
     control_plane: Option<String>,
-    bootstrap: Option<PathBuf>,
+    bootstrap: Option<BootstrapSource>,
     node_id: Option<String>,
     config: Config,
 }
@@ -162,19 +185,26 @@ impl Builder {
         }
     }
 
-    /// The control plane's address, `http://host:port`. Without it (and
-    /// without [`Builder::bootstrap_file`]) the bootstrap named by
-    /// `GRPC_XDS_BOOTSTRAP` / `GRPC_XDS_BOOTSTRAP_CONFIG` is used.
+    /// The control plane's address, `http://host:port` (or `host:port`).
     #[must_use]
     pub fn control_plane(mut self, uri: impl Into<String>) -> Self {
         self.control_plane = Some(uri.into());
         self
     }
 
-    /// Reads the control plane and node from a gRPC xDS bootstrap file.
+    /// Reads the control plane and node from a gRPC xDS bootstrap file
+    /// (when the channel is built).
     #[must_use]
     pub fn bootstrap_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.bootstrap = Some(path.into());
+        self.bootstrap = Some(BootstrapSource::File(path.into()));
+        self
+    }
+
+    /// Takes the control plane and node from a parsed bootstrap
+    /// ([`Bootstrap::from_json`], [`Bootstrap::from_file`]).
+    #[must_use]
+    pub fn bootstrap(mut self, bootstrap: Bootstrap) -> Self {
+        self.bootstrap = Some(BootstrapSource::Parsed(bootstrap));
         self
     }
 
@@ -250,13 +280,16 @@ impl Builder {
     pub async fn connect(self) -> Result<Channel> {
         let prepared = self.prepare()?;
         tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let client = XdsClient::connect(prepared.xds_settings(), prepared.node.clone())
-            .await
-            .map_err(|error| Error::ControlPlaneUnreachable {
-                uri: prepared.control_plane.clone(),
-                reason: error.cause().to_owned(),
-            })?;
-        Channel::start(prepared, client)
+        let settings = prepared.xds_settings();
+        let uri = prepared.control_plane.clone();
+        match XdsClient::connect(settings.clone(), prepared.node.clone()).await {
+            Ok(client) => Channel::start(prepared, client),
+            Err(error) if error.not_ads() => Err(Error::NotAds { uri }),
+            Err(error) => Err(Error::ControlPlaneUnreachable {
+                reason: diagnose(&settings, &error).await,
+                uri,
+            }),
+        }
     }
 
     /// Checks the settings and starts discovery without waiting for the
@@ -270,17 +303,21 @@ impl Builder {
 
     fn prepare(self) -> Result<Prepared> {
         let target = Target::parse(&self.target)?;
-        let bootstrap = match (&self.control_plane, &self.bootstrap) {
+        let bootstrap = match (&self.control_plane, self.bootstrap) {
             (Some(_), _) => None,
-            (None, Some(path)) => Some(Bootstrap::from_file(path)?),
+            (None, Some(BootstrapSource::File(path))) => Some(Bootstrap::from_file(&path)?),
+            (None, Some(BootstrapSource::Parsed(bootstrap))) => Some(bootstrap),
             (None, None) => Bootstrap::from_env()?,
         };
         let control_plane = match (self.control_plane, &bootstrap) {
             (Some(uri), _) => uri,
             (None, Some(bootstrap)) => bootstrap.control_plane.clone(),
-            (None, None) => return Err(Error::NoControlPlane),
+            (None, None) => std::env::var(CONTROL_PLANE_ENV)
+                .ok()
+                .filter(|uri| !uri.is_empty())
+                .ok_or(Error::NoControlPlane)?,
         };
-        check_control_plane(&control_plane)?;
+        let control_plane = control_plane_uri(&control_plane)?;
         let node_id = self
             .node_id
             .or_else(|| bootstrap.as_ref().and_then(|b| b.node_id.clone()))
@@ -314,6 +351,30 @@ impl Builder {
     }
 }
 
+/// Why the control plane could not be reached, as precisely as a second
+/// look at the address can tell: an HTTP/1.1 server, a TLS port, a server
+/// refusing cleartext HTTP/2 say so, where the transport's error would only
+/// say that the connection closed.
+async fn diagnose(settings: &TaskSettings, error: &ConnectError) -> String {
+    let cause = error.cause();
+    let Some(authority) = settings
+        .uri
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| uri.authority().map(|a| a.to_string()))
+    else {
+        return cause;
+    };
+    match crate::sniff::sniff(&authority, settings.connect_timeout).await {
+        answer @ (Answer::Http1
+        | Answer::Http11Required
+        | Answer::Tls
+        | Answer::Closed
+        | Answer::Other(_)) => answer.problem().unwrap_or(cause),
+        _ => cause,
+    }
+}
+
 /// The machine's host name (in a pod: the pod name), or `"unknown"`.
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -324,10 +385,17 @@ fn hostname() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-fn check_control_plane(uri: &str) -> Result<()> {
+/// Checks a control plane address and returns it as a URI: `host:port`
+/// means `http://host:port`.
+fn control_plane_uri(address: &str) -> Result<String> {
     let invalid = |reason: &str| Error::ControlPlaneUri {
-        uri: uri.to_owned(),
+        uri: address.to_owned(),
         reason: reason.to_owned(),
+    };
+    let uri = if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("http://{address}")
     };
     let parsed: http::Uri = uri
         .parse()
@@ -337,10 +405,15 @@ fn check_control_plane(uri: &str) -> Result<()> {
         Some("https") => return Err(invalid("TLS is not supported; use http://")),
         _ => return Err(invalid("the scheme must be http://")),
     }
-    if parsed.authority().is_none() {
-        return Err(invalid("no host"));
+    match parsed.authority() {
+        Some(authority) if !authority.host().is_empty() => match authority.port_u16() {
+            Some(_) => Ok(uri),
+            None => Err(invalid(
+                "no port (or not a number): the control plane listens on 18000 unless told otherwise",
+            )),
+        },
+        _ => Err(invalid("no host")),
     }
-    Ok(())
 }
 
 /// Checked settings, ready to start a channel.
@@ -384,7 +457,13 @@ mod tests {
             .prepare()
             .unwrap_err();
         assert!(matches!(error, Error::Target(_)), "{error}");
-        for bad in ["127.0.0.1:18000", "https://cp:443", "http://"] {
+        for bad in [
+            "https://cp:443",
+            "http://",
+            "ftp://cp:21",
+            "cp:x",
+            "http://cp",
+        ] {
             let error = Builder::new("greeter")
                 .control_plane(bad)
                 .prepare()
@@ -401,5 +480,27 @@ mod tests {
             .expect("valid");
         assert_eq!(prepared.target.name(), "greeter:80");
         assert_eq!(prepared.node.id, "me");
+        // The address syntax of `control-plane status --addr`.
+        let bare = Builder::new("greeter")
+            .control_plane("127.0.0.1:18000")
+            .prepare()
+            .expect("host:port");
+        assert_eq!(bare.control_plane, "http://127.0.0.1:18000");
+    }
+
+    #[test]
+    fn takes_a_parsed_bootstrap() {
+        let bootstrap = Bootstrap::from_json(
+            r#"{"xds_servers":[{"server_uri":"cp.team-a:18000"}],"node":{"id":"n1","locality":{"zone":"z"}}}"#,
+            "test",
+        )
+        .expect("bootstrap");
+        let prepared = Builder::new("greeter")
+            .bootstrap(bootstrap)
+            .prepare()
+            .expect("valid");
+        assert_eq!(prepared.control_plane, "http://cp.team-a:18000");
+        assert_eq!(prepared.node.id, "n1");
+        assert_eq!(prepared.node.locality.map(|l| l.zone).as_deref(), Some("z"));
     }
 }

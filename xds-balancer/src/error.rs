@@ -39,6 +39,16 @@ pub enum Error {
         /// The connection error.
         reason: String,
     },
+    /// The address answers gRPC, but not the xDS ADS service: another
+    /// server's port, such as a backend's.
+    #[error(
+        "the server at {uri} does not implement xDS ADS (it answered the discovery stream with \
+         UNIMPLEMENTED); is this the control plane's port (18000)?"
+    )]
+    NotAds {
+        /// The control plane's address.
+        uri: String,
+    },
     /// Not called within a Tokio runtime.
     #[error("the channel needs a Tokio runtime: build it from within one")]
     NoRuntime,

@@ -105,12 +105,14 @@ mod call;
 mod channel;
 mod config;
 mod error;
+mod frames;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod model;
 mod picker;
 mod pool;
+mod sniff;
 mod target;
 mod view;
 mod why;
@@ -120,7 +122,7 @@ pub use backoff::Backoff;
 pub use body::ResponseBody;
 pub use bootstrap::{BOOTSTRAP_CONFIG_ENV, BOOTSTRAP_FILE_ENV, Bootstrap, BootstrapError};
 pub use channel::{Channel, ResponseFuture};
-pub use config::{Builder, Config, RetryPolicy};
+pub use config::{Builder, CONTROL_PLANE_ENV, Config, RetryPolicy};
 pub use error::{Error, Result};
 pub use model::{Endpoint, EndpointHealth};
 pub use target::{Target, TargetError};

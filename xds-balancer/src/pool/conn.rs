@@ -8,7 +8,7 @@
 //!   calls can be retried on another endpoint exactly, without buffering
 //!   their bodies;
 //! - the connection's state is visible: the socket wrapper [`SniffIo`]
-//!   watches the server's frames ([`super::frames`]) and the socket's end,
+//!   watches the server's frames ([`crate::frames`]) and the socket's end,
 //!   and publishes them in [`ConnSignals`], which the picker reads with one
 //!   atomic load per call. A GOAWAY, EOF or read error takes the connection
 //!   out of rotation at once, before hyper itself notices.
@@ -43,7 +43,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::frames::{FrameEvent, FrameReader};
+use crate::frames::{FrameEvent, FrameReader};
 use crate::model::label;
 
 /// Request body type sent on connections.

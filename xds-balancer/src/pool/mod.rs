@@ -19,7 +19,7 @@
 //! first calls are spread like all later ones.
 
 pub(crate) mod conn;
-mod frames;
+
 mod health;
 pub(crate) mod subchannel;
 

@@ -60,7 +60,7 @@ impl XdsClient {
         if let Some(client) = Self::existing(&key) {
             return Ok(client);
         }
-        let first = task::connect(&settings).await?;
+        let first = task::open(&settings).await?;
         Ok(Self::start(key, settings, node, Some(first)))
     }
 
@@ -78,7 +78,7 @@ impl XdsClient {
         key: Key,
         settings: TaskSettings,
         node: Node,
-        first: Option<tonic::transport::Channel>,
+        first: Option<task::AdsStream>,
     ) -> Arc<XdsClient> {
         let mut clients = registry().lock().expect("xDS client registry");
         // Another channel may have started one while we connected.

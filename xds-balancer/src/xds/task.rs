@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -37,19 +37,78 @@ pub(crate) enum ConnectError {
     /// The connection failed.
     #[error("cannot connect to the control plane at {0}: {1}")]
     Connect(String, String),
+    /// The server answered the stream, but not as an ADS server.
+    #[error("the control plane at {0} refused the discovery stream: {1}")]
+    Refused(String, tonic::Status),
 }
 
 impl ConnectError {
     /// What went wrong, without the address (for status lines that name it).
-    pub(crate) fn cause(&self) -> &str {
+    pub(crate) fn cause(&self) -> String {
         match self {
-            ConnectError::Uri(_, cause) | ConnectError::Connect(_, cause) => cause,
+            ConnectError::Uri(_, cause) | ConnectError::Connect(_, cause) => cause.clone(),
+            ConnectError::Refused(_, status) if status.code() == tonic::Code::Unimplemented => {
+                "it does not implement xDS ADS (it answered the discovery stream with \
+                 UNIMPLEMENTED); is this the control plane's port (18000)?"
+                    .to_owned()
+            }
+            ConnectError::Refused(_, status) => {
+                format!("the discovery stream was refused: {}", status_text(status))
+            }
         }
+    }
+
+    /// Whether the server is a gRPC server without the ADS service.
+    pub(crate) fn not_ads(&self) -> bool {
+        matches!(self, ConnectError::Refused(_, status) if status.code() == tonic::Code::Unimplemented)
+    }
+}
+
+/// An open ADS stream: requests go in, responses come out.
+pub(crate) struct AdsStream {
+    requests: mpsc::UnboundedSender<DiscoveryRequest>,
+    responses: tonic::Streaming<DiscoveryResponse>,
+}
+
+impl std::fmt::Debug for AdsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdsStream").finish_non_exhaustive()
+    }
+}
+
+/// Connects to the control plane and opens the ADS stream (one attempt):
+/// the server's answer to the stream's headers tells an ADS server from
+/// any other.
+pub(crate) async fn open(settings: &TaskSettings) -> Result<AdsStream, ConnectError> {
+    let channel = connect(settings).await?;
+    let (requests, rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
+    let mut client =
+        AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+    let opened = tokio::time::timeout(
+        settings.connect_timeout,
+        client.stream_aggregated_resources(UnboundedReceiverStream::new(rx)),
+    )
+    .await
+    .map_err(|_| {
+        ConnectError::Connect(
+            settings.uri.clone(),
+            format!(
+                "no answer to the discovery stream within {:?}",
+                settings.connect_timeout
+            ),
+        )
+    })?;
+    match opened {
+        Ok(response) => Ok(AdsStream {
+            requests,
+            responses: response.into_inner(),
+        }),
+        Err(status) => Err(ConnectError::Refused(settings.uri.clone(), status)),
     }
 }
 
 /// Connects to the control plane (one attempt).
-pub(crate) async fn connect(settings: &TaskSettings) -> Result<Channel, ConnectError> {
+async fn connect(settings: &TaskSettings) -> Result<Channel, ConnectError> {
     let mut endpoint = Endpoint::from_shared(settings.uri.clone())
         .map_err(|e| ConnectError::Uri(settings.uri.clone(), error_chain(&e)))?
         .connect_timeout(settings.connect_timeout)
@@ -83,11 +142,11 @@ pub(crate) enum Command {
     Unsubscribe { id: u64 },
 }
 
-/// Starts the discovery task; `first` is an already connected channel.
+/// Starts the discovery task; `first` is an already open stream.
 pub(crate) fn spawn(
     state: AdsState,
     settings: TaskSettings,
-    first: Option<Channel>,
+    first: Option<AdsStream>,
     commands: mpsc::UnboundedReceiver<Command>,
     control_plane: watch::Sender<ControlPlaneStatus>,
     stop: CancellationToken,
@@ -128,21 +187,21 @@ enum Interrupted {
 }
 
 impl Task {
-    async fn run(mut self, mut first: Option<Channel>) {
+    async fn run(mut self, mut first: Option<AdsStream>) {
         let mut backoff = BackoffState::new(self.settings.backoff);
         loop {
-            let channel = match first.take() {
-                Some(channel) => Ok(channel),
+            let stream = match first.take() {
+                Some(stream) => Ok(stream),
                 None => {
                     let settings = self.settings.clone();
-                    match self.serving(async move { connect(&settings).await }).await {
-                        Ok(result) => result.map_err(|e| e.cause().to_owned()),
+                    match self.serving(async move { open(&settings).await }).await {
+                        Ok(result) => result.map_err(|e| e.cause()),
                         Err(Interrupted::Stopped) => return,
                     }
                 }
             };
-            let error = match channel {
-                Ok(channel) => match self.session(channel, &mut backoff).await {
+            let error = match stream {
+                Ok(stream) => match self.session(stream, &mut backoff).await {
                     Ok(error) => error,
                     Err(Interrupted::Stopped) => return,
                 },
@@ -208,23 +267,17 @@ impl Task {
     /// Runs one stream; returns why it ended.
     async fn session(
         &mut self,
-        channel: Channel,
+        stream: AdsStream,
         backoff: &mut BackoffState,
     ) -> Result<String, Interrupted> {
-        let (tx, rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
+        let AdsStream {
+            requests,
+            responses: mut inbound,
+        } = stream;
         for request in self.state.on_stream_start() {
-            let _ = tx.send(request);
+            let _ = requests.send(request);
         }
-        self.stream = Some(tx);
-        let mut client = AggregatedDiscoveryServiceClient::new(channel)
-            .max_decoding_message_size(64 * 1024 * 1024);
-        let opened = self
-            .serving(client.stream_aggregated_resources(UnboundedReceiverStream::new(rx)))
-            .await?;
-        let mut inbound = match opened {
-            Ok(response) => response.into_inner(),
-            Err(status) => return Ok(format!("the discovery stream was refused: {status}")),
-        };
+        self.stream = Some(requests);
         tracing::info!(control_plane = %self.settings.uri, "discovery stream open");
         self.control_plane.send_modify(|cp| {
             cp.connected = true;

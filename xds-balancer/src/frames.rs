@@ -17,6 +17,12 @@
 const SETTINGS: u8 = 0x4;
 /// Frame type of GOAWAY.
 const GOAWAY: u8 = 0x7;
+/// GOAWAY error code HTTP_1_1_REQUIRED (RFC 9113).
+pub(crate) const HTTP_1_1_REQUIRED: u32 = 0xd;
+/// The client connection preface: the magic string and an empty SETTINGS
+/// frame.
+pub(crate) const CLIENT_PREFACE: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 /// The ACK flag on a SETTINGS frame.
 const ACK: u8 = 0x1;
 /// Length of a frame header.
