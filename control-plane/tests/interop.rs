@@ -30,6 +30,11 @@ async fn grpc_python_skips_not_ready_and_draining_endpoints() {
 }
 
 #[tokio::test]
+async fn grpc_python_spreads_over_zones_and_skips_an_empty_one() {
+    scenarios::spreads_over_zones_and_skips_an_empty_one(LANGUAGE).await;
+}
+
+#[tokio::test]
 async fn grpc_python_fails_an_unknown_name_with_does_not_exist() {
     scenarios::an_unknown_name_fails_with_does_not_exist(LANGUAGE).await;
 }

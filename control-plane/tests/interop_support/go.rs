@@ -50,7 +50,7 @@ async fn build() -> PathBuf {
     let started = Instant::now();
     run_step(
         Command::new(&go)
-            .args(["build", "-mod=readonly", "-o"])
+            .args(["build", "-mod=readonly", "-buildvcs=false", "-o"])
             .arg(&partial)
             .arg(".")
             .current_dir(&module),

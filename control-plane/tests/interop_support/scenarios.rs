@@ -299,6 +299,60 @@ pub async fn skips_not_ready_and_draining_endpoints(language: Language) {
     .await;
 }
 
+/// Endpoints in two zones (two in `zone-a`, one in `zone-b`): one locality
+/// per zone, weighted by its ready endpoints, so every pod gets a share.
+/// gRPC picks a locality at random by weight, so the spread is checked
+/// loosely. Then `zone-b`'s only endpoint turns NOT_READY: its locality
+/// keeps weight 1 with nothing healthy in it, and the client must send
+/// every call to `zone-a` with none failed. The target names the Service
+/// by namespace and port name, as a Kubernetes client would.
+pub async fn spreads_over_zones_and_skips_an_empty_one(language: Language) {
+    run(language, async {
+        let greeters = start_greeters().await;
+        let zoned = |c_state| {
+            let mut service = support::greeter(&[
+                support::ready(&greeters[0].1.to_string()),
+                support::ready(&greeters[1].1.to_string()),
+                (greeters[2].1.to_string().as_str(), c_state),
+            ]);
+            for (endpoint, zone) in service.ports[0]
+                .endpoints
+                .iter_mut()
+                .zip(["zone-a", "zone-a", "zone-b"])
+            {
+                endpoint.zone = Some(zone.to_owned());
+            }
+            service
+        };
+        let server = TestServer::start(vec![zoned(ModelState::Ready)]).await;
+        let bootstrap = Bootstrap::write(server.addr, language, "zones");
+        let target = "xds:///greeter.default:grpc";
+        let mut client = ForeignClient::start(language, &bootstrap, target).await;
+        warm_up(&mut client).await;
+
+        let batch = client.batch(300).await;
+        eprintln!("{}: two zones: {}", language.name(), batch.raw);
+        assert_eq!(batch.ok, 300, "every call succeeded: {}", batch.raw);
+        for backend in BACKENDS {
+            // 100 expected; 50 is six standard deviations below.
+            assert!(batch.served_by(backend) >= 50, "{backend}: {}", batch.raw);
+        }
+
+        server
+            .source()
+            .upsert(zoned(ModelState::NotReady), "test")
+            .expect("valid service");
+        until(&mut client, |batch| batch.served_by("greeter-c") == 0).await;
+        let batch = client.batch(300).await;
+        eprintln!("{}: zone-b not ready: {}", language.name(), batch.raw);
+        assert_eq!(batch.served_by("greeter-c"), 0, "{}", batch.raw);
+        assert_even(&batch, &["greeter-a", "greeter-b"], 300);
+        assert_acked_without_nack(server.addr, &bootstrap, &["LDS", "RDS", "CDS", "EDS"]).await;
+        client.finish().await;
+    })
+    .await;
+}
+
 /// A name the control plane does not know: the Listener is left out of the
 /// answer, and the client's does-not-exist timer (15 s in gRPC) ends the
 /// call with UNAVAILABLE "... does not exist" (each client words it its
