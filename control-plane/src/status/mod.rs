@@ -7,8 +7,10 @@
 //! - [`report`]: fetching everything for `control-plane status`, and its
 //!   `--json` form.
 //! - [`text`]: the readable tables.
+//! - `explain`: why a target does not resolve (`ExplainTarget`).
 
 pub mod convert;
+mod explain;
 pub mod report;
 pub mod service;
 pub mod text;

@@ -68,4 +68,27 @@ impl ControlPlaneStatus for StatusService {
         let clients = self.registry.views().iter().map(convert::client).collect();
         Ok(Response::new(pb::ListClientsResponse { clients }))
     }
+
+    async fn explain_target(
+        &self,
+        request: Request<pb::ExplainTargetRequest>,
+    ) -> Result<Response<pb::ExplainTargetResponse>, Status> {
+        let name = request.into_inner().name;
+        if name.len() > 1024 {
+            return Err(Status::invalid_argument(
+                "the name is longer than 1024 bytes",
+            ));
+        }
+        let snapshot = self.store.snapshot();
+        if !snapshot.synced {
+            return Err(Status::unavailable(
+                "the control plane has not completed its first sync with its source yet",
+            ));
+        }
+        let reason = super::explain::explain(self.store.naming(), &snapshot.services, &name);
+        Ok(Response::new(pb::ExplainTargetResponse {
+            exists: reason.is_none(),
+            reason: reason.unwrap_or_default(),
+        }))
+    }
 }

@@ -16,6 +16,7 @@
 //!   last accepted versions; meanwhile the last resolution stays published,
 //!   so calls keep being balanced over the last endpoints (static stability).
 //!
+//! - [`hint`] asks the control plane why a target does not exist.
 //! - [`client`] shares one task (one stream, one cache) among every
 //!   channel of the process built for the same control plane and node.
 //!
@@ -26,6 +27,7 @@
 pub(crate) mod client;
 pub(crate) mod decode;
 mod endpoints;
+pub(crate) mod hint;
 mod routes;
 pub(crate) mod state;
 pub(crate) mod task;

@@ -111,8 +111,12 @@ impl AdsState {
         requests
     }
 
+    /// Whether the control plane says the Listener `name` does not exist.
+    pub(crate) fn listener_missing(&self, name: &str) -> bool {
+        self.missing.contains(&(Kind::Listener, name.to_owned()))
+    }
+
     /// The targets subscribed, in name order.
-    #[cfg(test)]
     pub(crate) fn targets(&self) -> impl Iterator<Item = &str> {
         self.types[Kind::Listener.index()]
             .names

@@ -68,6 +68,8 @@ impl ConnectError {
 pub(crate) struct AdsStream {
     requests: mpsc::UnboundedSender<DiscoveryRequest>,
     responses: tonic::Streaming<DiscoveryResponse>,
+    /// The connection, for other calls to the control plane.
+    channel: Channel,
 }
 
 impl std::fmt::Debug for AdsStream {
@@ -82,8 +84,8 @@ impl std::fmt::Debug for AdsStream {
 pub(crate) async fn open(settings: &TaskSettings) -> Result<AdsStream, ConnectError> {
     let channel = connect(settings).await?;
     let (requests, rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
-    let mut client =
-        AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+    let mut client = AggregatedDiscoveryServiceClient::new(channel.clone())
+        .max_decoding_message_size(64 * 1024 * 1024);
     let opened = tokio::time::timeout(
         settings.connect_timeout,
         client.stream_aggregated_resources(UnboundedReceiverStream::new(rx)),
@@ -102,6 +104,7 @@ pub(crate) async fn open(settings: &TaskSettings) -> Result<AdsStream, ConnectEr
         Ok(response) => Ok(AdsStream {
             requests,
             responses: response.into_inner(),
+            channel,
         }),
         Err(status) => Err(ConnectError::Refused(settings.uri.clone(), status)),
     }
@@ -151,6 +154,7 @@ pub(crate) fn spawn(
     control_plane: watch::Sender<ControlPlaneStatus>,
     stop: CancellationToken,
 ) {
+    let (hints_tx, hints) = mpsc::unbounded_channel();
     let task = Task {
         state,
         settings,
@@ -158,6 +162,9 @@ pub(crate) fn spawn(
         watchers: HashMap::new(),
         control_plane,
         stream: None,
+        hints,
+        hints_tx,
+        explained: HashMap::new(),
         stop,
     };
     tokio::spawn(task.run(first));
@@ -170,14 +177,29 @@ struct Watcher {
     tx: watch::Sender<Resolution>,
 }
 
+/// The control plane's word on a missing target.
+#[derive(Debug)]
+enum Explanation {
+    /// Asked; until the answer comes the target counts as still waiting,
+    /// so that no call fails with less than the whole story.
+    Asking,
+    /// Its answer (`None`: it had nothing to say, or did not answer).
+    Answered(Option<String>),
+}
+
 struct Task {
     state: AdsState,
     settings: TaskSettings,
     commands: mpsc::UnboundedReceiver<Command>,
     watchers: HashMap<u64, Watcher>,
     control_plane: watch::Sender<ControlPlaneStatus>,
-    /// Where requests go while a stream is open.
-    stream: Option<mpsc::UnboundedSender<DiscoveryRequest>>,
+    /// Where requests go while a stream is open, and its connection.
+    stream: Option<(mpsc::UnboundedSender<DiscoveryRequest>, Channel)>,
+    /// The control plane's explanations of missing targets, as they come.
+    hints: mpsc::UnboundedReceiver<(String, Option<String>)>,
+    hints_tx: mpsc::UnboundedSender<(String, Option<String>)>,
+    /// Missing targets asked about, with the answer once it came.
+    explained: HashMap<String, Explanation>,
     stop: CancellationToken,
 }
 
@@ -231,6 +253,12 @@ impl Task {
                     Some(command) => self.on_command(command),
                     None => return Err(Interrupted::Stopped),
                 },
+                Some((target, hint)) = self.hints.recv() => {
+                    if let Some(slot) = self.explained.get_mut(&target) {
+                        *slot = Explanation::Answered(hint);
+                        self.publish();
+                    }
+                }
                 output = &mut future => return Ok(output),
             }
         }
@@ -239,7 +267,7 @@ impl Task {
     fn on_command(&mut self, command: Command) {
         let requests = match command {
             Command::Subscribe { id, target, tx } => {
-                tx.send_replace(self.state.resolution(&target));
+                tx.send_replace(self.resolution(&target));
                 let requests = self.state.add_target(&target);
                 tracing::debug!(%target, "subscribed");
                 self.watchers.insert(id, Watcher { target, tx });
@@ -253,11 +281,12 @@ impl Task {
                     return;
                 }
                 tracing::debug!(target = %watcher.target, "unsubscribed");
+                self.explained.remove(&watcher.target);
                 self.state.remove_target(&watcher.target)
             }
         };
         // Without a stream, the next one sends every subscription anyway.
-        if let Some(stream) = &self.stream {
+        if let Some((stream, _)) = &self.stream {
             for request in requests {
                 let _ = stream.send(request);
             }
@@ -273,11 +302,12 @@ impl Task {
         let AdsStream {
             requests,
             responses: mut inbound,
+            channel,
         } = stream;
         for request in self.state.on_stream_start() {
             let _ = requests.send(request);
         }
-        self.stream = Some(requests);
+        self.stream = Some((requests, channel));
         tracing::info!(control_plane = %self.settings.uri, "discovery stream open");
         self.control_plane.send_modify(|cp| {
             cp.connected = true;
@@ -299,7 +329,7 @@ impl Task {
             let type_url = response.type_url.clone();
             let version = response.version_info.clone();
             let outcome = self.state.on_response(response);
-            if let Some(stream) = &self.stream {
+            if let Some((stream, _)) = &self.stream {
                 for request in outcome.requests {
                     let _ = stream.send(request);
                 }
@@ -325,13 +355,60 @@ impl Task {
         }
     }
 
+    /// The resolution of `target`, with the control plane's explanation
+    /// when its Listener does not exist.
+    fn resolution(&self, target: &str) -> Resolution {
+        let mut resolution = self.state.resolution(target);
+        if let Resolution::DoesNotExist(what) = &mut resolution {
+            match self.explained.get(target) {
+                Some(Explanation::Asking) => {
+                    return Resolution::Waiting(format!("listener {target:?}"));
+                }
+                Some(Explanation::Answered(Some(hint))) => {
+                    what.push_str(": ");
+                    what.push_str(hint);
+                }
+                _ => {}
+            }
+        }
+        resolution
+    }
+
+    /// Asks the control plane about every target whose Listener does not
+    /// exist (once per disappearance), and forgets the answers of targets
+    /// that exist again.
+    fn ask_about_missing(&mut self) {
+        let targets: Vec<String> = self.state.targets().map(str::to_owned).collect();
+        for target in targets {
+            let missing = self.state.listener_missing(&target);
+            match (missing, self.explained.contains_key(&target)) {
+                (true, false) => {
+                    let Some((_, channel)) = &self.stream else {
+                        continue;
+                    };
+                    self.explained.insert(target.clone(), Explanation::Asking);
+                    let tx = self.hints_tx.clone();
+                    let channel = channel.clone();
+                    let limit = self.settings.connect_timeout;
+                    tokio::spawn(async move {
+                        let hint = super::hint::explain(channel, target.clone(), limit).await;
+                        let _ = tx.send((target, hint));
+                    });
+                }
+                (false, true) => drop(self.explained.remove(&target)),
+                _ => {}
+            }
+        }
+    }
+
     /// Sends every subscription whose resolution changed its new value.
-    fn publish(&self) {
+    fn publish(&mut self) {
+        self.ask_about_missing();
         let mut resolved: HashMap<&str, Resolution> = HashMap::new();
         for watcher in self.watchers.values() {
             let resolution = resolved
                 .entry(watcher.target.as_str())
-                .or_insert_with(|| self.state.resolution(&watcher.target));
+                .or_insert_with(|| self.resolution(&watcher.target));
             watcher.tx.send_if_modified(|current| {
                 if current == resolution {
                     return false;
