@@ -8,6 +8,8 @@
 //! - [`channel`]: a plaintext gRPC channel to a loopback address.
 //! - [`greeters`]: greeter-server processes and a scripted control plane
 //!   serving them.
+//! - [`module_graph`]: the `use crate::` graph of a crate, for tests that
+//!   keep it one-way.
 //! - [`static_file`]: a control plane's `--static-file`, rewritten whole.
 //!
 //! # Finding binaries
@@ -22,6 +24,7 @@
 pub mod ads;
 pub mod fake_xds;
 pub mod greeters;
+pub mod module_graph;
 pub mod static_file;
 
 use std::collections::VecDeque;

@@ -9,10 +9,9 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use tonic::{Code, Status};
+use tonic::Status;
 
-use crate::error::error_chain;
-use crate::pool::conn::{InFlight, RequestBody};
+use crate::pool::conn::{InFlight, RequestBody, transport_status};
 
 /// The body of a response from a [`Channel`](crate::Channel).
 ///
@@ -76,19 +75,6 @@ impl Body for ResponseBody {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-/// The status for a call that failed on the connection to `endpoint`.
-pub(crate) fn transport_status(error: &hyper::Error, endpoint: &str) -> Status {
-    let h2 = std::error::Error::source(error).and_then(|s| s.downcast_ref::<h2::Error>());
-    let code = match h2.and_then(h2::Error::reason) {
-        Some(h2::Reason::CANCEL) => Code::Cancelled,
-        _ => Code::Unavailable,
-    };
-    Status::new(
-        code,
-        format!("call to {endpoint} failed: {}", error_chain(error)),
-    )
 }
 
 /// A request body read ahead for retries.

@@ -16,28 +16,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, Scheme};
 use tokio::time::Instant;
 use tonic::{Code, Status};
 
+use tokio_util::sync::DropGuard;
+
 use crate::body::{self, Buffered, ResponseBody};
-use crate::channel::Shared;
-use crate::config::RetryPolicy;
-use crate::pool::conn::{ConnHandle, RequestBody, SendError};
+use crate::options::{Config, RetryPolicy};
+use crate::pool::Core;
+use crate::pool::conn::{ConnHandle, RequestBody, SendError, set_origin, transport_status};
+use crate::xds::client::Subscription;
 
 /// Calls handed back unsent are retried at most this often (each time on
 /// another connection); more means every connection is closing under us.
 const MAX_UNSENT_RETRIES: u32 = 16;
 
-/// Points `request` at `scheme://authority`, keeping its path.
-pub(crate) fn set_origin<B>(request: &mut http::Request<B>, scheme: Scheme, authority: &Authority) {
-    let mut parts = std::mem::take(request.uri_mut()).into_parts();
-    parts.scheme = Some(scheme);
-    parts.authority = Some(authority.clone());
-    if parts.path_and_query.is_none() {
-        parts.path_and_query = Some(PathAndQuery::from_static("/"));
-    }
-    *request.uri_mut() = http::Uri::from_parts(parts).unwrap_or_default();
+/// State shared by every clone of a channel: what a call needs, and what
+/// keeps the channel's pool and subscription alive.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) core: Arc<Core>,
+    pub(crate) config: Config,
+    pub(crate) authority: Authority,
+    pub(crate) target: Arc<str>,
+    /// Stops the pool when the last clone goes.
+    pub(crate) _stop: DropGuard,
+    /// Keeps the target subscribed on the shared xDS client; dropping it
+    /// unsubscribes (and stops the client when it was the last).
+    pub(crate) _subscription: Subscription,
 }
 
 /// The call's timeout from its `grpc-timeout` header (`<digits><unit>`).
@@ -153,7 +160,7 @@ pub(crate) async fn call(
                 unsent += 1;
                 tracing::debug!(endpoint = %conn.label(), unsent, "call handed back unsent; sending it elsewhere");
                 if unsent > MAX_UNSENT_RETRIES {
-                    return Err(body::transport_status(&error, &conn.label()));
+                    return Err(transport_status(&error, &conn.label()));
                 }
                 request = *unsent_request;
                 previous = Some(conn);

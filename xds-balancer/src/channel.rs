@@ -8,17 +8,19 @@ use std::time::Duration;
 
 use http::uri::Authority;
 use tokio::sync::watch;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::body::ResponseBody;
-use crate::config::{Config, Prepared};
+use crate::call::Shared;
 use crate::error::{Error, Result};
+use crate::options::Config;
 use crate::pool::conn::{ConnSettings, RequestBody};
 use crate::pool::subchannel::PoolSettings;
 use crate::pool::{self, Core};
+use crate::target::Target;
 use crate::view::{ConnectionState, EndpointSet, ServiceStatus};
-use crate::xds::client::{Subscription, XdsClient};
+use crate::xds::client::XdsClient;
 
 /// A cloneable gRPC channel that spreads calls round-robin over the ready
 /// endpoints of one service, as the control plane reports them.
@@ -32,25 +34,10 @@ pub struct Channel {
     shared: Arc<Shared>,
 }
 
-/// State shared by every clone of a channel.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) core: Arc<Core>,
-    pub(crate) config: Config,
-    pub(crate) authority: Authority,
-    target: Arc<str>,
-    /// Stops the pool when the last clone goes.
-    _stop: DropGuard,
-    /// Keeps the target subscribed on the shared xDS client; dropping it
-    /// unsubscribes (and stops the client when it was the last).
-    _subscription: Subscription,
-}
-
 impl Channel {
     /// Subscribes to the target on `client` and starts the pool.
-    pub(crate) fn start(prepared: Prepared, client: Arc<XdsClient>) -> Result<Self> {
+    pub(crate) fn start(target: Target, config: Config, client: Arc<XdsClient>) -> Result<Self> {
         tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let Prepared { target, config, .. } = prepared;
         let name: Arc<str> = target.name().into();
         // A named port ("greeter:grpc") is not a valid authority; the host
         // alone is (the target parser checked its characters).

@@ -101,16 +101,16 @@
 mod backoff;
 mod body;
 mod bootstrap;
+mod builder;
 mod call;
 mod channel;
-mod config;
 mod error;
 mod frames;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod model;
-mod picker;
+mod options;
 mod pool;
 mod sniff;
 mod target;
@@ -121,10 +121,11 @@ mod xds;
 pub use backoff::Backoff;
 pub use body::ResponseBody;
 pub use bootstrap::{BOOTSTRAP_CONFIG_ENV, BOOTSTRAP_FILE_ENV, Bootstrap, BootstrapError};
+pub use builder::{Builder, CONTROL_PLANE_ENV};
 pub use channel::{Channel, ResponseFuture};
-pub use config::{Builder, CONTROL_PLANE_ENV, Config, RetryPolicy};
 pub use error::{Error, Result};
 pub use model::{Endpoint, EndpointHealth};
+pub use options::{Config, RetryPolicy};
 pub use target::{Target, TargetError};
 pub use view::{ConnectionState, ControlPlaneStatus, EndpointSet, EndpointState, ServiceStatus};
 

@@ -43,6 +43,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use http::uri::{Authority, PathAndQuery, Scheme};
+use tonic::{Code, Status};
+
+use crate::error::error_chain;
 use crate::frames::{FrameEvent, FrameReader};
 use crate::model::label;
 
@@ -374,7 +378,7 @@ impl SendError {
     pub(crate) fn status(&self, endpoint: &str) -> tonic::Status {
         match self {
             SendError::Unsent { error, .. } | SendError::Failed(error) => {
-                crate::body::transport_status(error, endpoint)
+                transport_status(error, endpoint)
             }
             SendError::DispatchEnded => {
                 tonic::Status::unavailable(format!("call to {endpoint} failed: {self}"))
@@ -515,4 +519,28 @@ pub(crate) async fn connect(
         in_flight: AtomicUsize::new(0),
     });
     Ok((handle, driver))
+}
+
+/// Points `request` at `scheme://authority`, keeping its path.
+pub(crate) fn set_origin<B>(request: &mut http::Request<B>, scheme: Scheme, authority: &Authority) {
+    let mut parts = std::mem::take(request.uri_mut()).into_parts();
+    parts.scheme = Some(scheme);
+    parts.authority = Some(authority.clone());
+    if parts.path_and_query.is_none() {
+        parts.path_and_query = Some(PathAndQuery::from_static("/"));
+    }
+    *request.uri_mut() = http::Uri::from_parts(parts).unwrap_or_default();
+}
+
+/// The status for a call that failed on the connection to `endpoint`.
+pub(crate) fn transport_status(error: &hyper::Error, endpoint: &str) -> Status {
+    let h2 = std::error::Error::source(error).and_then(|s| s.downcast_ref::<h2::Error>());
+    let code = match h2.and_then(h2::Error::reason) {
+        Some(h2::Reason::CANCEL) => Code::Cancelled,
+        _ => Code::Unavailable,
+    };
+    Status::new(
+        code,
+        format!("call to {endpoint} failed: {}", error_chain(error)),
+    )
 }

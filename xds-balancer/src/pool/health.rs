@@ -47,7 +47,7 @@ impl tower::Service<http::Request<RequestBody>> for Direct {
     }
 
     fn call(&mut self, mut request: http::Request<RequestBody>) -> Self::Future {
-        crate::call::set_origin(&mut request, Scheme::HTTP, &self.authority);
+        super::conn::set_origin(&mut request, Scheme::HTTP, &self.authority);
         let send = self.conn.send(request);
         let conn = self.conn.clone();
         Box::pin(async move {

@@ -19,6 +19,7 @@
 //! first calls are spread like all later ones.
 
 pub(crate) mod conn;
+pub(crate) mod picker;
 
 mod health;
 pub(crate) mod subchannel;
@@ -33,10 +34,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{Endpoint, EndpointHealth, Resolution};
-use crate::picker::{Picker, Snapshot};
 use crate::view::{ConnectionState, ControlPlaneStatus, EndpointSet, EndpointState, ServiceStatus};
 use crate::why::{Counts, Why};
 use conn::ConnHandle;
+use picker::{Picker, Snapshot};
 use subchannel::{PoolSettings, Spec, SubEvent};
 
 /// How long a first batch of connections may wait for its slowest member.

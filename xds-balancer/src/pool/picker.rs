@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::pool::conn::ConnHandle;
+use super::conn::ConnHandle;
 use crate::why::Why;
 
 /// What the picker works from, replaced as a whole on every change.
