@@ -15,33 +15,40 @@
 //!
 //! While the picker is empty (at start-up, or after every endpoint was
 //! lost) the first connections of a batch are published together, once
-//! every first attempt has finished or after [`FIRST_BATCH_WAIT`], so the
-//! first calls are spread like all later ones.
+//! every first attempt has finished or after
+//! [`FIRST_BATCH_WAIT`](reconcile::FIRST_BATCH_WAIT), so the first calls
+//! are spread like all later ones.
+//!
+//! # Layout
+//!
+//! - `reconcile`: all of the above as a pure state machine, unit-tested.
+//! - this module: the manager task, the thin I/O around it (it carries out
+//!   the machine's commands and publishes its snapshots).
+//! - `subchannel`: one endpoint's connection over time, in its own task;
+//!   `conn`: the HTTP/2 connection on hyper; `health`: client-side health
+//!   checks.
+//! - `picker`: the lock-free round-robin pick over the published snapshot.
 
 pub(crate) mod conn;
-pub(crate) mod picker;
-
 mod health;
+pub(crate) mod picker;
+pub(crate) mod reconcile;
 pub(crate) mod subchannel;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{Endpoint, EndpointHealth, Resolution};
-use crate::view::{ConnectionState, ControlPlaneStatus, EndpointSet, EndpointState, ServiceStatus};
+use crate::model::Resolution;
+use crate::view::{ControlPlaneStatus, EndpointSet, ServiceStatus};
 use crate::why::{Counts, Why};
 use conn::ConnHandle;
 use picker::{Picker, Snapshot};
-use subchannel::{PoolSettings, Spec, SubEvent};
-
-/// How long a first batch of connections may wait for its slowest member.
-pub(crate) const FIRST_BATCH_WAIT: Duration = Duration::from_millis(250);
+use reconcile::{Command, Reconciler};
+use subchannel::{PoolSettings, SubEvent};
 
 /// What the pool shares with the channel.
 #[derive(Debug)]
@@ -96,87 +103,48 @@ pub(crate) fn spawn(
     let manager = Manager {
         core,
         settings,
+        reconciler: Reconciler::new(target.clone()),
         target,
         resolution,
+        control_plane,
         stop,
         events_tx,
         events_rx,
-        next_id: 0,
-        entries: Vec::new(),
-        closing: Vec::new(),
-        service: ServiceStatus::Waiting(String::new()),
-        control_plane,
-        last_connect_error: None,
-        hold: Hold::Off,
+        retire: HashMap::new(),
     };
     tokio::spawn(manager.run());
 }
 
-/// One endpoint from the control plane, and its subchannel if it has one.
-#[derive(Debug)]
-struct Entry {
-    endpoint: Endpoint,
-    sub: Option<Sub>,
-}
-
-/// The manager's record of a subchannel task.
-#[derive(Debug)]
-struct Sub {
-    id: u64,
-    addr: SocketAddr,
-    hostname: Arc<str>,
-    retire: CancellationToken,
-    state: ConnectionState,
-    conn: Option<Arc<ConnHandle>>,
-    error: Option<String>,
-    /// Whether its first connection attempt has finished.
-    attempted: bool,
-}
-
-/// The first-batch hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hold {
-    Off,
-    Until(Instant),
-    Expired,
-}
-
+/// The manager task: feeds the reconciler, carries out its commands and
+/// publishes what it computes.
 struct Manager {
     core: Arc<Core>,
     settings: Arc<PoolSettings>,
+    reconciler: Reconciler<Arc<ConnHandle>>,
     target: Arc<str>,
     resolution: watch::Receiver<Resolution>,
+    /// The control plane's state; `last_update` changes without waking us.
+    control_plane: watch::Receiver<ControlPlaneStatus>,
     stop: CancellationToken,
     events_tx: mpsc::UnboundedSender<SubEvent>,
     events_rx: mpsc::UnboundedReceiver<SubEvent>,
-    next_id: u64,
-    /// In the control plane's order.
-    entries: Vec<Entry>,
-    /// Retired subchannels whose connections are still closing.
-    closing: Vec<Sub>,
-    service: ServiceStatus,
-    /// The control plane's state; `last_update` changes without waking us.
-    control_plane: watch::Receiver<ControlPlaneStatus>,
-    last_connect_error: Option<String>,
-    hold: Hold,
+    /// Each running subchannel's retirement switch.
+    retire: HashMap<u64, CancellationToken>,
 }
 
 impl Manager {
     async fn run(mut self) {
-        self.apply_xds();
+        self.apply_resolution();
         self.publish();
         loop {
-            let hold_until = match self.hold {
-                Hold::Until(at) => Some(at),
-                _ => None,
-            };
+            let hold_until = self.reconciler.hold_until();
             tokio::select! {
                 () = self.stop.cancelled() => break,
                 changed = self.resolution.changed() => {
                     if changed.is_err() {
                         break;
                     }
-                    self.apply_xds();
+                    self.apply_resolution();
                 }
                 changed = self.control_plane.changed() => {
                     if changed.is_err() {
@@ -184,152 +152,40 @@ impl Manager {
                     }
                     self.control_plane.mark_unchanged();
                 }
-                Some(event) = self.events_rx.recv() => self.on_event(event),
-                () = sleep_until(hold_until) => self.hold = Hold::Expired,
+                Some(event) = self.events_rx.recv() => match event {
+                    SubEvent::State { id, state, conn, error } => {
+                        self.reconciler.on_state(id, state, conn, error);
+                    }
+                    SubEvent::Closed { id } => {
+                        self.retire.remove(&id);
+                        self.reconciler.on_closed(id);
+                    }
+                },
+                () = sleep_until(hold_until) => {}
             }
             self.publish();
         }
-        for entry in std::mem::take(&mut self.entries) {
-            if let Some(sub) = entry.sub {
-                sub.retire.cancel();
-            }
+        for (_, retire) in self.retire.drain() {
+            retire.cancel();
         }
     }
 
-    fn apply_xds(&mut self) {
+    fn apply_resolution(&mut self) {
         let resolution = self.resolution.borrow_and_update().clone();
-        match resolution {
-            Resolution::Endpoints { cluster, endpoints } => {
-                self.service = ServiceStatus::Resolved { cluster };
-                self.reconcile(&endpoints);
-            }
-            Resolution::Waiting(what) => self.service = ServiceStatus::Waiting(what),
-            Resolution::DoesNotExist(what) => {
-                self.service = ServiceStatus::DoesNotExist(what);
-                self.reconcile(&[]);
-            }
-            Resolution::Unusable(why) => {
-                self.service = ServiceStatus::Unusable(why);
-                self.reconcile(&[]);
-            }
-        }
-    }
-
-    fn reconcile(&mut self, endpoints: &[Endpoint]) {
-        let mut old: HashMap<SocketAddr, Entry> = std::mem::take(&mut self.entries)
-            .into_iter()
-            .map(|entry| (entry.endpoint.addr, entry))
-            .collect();
-        let mut entries = Vec::with_capacity(endpoints.len());
-        for endpoint in endpoints {
-            let mut entry = old.remove(&endpoint.addr).unwrap_or_else(|| {
-                tracing::info!(target = %self.target, endpoint = %endpoint.label(), health = ?endpoint.health, "endpoint added");
-                Entry {
-                    endpoint: endpoint.clone(),
-                    sub: None,
+        for command in self.reconciler.on_resolution(&resolution) {
+            match command {
+                Command::Start(spec) => {
+                    let retire = self.stop.child_token();
+                    self.retire.insert(spec.id, retire.clone());
+                    subchannel::spawn(spec, self.settings.clone(), self.events_tx.clone(), retire);
                 }
-            });
-            if entry.endpoint.hostname != endpoint.hostname {
-                // Another instance behind the same address: a new connection.
-                if let Some(sub) = entry.sub.take() {
-                    self.retire(sub);
-                }
-            }
-            if entry.endpoint.health != endpoint.health {
-                tracing::info!(target = %self.target, endpoint = %endpoint.label(), health = ?endpoint.health, "endpoint health changed");
-            }
-            entry.endpoint = endpoint.clone();
-            match (endpoint.health, entry.sub.is_some()) {
-                (EndpointHealth::Healthy, false) => entry.sub = Some(self.start(endpoint)),
-                (EndpointHealth::Draining | EndpointHealth::NotReady, true) => {
-                    if let Some(sub) = entry.sub.take() {
-                        self.retire(sub);
+                Command::Retire { id, conn } => {
+                    if let Some(retire) = self.retire.get(&id) {
+                        retire.cancel();
                     }
-                }
-                _ => {}
-            }
-            entries.push(entry);
-        }
-        for (_, entry) in old {
-            tracing::info!(target = %self.target, endpoint = %entry.endpoint.label(), "endpoint removed");
-            if let Some(sub) = entry.sub {
-                self.retire(sub);
-            }
-        }
-        self.entries = entries;
-    }
-
-    fn start(&mut self, endpoint: &Endpoint) -> Sub {
-        self.next_id += 1;
-        let hostname: Arc<str> = endpoint.hostname.as_str().into();
-        let retire = self.stop.child_token();
-        subchannel::spawn(
-            Spec {
-                id: self.next_id,
-                addr: endpoint.addr,
-                hostname: hostname.clone(),
-            },
-            self.settings.clone(),
-            self.events_tx.clone(),
-            retire.clone(),
-        );
-        Sub {
-            id: self.next_id,
-            addr: endpoint.addr,
-            hostname,
-            retire,
-            state: ConnectionState::Connecting,
-            conn: None,
-            error: None,
-            attempted: false,
-        }
-    }
-
-    fn retire(&mut self, mut sub: Sub) {
-        sub.retire.cancel();
-        if let Some(conn) = sub.conn.take() {
-            // Out of rotation now, not when the task gets to it.
-            conn.signals.withdraw();
-        }
-        sub.state = ConnectionState::Closing;
-        self.closing.push(sub);
-    }
-
-    fn on_event(&mut self, event: SubEvent) {
-        match event {
-            SubEvent::State {
-                id,
-                state,
-                conn,
-                error,
-            } => {
-                if let Some(error) = &error {
-                    self.last_connect_error = Some(error.clone());
-                }
-                if let Some(sub) = self
-                    .entries
-                    .iter_mut()
-                    .filter_map(|e| e.sub.as_mut())
-                    .find(|s| s.id == id)
-                {
-                    sub.state = state;
-                    sub.conn = conn;
-                    if state != ConnectionState::Connecting {
-                        sub.attempted = true;
-                    }
-                    if state == ConnectionState::Ready {
-                        sub.error = None;
-                    } else if error.is_some() {
-                        sub.error = error;
-                    }
-                }
-                // Retired subchannels stay `Closing` whatever they report.
-            }
-            SubEvent::Closed { id } => {
-                self.closing.retain(|sub| sub.id != id);
-                for entry in &mut self.entries {
-                    if entry.sub.as_ref().is_some_and(|s| s.id == id) {
-                        entry.sub = None;
+                    if let Some(conn) = conn {
+                        // Out of rotation now, not when the task gets to it.
+                        conn.signals.withdraw();
                     }
                 }
             }
@@ -337,54 +193,25 @@ impl Manager {
     }
 
     fn publish(&mut self) {
-        let mut counts = Counts::default();
-        let mut ready = Vec::new();
-        let mut first_attempts_pending = false;
-        for entry in &self.entries {
-            match entry.endpoint.health {
-                EndpointHealth::Draining => counts.draining += 1,
-                EndpointHealth::NotReady => counts.not_ready += 1,
-                EndpointHealth::Healthy => match entry.sub.as_ref() {
-                    Some(sub) => match (sub.state, &sub.conn) {
-                        (ConnectionState::Ready, Some(conn)) => {
-                            counts.ready += 1;
-                            ready.push(conn.clone());
-                        }
-                        (ConnectionState::NotServing, _) => counts.not_serving += 1,
-                        (ConnectionState::Ejected, _) => counts.ejected += 1,
-                        _ => {
-                            counts.connecting += 1;
-                            first_attempts_pending |= !sub.attempted;
-                        }
-                    },
-                    None => counts.connecting += 1,
-                },
-            }
-        }
-        let picker_empty = self.core.picker.snapshot().ready.is_empty();
-        if ready.is_empty() || !picker_empty {
-            self.hold = Hold::Off;
-        } else if first_attempts_pending {
-            let now = Instant::now();
-            match self.hold {
-                Hold::Off => {
-                    self.hold = Hold::Until(now + FIRST_BATCH_WAIT);
-                    ready.clear();
-                }
-                Hold::Until(at) if now < at => ready.clear(),
-                _ => {}
-            }
-        }
+        let published = self.reconciler.publish(Instant::now());
         let why = Why {
             target: self.target.clone(),
-            service: self.service.clone(),
-            counts,
+            service: published.service.clone(),
+            counts: published.counts,
             control_plane: self.control_plane.clone(),
-            last_connect_error: self.last_connect_error.clone(),
+            last_connect_error: published.last_connect_error,
         };
-        self.core.picker.publish(Snapshot { ready, why });
+        self.core.picker.publish(Snapshot {
+            ready: published.ready,
+            why,
+        });
         self.core.changed.send_modify(|generation| *generation += 1);
-        let view = self.view();
+        let view = EndpointSet {
+            target: self.target.to_string(),
+            service: published.service,
+            endpoints: published.endpoints,
+            control_plane: self.control_plane.borrow().clone(),
+        };
         self.core.view.send_if_modified(|current| {
             let changed = *current != view;
             if changed {
@@ -392,52 +219,6 @@ impl Manager {
             }
             changed
         });
-    }
-
-    fn view(&self) -> EndpointSet {
-        let mut endpoints: Vec<EndpointState> = self
-            .entries
-            .iter()
-            .map(|entry| {
-                let (connection, last_error) = match &entry.sub {
-                    Some(sub) => (sub.state, sub.error.clone()),
-                    None if self.closing.iter().any(|s| s.addr == entry.endpoint.addr) => {
-                        (ConnectionState::Closing, None)
-                    }
-                    None => (ConnectionState::Idle, None),
-                };
-                EndpointState {
-                    addr: entry.endpoint.addr,
-                    hostname: entry.endpoint.hostname.clone(),
-                    zone: entry.endpoint.zone.clone(),
-                    health: Some(entry.endpoint.health),
-                    connection,
-                    last_error,
-                }
-            })
-            .collect();
-        for sub in &self.closing {
-            let listed = self
-                .entries
-                .iter()
-                .any(|e| e.endpoint.addr == sub.addr && e.sub.is_none());
-            if !listed {
-                endpoints.push(EndpointState {
-                    addr: sub.addr,
-                    hostname: sub.hostname.to_string(),
-                    zone: String::new(),
-                    health: None,
-                    connection: ConnectionState::Closing,
-                    last_error: None,
-                });
-            }
-        }
-        EndpointSet {
-            target: self.target.to_string(),
-            service: self.service.clone(),
-            endpoints,
-            control_plane: self.control_plane.borrow().clone(),
-        }
     }
 }
 

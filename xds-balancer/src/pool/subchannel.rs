@@ -54,7 +54,7 @@ pub(crate) enum SubEvent {
 }
 
 /// Identity of a subchannel.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Spec {
     pub(crate) id: u64,
     pub(crate) addr: SocketAddr,
