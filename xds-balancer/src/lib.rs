@@ -8,6 +8,14 @@
 //! call to the next one in strict round-robin order. It is a
 //! `tower::Service`, so any tonic-generated client uses it as is.
 //!
+//! Every channel of a process built for the same control plane and node id
+//! shares one xDS client (one ADS stream, one cache), as gRPC's own
+//! XdsClient is shared; dropping a channel unsubscribes its target. The
+//! control plane comes from [`Builder::control_plane`], else a gRPC xDS
+//! bootstrap ([`Builder::bootstrap`], [`Builder::bootstrap_file`],
+//! `GRPC_XDS_BOOTSTRAP`, `GRPC_XDS_BOOTSTRAP_CONFIG`), else the
+//! `CONTROL_PLANE` environment variable.
+//!
 //! What it guarantees:
 //!
 //! - **Strict round robin** over endpoints the control plane reports
@@ -28,7 +36,11 @@
 //!   deadline, then fails with UNAVAILABLE naming the cause (the service
 //!   does not exist, no ready endpoints with counts, the control plane
 //!   unreachable since when, the last update, the last connect error). A
-//!   service that does not exist fails at once.
+//!   service that does not exist fails at once, with the control plane's
+//!   word on why (a container port instead of the Service port, a
+//!   multi-port Service without a port, another namespace); an address
+//!   that is not a control plane fails [`Builder::connect`] at once, naming
+//!   what answers there.
 //!
 //! Plaintext HTTP/2 (h2c) only, like the services it was built for.
 //!
@@ -128,6 +140,12 @@ pub use model::{Endpoint, EndpointHealth};
 pub use options::{Config, RetryPolicy};
 pub use target::{Target, TargetError};
 pub use view::{ConnectionState, ControlPlaneStatus, EndpointSet, EndpointState, ServiceStatus};
+
+/// The README's Rust examples, compiled (and their `no_run` kept) as
+/// doctests of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
 
 /// The user agent this library announces to the control plane (the xDS
 /// `Node.user_agent_name`), with its version in `user_agent_version`.

@@ -153,3 +153,86 @@ impl Drop for Subscription {
             .send(Command::Unsubscribe { id: self.id });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use ::tests::fake_xds::{self, FakeXds, Health};
+
+    use super::*;
+    use crate::backoff::Backoff;
+
+    fn settings(uri: String) -> TaskSettings {
+        TaskSettings {
+            uri,
+            connect_timeout: Duration::from_secs(5),
+            keepalive_interval: None,
+            keepalive_timeout: Duration::from_secs(5),
+            backoff: Backoff::fast(),
+        }
+    }
+
+    /// The version of the latest endpoints the client acknowledged.
+    async fn acked_after(fake: &FakeXds, after: &str) -> String {
+        let request = fake
+            .wait_for_request(Duration::from_secs(10), |r| {
+                let request = &r.request;
+                request.type_url == fake_xds::ENDPOINTS
+                    && !request.response_nonce.is_empty()
+                    && request.error_detail.is_none()
+                    && request.version_info != after
+            })
+            .await;
+        request.request.version_info
+    }
+
+    #[tokio::test]
+    async fn a_response_that_changes_nothing_wakes_no_one() {
+        let fake = FakeXds::start().await;
+        let a = SocketAddr::from(([127, 0, 0, 1], 1001));
+        let b = SocketAddr::from(([127, 0, 0, 1], 1002));
+        fake.set_endpoints("greeter", &[(a, Health::Healthy, "a")]);
+        let client = XdsClient::connect(settings(fake.uri()), Node::default())
+            .await
+            .expect("connect");
+        let mut subscription = client.subscribe("greeter");
+        let mut control_plane = subscription.control_plane();
+        subscription
+            .resolution
+            .wait_for(|r| matches!(r, Resolution::Endpoints { .. }))
+            .await
+            .expect("resolved");
+        let first = acked_after(&fake, "").await;
+        control_plane.mark_unchanged();
+
+        // A new version with the same endpoints: acknowledged, and nothing
+        // downstream is woken.
+        fake.send_raw(
+            fake_xds::ENDPOINTS,
+            vec![fake_xds::any(fake_xds::load_assignment(
+                "greeter",
+                &[(a, Health::Healthy, "a")],
+            ))],
+        );
+        let second = acked_after(&fake, &first).await;
+        assert!(!subscription.resolution.has_changed().expect("open"));
+        assert!(!control_plane.has_changed().expect("open"));
+        assert!(
+            control_plane.borrow().last_update.is_some(),
+            "the time is there for whoever looks"
+        );
+
+        // A real change does wake it.
+        fake.set_endpoints(
+            "greeter",
+            &[(a, Health::Healthy, "a"), (b, Health::Healthy, "b")],
+        );
+        acked_after(&fake, &second).await;
+        tokio::time::timeout(Duration::from_secs(5), subscription.resolution.changed())
+            .await
+            .expect("woken by a real change")
+            .expect("open");
+    }
+}
