@@ -2,10 +2,13 @@
 //! so one configuration serves this client and gRPC's own xDS clients.
 //!
 //! Only what this client uses is read: the first `xds_servers` entry (which
-//! must allow `insecure` credentials: plaintext is all this client speaks)
-//! and the node's `id`, `cluster` and `locality.zone`.
+//! must allow `insecure` credentials: the stream to the control plane is
+//! plaintext), the node's `id`, `cluster` and `locality.zone`, and the
+//! `certificate_providers` (plugin `file_watcher`) that TLS Clusters name.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -53,6 +56,63 @@ pub enum BootstrapError {
         /// The credential types listed.
         creds: Vec<String>,
     },
+    /// A certificate provider this client cannot use.
+    #[error("the xDS bootstrap from {origin}: certificate provider {name:?}: {reason}")]
+    CertificateProvider {
+        /// Where it came from.
+        origin: String,
+        /// The instance name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A certificate provider instance of the bootstrap (gRPC A29, plugin
+/// `file_watcher`): PEM files, re-read as they change.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateProvider {
+    /// The identity's certificate chain (with `private_key_file`).
+    pub certificate_file: Option<PathBuf>,
+    /// The identity's key.
+    pub private_key_file: Option<PathBuf>,
+    /// Root CAs that server certificates must chain to.
+    pub ca_certificate_file: Option<PathBuf>,
+    /// How often the files are re-read (default 10 minutes in gRPC; this
+    /// client also notices changes within a second).
+    pub refresh_interval: Option<Duration>,
+}
+
+impl CertificateProvider {
+    /// A provider of roots only.
+    pub fn roots(ca_certificate_file: impl Into<PathBuf>) -> Self {
+        Self {
+            certificate_file: None,
+            private_key_file: None,
+            ca_certificate_file: Some(ca_certificate_file.into()),
+            refresh_interval: None,
+        }
+    }
+
+    /// Sets how often the files are re-read.
+    #[must_use]
+    pub fn refreshed_every(mut self, interval: Duration) -> Self {
+        self.refresh_interval = Some(interval);
+        self
+    }
+
+    /// Adds an identity (certificate chain and key).
+    #[must_use]
+    pub fn with_identity(
+        mut self,
+        certificate_file: impl Into<PathBuf>,
+        private_key_file: impl Into<PathBuf>,
+    ) -> Self {
+        self.certificate_file = Some(certificate_file.into());
+        self.private_key_file = Some(private_key_file.into());
+        self
+    }
 }
 
 /// What this client takes from a bootstrap.
@@ -67,6 +127,8 @@ pub struct Bootstrap {
     pub node_cluster: Option<String>,
     /// `node.locality.zone`.
     pub zone: Option<String>,
+    /// `certificate_providers`, by instance name.
+    pub certificate_providers: BTreeMap<String, CertificateProvider>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +137,62 @@ struct Document {
     xds_servers: Vec<Server>,
     #[serde(default)]
     node: Option<Node>,
+    #[serde(default)]
+    certificate_providers: BTreeMap<String, ProviderDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ProviderDoc {
+    plugin_name: String,
+    #[serde(default)]
+    config: FileWatcherDoc,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FileWatcherDoc {
+    certificate_file: Option<PathBuf>,
+    private_key_file: Option<PathBuf>,
+    ca_certificate_file: Option<PathBuf>,
+    /// A protobuf JSON duration: `"600s"`, `"1.5s"`.
+    refresh_interval: Option<String>,
+}
+
+impl ProviderDoc {
+    fn into_provider(self) -> Result<CertificateProvider, String> {
+        if self.plugin_name != "file_watcher" {
+            return Err(format!(
+                "plugin {:?} is not supported (only \"file_watcher\")",
+                self.plugin_name
+            ));
+        }
+        let config = self.config;
+        if config.certificate_file.is_some() != config.private_key_file.is_some() {
+            return Err(
+                "certificate_file and private_key_file must be given together, or neither".into(),
+            );
+        }
+        if config.certificate_file.is_none() && config.ca_certificate_file.is_none() {
+            return Err("it names no certificate_file and no ca_certificate_file".into());
+        }
+        let refresh_interval = config
+            .refresh_interval
+            .map(|text| {
+                text.strip_suffix('s')
+                    .and_then(|secs| secs.parse::<f64>().ok())
+                    .filter(|secs| secs.is_finite() && *secs > 0.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        format!("refresh_interval {text:?} is not a duration like \"10s\"")
+                    })
+            })
+            .transpose()?;
+        Ok(CertificateProvider {
+            certificate_file: config.certificate_file,
+            private_key_file: config.private_key_file,
+            ca_certificate_file: config.ca_certificate_file,
+            refresh_interval,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,12 +262,24 @@ impl Bootstrap {
         } else {
             format!("http://{host_port}")
         };
+        let mut certificate_providers = BTreeMap::new();
+        for (name, doc) in document.certificate_providers {
+            let provider =
+                doc.into_provider()
+                    .map_err(|reason| BootstrapError::CertificateProvider {
+                        origin: origin.to_owned(),
+                        name: name.clone(),
+                        reason,
+                    })?;
+            certificate_providers.insert(name, provider);
+        }
         let node = document.node;
         Ok(Self {
             control_plane,
             node_id: node.as_ref().and_then(|n| n.id.clone()),
             node_cluster: node.as_ref().and_then(|n| n.cluster.clone()),
             zone: node.and_then(|n| n.locality).and_then(|l| l.zone),
+            certificate_providers,
         })
     }
 
@@ -182,8 +312,49 @@ mod tests {
                 node_id: Some("client-1".into()),
                 node_cluster: Some("demo".into()),
                 zone: Some("z1".into()),
+                certificate_providers: BTreeMap::new(),
             }
         );
+    }
+
+    #[test]
+    fn reads_file_watcher_certificate_providers() {
+        let text = r#"{"xds_servers":[{"server_uri":"cp:18000"}],
+            "certificate_providers":{
+              "default":{"plugin_name":"file_watcher","config":{
+                "certificate_file":"/certs/tls.crt","private_key_file":"/certs/tls.key",
+                "ca_certificate_file":"/certs/ca.crt","refresh_interval":"1.5s"}},
+              "roots":{"plugin_name":"file_watcher","config":{"ca_certificate_file":"/ca.crt"}}}}"#;
+        let bootstrap = Bootstrap::from_json(text, "test").expect("valid");
+        assert_eq!(
+            bootstrap.certificate_providers["default"],
+            CertificateProvider::roots("/certs/ca.crt")
+                .with_identity("/certs/tls.crt", "/certs/tls.key")
+                .refreshed_every(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            bootstrap.certificate_providers["roots"],
+            CertificateProvider::roots("/ca.crt")
+        );
+        for (config, expected) in [
+            (r#"{"plugin_name":"pem_watcher"}"#, "only \"file_watcher\""),
+            (
+                r#"{"plugin_name":"file_watcher","config":{"certificate_file":"/c"}}"#,
+                "together",
+            ),
+            (r#"{"plugin_name":"file_watcher","config":{}}"#, "names no"),
+            (
+                r#"{"plugin_name":"file_watcher","config":{"ca_certificate_file":"/c","refresh_interval":"soon"}}"#,
+                "not a duration",
+            ),
+        ] {
+            let text = format!(
+                r#"{{"xds_servers":[{{"server_uri":"cp:1"}}],"certificate_providers":{{"p":{config}}}}}"#
+            );
+            let error = Bootstrap::from_json(&text, "test").unwrap_err().to_string();
+            assert!(error.contains(expected), "{config}: {error}");
+            assert!(error.contains("certificate provider \"p\""), "{error}");
+        }
     }
 
     #[test]

@@ -132,7 +132,9 @@ mod xds;
 
 pub use backoff::Backoff;
 pub use body::ResponseBody;
-pub use bootstrap::{BOOTSTRAP_CONFIG_ENV, BOOTSTRAP_FILE_ENV, Bootstrap, BootstrapError};
+pub use bootstrap::{
+    BOOTSTRAP_CONFIG_ENV, BOOTSTRAP_FILE_ENV, Bootstrap, BootstrapError, CertificateProvider,
+};
 pub use builder::{Builder, CONTROL_PLANE_ENV};
 pub use channel::{Channel, ResponseFuture};
 pub use error::{Error, Result};

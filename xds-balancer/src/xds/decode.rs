@@ -11,7 +11,8 @@
 //! - RouteConfiguration: virtual hosts are matched against the target like
 //!   gRPC (exact, `*suffix`, `prefix*`, `*`); within the chosen one the first
 //!   route matching every method (prefix `""` or `"/"`) names the cluster.
-//! - Cluster: `type: EDS` with `eds_config` over ADS, round robin, no TLS.
+//! - Cluster: `type: EDS` with `eds_config` over ADS, round robin; TLS as
+//!   gRPC A29 defines it (see [`super::tls`]).
 //! - ClusterLoadAssignment: localities without `locality` or with weight 0
 //!   are dropped silently; priorities must not have gaps; an address may
 //!   appear only once; endpoint weights, when set, are at least 1;
@@ -19,6 +20,7 @@
 //! - A resource may come wrapped in one xDS `Resource`, not in several.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
@@ -41,7 +43,7 @@ use prost::Message;
 use super::endpoints::endpoints;
 pub(crate) use super::routes::RouteTable;
 use super::routes::route_table;
-use crate::model::Endpoint;
+use crate::model::{Endpoint, UpstreamTls};
 
 /// Type URL of `envoy.config.listener.v3.Listener`.
 pub(crate) const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -138,6 +140,8 @@ pub(crate) enum ListenerRoutes {
 pub(crate) struct ClusterInfo {
     /// The ClusterLoadAssignment to ask for.
     pub(crate) eds_name: String,
+    /// TLS to its endpoints, when its `transport_socket` asks for it.
+    pub(crate) tls: Option<Arc<UpstreamTls>>,
 }
 
 /// One decoded resource.
@@ -340,15 +344,21 @@ fn cluster_info(cluster: Cluster) -> Result<ClusterInfo, String> {
             ));
         }
     }
-    if cluster.transport_socket.is_some() {
+    if !cluster.transport_socket_matches.is_empty() {
         return Err(
-            "transport_socket is set (TLS); this client speaks plaintext HTTP/2 only".into(),
+            "transport_socket_matches is not supported: put TLS in transport_socket".into(),
         );
     }
+    let tls = cluster
+        .transport_socket
+        .as_ref()
+        .map(super::tls::upstream_tls)
+        .transpose()?
+        .map(Arc::new);
     let eds_name = if eds.service_name.is_empty() {
         cluster.name
     } else {
         eds.service_name
     };
-    Ok(ClusterInfo { eds_name })
+    Ok(ClusterInfo { eds_name, tls })
 }

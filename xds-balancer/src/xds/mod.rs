@@ -33,3 +33,4 @@ pub(crate) mod state;
 pub(crate) mod task;
 #[cfg(test)]
 mod tests;
+mod tls;

@@ -26,6 +26,7 @@
 //!   of each stream.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
@@ -62,6 +63,9 @@ pub(crate) struct Outcome {
 #[derive(Debug)]
 pub(crate) struct AdsState {
     node: Node,
+    /// The certificate provider instances of the bootstrap: the names a
+    /// TLS Cluster may use.
+    providers: Arc<BTreeSet<String>>,
     node_sent: bool,
     types: [TypeState; 4],
     listeners: HashMap<String, ListenerRoutes>,
@@ -77,6 +81,7 @@ impl AdsState {
     pub(crate) fn new(node: Node) -> Self {
         Self {
             node,
+            providers: Arc::default(),
             node_sent: false,
             types: Default::default(),
             listeners: HashMap::new(),
@@ -85,6 +90,18 @@ impl AdsState {
             endpoints: HashMap::new(),
             missing: HashSet::new(),
         }
+    }
+
+    /// The certificate provider instances TLS Clusters may name. Until the
+    /// pool connects over TLS no channel passes any, so every TLS Cluster is
+    /// refused rather than dialled in plaintext.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "wired with the pool's TLS connector")
+    )]
+    pub(crate) fn with_certificate_providers(mut self, names: Arc<BTreeSet<String>>) -> Self {
+        self.providers = names;
+        self
     }
 
     /// Subscribes to the Listener `name` (a target such as `greeter:80`);
@@ -169,7 +186,7 @@ impl AdsState {
         let mut errors = Vec::new();
         let mut seen = HashSet::new();
         for any in &response.resources {
-            match decode::decode(kind, any) {
+            match decode::decode(kind, any).and_then(|decoded| self.check_providers(decoded)) {
                 Ok((name, resource)) => {
                     if !seen.insert(name.clone()) {
                         errors.push(format!("{} {name:?} appears twice", kind.label()));
@@ -327,6 +344,40 @@ impl AdsState {
             }),
             ..Default::default()
         }
+    }
+
+    /// Refuses a TLS Cluster that names a certificate provider instance the
+    /// bootstrap does not define (as gRPC's clients do).
+    fn check_providers(
+        &self,
+        (name, resource): (String, Decoded),
+    ) -> Result<(String, Decoded), decode::DecodeError> {
+        if let Decoded::Cluster(ClusterInfo { tls: Some(tls), .. }) = &resource {
+            let unknown = tls
+                .identity
+                .iter()
+                .chain(std::iter::once(&tls.roots))
+                .find(|instance| !self.providers.contains(*instance));
+            if let Some(instance) = unknown {
+                let defined = if self.providers.is_empty() {
+                    "the bootstrap defines no certificate_providers".to_owned()
+                } else {
+                    let names: Vec<&str> = self.providers.iter().map(String::as_str).collect();
+                    format!(
+                        "the bootstrap's certificate_providers: {}",
+                        names.join(", ")
+                    )
+                };
+                return Err(decode::DecodeError::Invalid {
+                    kind: Kind::Cluster.label(),
+                    name,
+                    reason: format!(
+                        "unrecognized certificate provider instance name: {instance} ({defined})"
+                    ),
+                });
+            }
+        }
+        Ok((name, resource))
     }
 
     fn take_node(&mut self) -> Option<Node> {

@@ -3,11 +3,18 @@
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, LbPolicy,
 };
-use envoy_types::pb::envoy::config::core::v3::TransportSocket;
+use envoy_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket};
 use envoy_types::pb::envoy::config::endpoint::v3::LocalityLbEndpoints;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter,
 };
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateProviderPluginInstance, CertificateValidationContext, CommonTlsContext,
+    DownstreamTlsContext, SubjectAltNameMatcher, UpstreamTlsContext,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher;
+use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use prost::Message;
 use tests::fake_xds::{self, Health, any};
@@ -97,7 +104,7 @@ fn clusters_are_validated_like_grpc() {
     assert!(invalid_reason(Kind::Cluster, any(ring)).contains("RING_HASH"));
     let mut tls = fake_xds::cluster("c");
     tls.transport_socket = Some(TransportSocket::default());
-    assert!(invalid_reason(Kind::Cluster, any(tls)).contains("TLS"));
+    assert!(invalid_reason(Kind::Cluster, any(tls)).contains("transport_socket"));
     let mut no_eds = fake_xds::cluster("c");
     no_eds.eds_cluster_config = None;
     assert!(invalid_reason(Kind::Cluster, any(no_eds)).contains("eds_cluster_config"));
@@ -109,7 +116,8 @@ fn clusters_are_validated_like_grpc() {
     assert_eq!(
         decoded,
         decode::Decoded::Cluster(decode::ClusterInfo {
-            eds_name: "svc-endpoints".into()
+            eds_name: "svc-endpoints".into(),
+            tls: None,
         })
     );
 }
@@ -291,4 +299,122 @@ fn nested_resource_wrappers_are_refused_without_recursing() {
     assert!(error.to_string().contains("wrapper"), "{error}");
     let error = decode::decode(Kind::Cluster, &nested(2, &cluster)).expect_err("refused");
     assert!(error.to_string().contains("wrapper"), "{error}");
+}
+
+/// A Cluster whose transport socket holds `context`.
+fn tls_cluster(context: UpstreamTlsContext) -> Any {
+    let mut cluster = fake_xds::cluster("c");
+    cluster.transport_socket = Some(TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(any(context))),
+    });
+    any(cluster)
+}
+
+/// The A29 context our control plane sends: identity and roots from
+/// provider instances, SAN matchers (`match_subject_alt_names`: deprecated
+/// by Envoy, the field gRPC's clients read).
+#[allow(deprecated)]
+fn a29(sans: Vec<StringMatcher>) -> UpstreamTlsContext {
+    let instance = |name: &str| CertificateProviderPluginInstance {
+        instance_name: name.into(),
+        certificate_name: String::new(),
+    };
+    UpstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_certificate_provider_instance: Some(instance("id")),
+            validation_context_type: Some(ValidationContextType::ValidationContext(
+                CertificateValidationContext {
+                    ca_certificate_provider_instance: Some(instance("roots")),
+                    match_subject_alt_names: sans,
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn exact(value: &str) -> StringMatcher {
+    StringMatcher {
+        match_pattern: Some(MatchPattern::Exact(value.into())),
+        ignore_case: false,
+    }
+}
+
+#[test]
+fn tls_clusters_are_read_as_grpc_a29_defines_them() {
+    let (_, decoded) = decode::decode(
+        Kind::Cluster,
+        &tls_cluster(a29(vec![
+            exact("greeter.bars.svc.cluster.local"),
+            StringMatcher {
+                match_pattern: Some(MatchPattern::Prefix(
+                    "spiffe://cluster.local/ns/bars/".into(),
+                )),
+                ignore_case: true,
+            },
+        ])),
+    )
+    .expect("valid");
+    let decode::Decoded::Cluster(info) = decoded else {
+        panic!("{decoded:?}");
+    };
+    let tls = info.tls.expect("TLS");
+    assert_eq!(tls.identity.as_deref(), Some("id"));
+    assert_eq!(tls.roots, "roots");
+    let sans: Vec<String> = tls.san_matchers.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        sans,
+        [
+            "exact \"greeter.bars.svc.cluster.local\"",
+            "prefix \"spiffe://cluster.local/ns/bars/\" (any case)"
+        ]
+    );
+}
+
+#[test]
+fn tls_settings_this_client_cannot_honour_are_refused() {
+    let reason = |context: UpstreamTlsContext| invalid_reason(Kind::Cluster, tls_cluster(context));
+    let mut no_roots = a29(vec![]);
+    if let Some(common) = no_roots.common_tls_context.as_mut() {
+        common.validation_context_type = None;
+    }
+    assert!(reason(no_roots).contains("no CA certs configured"));
+    let mut typed = a29(vec![]);
+    if let Some(ValidationContextType::ValidationContext(v)) = typed
+        .common_tls_context
+        .as_mut()
+        .and_then(|c| c.validation_context_type.as_mut())
+    {
+        v.match_typed_subject_alt_names = vec![SubjectAltNameMatcher::default()];
+    }
+    assert!(reason(typed).contains("match_typed_subject_alt_names is not supported"));
+    let regex = a29(vec![StringMatcher {
+        match_pattern: Some(MatchPattern::SafeRegex(Default::default())),
+        ignore_case: false,
+    }]);
+    assert!(reason(regex).contains("regex matchers are not supported"));
+    let mut inline = a29(vec![]);
+    if let Some(common) = inline.common_tls_context.as_mut() {
+        common.tls_certificates = vec![Default::default()];
+    }
+    assert!(reason(inline).contains("tls_certificates is not supported"));
+    let mut no_h2 = a29(vec![]);
+    if let Some(common) = no_h2.common_tls_context.as_mut() {
+        common.alpn_protocols = vec!["http/1.1".into()];
+    }
+    assert!(reason(no_h2).contains("leave out h2"));
+    let mut downstream = fake_xds::cluster("c");
+    downstream.transport_socket = Some(TransportSocket {
+        name: "tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(any(
+            DownstreamTlsContext::default(),
+        ))),
+    });
+    assert!(invalid_reason(Kind::Cluster, any(downstream)).contains("only an UpstreamTlsContext"));
+    let mut matches = fake_xds::cluster("c");
+    matches.transport_socket_matches = vec![Default::default()];
+    assert!(invalid_reason(Kind::Cluster, any(matches)).contains("transport_socket_matches"));
 }

@@ -500,3 +500,61 @@ fn targets_share_one_session_and_leave_without_disturbing_the_others() {
     assert_eq!(s.targets().collect::<Vec<_>>(), ["echo"]);
     assert!(s.remove_target("greeter").is_empty(), "already gone");
 }
+
+#[test]
+fn a_tls_cluster_naming_an_unknown_provider_instance_is_nacked() {
+    use envoy_types::pb::envoy::config::core::v3::{TransportSocket, transport_socket};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        CertificateProviderPluginInstance, CertificateValidationContext, CommonTlsContext,
+        UpstreamTlsContext,
+    };
+    let instance = |name: &str| CertificateProviderPluginInstance {
+        instance_name: name.into(),
+        certificate_name: String::new(),
+    };
+    let mut cluster = fake_xds::cluster("greeter-cluster");
+    cluster.transport_socket = Some(TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(any(
+            UpstreamTlsContext {
+                common_tls_context: Some(CommonTlsContext {
+                    tls_certificate_provider_instance: Some(instance("default")),
+                    validation_context_type: Some(ValidationContextType::ValidationContext(
+                        CertificateValidationContext {
+                            ca_certificate_provider_instance: Some(instance("roots")),
+                            ..Default::default()
+                        },
+                    )),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ))),
+    });
+    let response = || response(fake_xds::CLUSTER, "2", "n9", vec![any(cluster.clone())]);
+
+    let mut plain = resolved(&[(addr(1), Health::Healthy, "a")]);
+    let outcome = plain.on_response(response());
+    let nack = outcome.nack.expect("NACKed");
+    assert!(
+        nack.contains("unrecognized certificate provider instance name: default (the bootstrap defines no certificate_providers)"),
+        "{nack}"
+    );
+    assert!(
+        matches!(plain.resolution("greeter"), Resolution::Endpoints { .. }),
+        "the last good cluster stays"
+    );
+
+    let names = std::sync::Arc::new(["default".to_owned()].into_iter().collect());
+    let mut with_identity_only =
+        resolved(&[(addr(1), Health::Healthy, "a")]).with_certificate_providers(names);
+    let nack = with_identity_only
+        .on_response(response())
+        .nack
+        .expect("NACKed");
+    assert!(
+        nack.contains("unrecognized certificate provider instance name: roots (the bootstrap's certificate_providers: default)"),
+        "{nack}"
+    );
+}
