@@ -115,7 +115,7 @@ struct PropagationArgs {
     /// 12 above); bursts get a quarter as many.
     #[arg(long)]
     trials: Option<usize>,
-    /// Skip the greeter-client channel rows (raw ADS only), e.g. for
+    /// Skip the xds-balancer channel rows (raw ADS only), e.g. for
     /// profiling the control plane.
     #[arg(long)]
     raw_only: bool,

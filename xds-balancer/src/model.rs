@@ -109,7 +109,10 @@ pub(crate) enum SanPattern {
 
 impl SanMatch {
     /// Whether the certificate SAN `san` satisfies this matcher.
-    #[cfg_attr(not(test), expect(dead_code, reason = "used by the pool's TLS connector"))]
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "used by the pool's TLS connector")
+    )]
     pub(crate) fn matches(&self, san: &str) -> bool {
         let fold = |s: &str| {
             if self.ignore_case {

@@ -1,6 +1,6 @@
 //! The four ways to call the greeter backends that are compared.
 //!
-//! - [`ClientKind::Ours`]: a greeter-client [`Channel`](xds_balancer::Channel)
+//! - [`ClientKind::Ours`]: an xds-balancer [`Channel`](xds_balancer::Channel)
 //!   fed by the real control plane (strict round robin, one connection per
 //!   ready endpoint).
 //! - [`ClientKind::Direct`]: a plain tonic `Channel` to the first backend,
@@ -31,7 +31,7 @@ const GINEPRO_HOST: &str = "greeter.default.svc.cluster.local";
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
     /// Our channel could not be built or never saw a ready endpoint.
-    #[error("greeter-client channel: {0}")]
+    #[error("xds-balancer channel: {0}")]
     Ours(String),
     /// A tonic endpoint could not be built or connected.
     #[error("tonic channel to {addr}: {source}")]
@@ -66,7 +66,7 @@ pub(crate) enum Error {
 )]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum ClientKind {
-    /// greeter-client over the control plane.
+    /// xds-balancer over the control plane.
     Ours,
     /// One tonic channel to one backend.
     Direct,
@@ -82,7 +82,7 @@ impl ClientKind {
     /// How the report names it.
     pub(crate) fn label(self) -> &'static str {
         match self {
-            Self::Ours => "greeter-client (ours)",
+            Self::Ours => "xds-balancer (ours)",
             Self::Direct => "tonic Channel, direct to one backend",
             Self::BalanceChannel => "tonic balance_channel",
             Self::Ginepro => "ginepro 0.9.3",
@@ -129,7 +129,7 @@ impl ginepro::LookupService for SetLookup {
 /// A client of any kind, cheap to clone per worker.
 #[derive(Debug, Clone)]
 pub(crate) enum Caller {
-    /// greeter-client.
+    /// xds-balancer.
     Ours(GreeterClient<xds_balancer::Channel>),
     /// Any tonic 0.14 channel (direct, balance_channel, through L4).
     Tonic(GreeterClient<tonic::transport::Channel>),
@@ -187,7 +187,7 @@ fn endpoint(addr: SocketAddr) -> Result<tonic::transport::Endpoint, Error> {
         .map_err(|source| Error::Tonic { addr, source })
 }
 
-/// greeter-client through the control plane at `control_plane`, once every
+/// xds-balancer through the control plane at `control_plane`, once every
 /// ready endpoint is connected.
 pub(crate) async fn ours(control_plane: SocketAddr) -> Result<Caller, Error> {
     let channel = xds_balancer::Builder::new("xds:///greeter")

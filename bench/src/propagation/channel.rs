@@ -1,4 +1,4 @@
-//! greeter-client subscribers: the real client library end to end.
+//! xds-balancer subscribers: the real client library end to end.
 //!
 //! Each subscriber is a [`xds_balancer::Channel`] for `xds:///greeter`.
 //! It reports the endpoint set from [`Channel::endpoints`], which the

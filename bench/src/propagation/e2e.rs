@@ -6,7 +6,7 @@
 //! backend, which flips its health between SERVING and NOT_SERVING; the
 //! clock starts just before the signal is sent. The path measured is the
 //! whole one: signal → health Watch → prober → store → ADS → every
-//! greeter-client `Channel`.
+//! xds-balancer `Channel`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@
 //! - raw ADS streams ([`raw`]) for every size, one TCP connection each
 //!   while the file-descriptor limit allows (the row says how many streams
 //!   share a connection otherwise);
-//! - greeter-client channels ([`channel`]) where subscribers × endpoints
+//! - xds-balancer channels ([`channel`]) where subscribers × endpoints
 //!   stays within the connection budget (each channel also connects to
 //!   every ready endpoint: 127.0.X.Y addresses all served by one
 //!   greeter-server listening on 0.0.0.0).
@@ -84,7 +84,7 @@ pub(crate) enum Error {
 pub(crate) enum SubscriberKind {
     /// Raw ADS streams that decode every ClusterLoadAssignment.
     RawAds,
-    /// greeter-client `Channel`s.
+    /// xds-balancer `Channel`s.
     Channel,
 }
 
@@ -105,7 +105,7 @@ pub(crate) struct Config {
     pub(crate) subscribers: Vec<usize>,
     /// Endpoints per service.
     pub(crate) endpoints: Vec<usize>,
-    /// Largest subscribers × endpoints measured with greeter-client
+    /// Largest subscribers × endpoints measured with xds-balancer
     /// channels (each one connects to every endpoint).
     pub(crate) channel_budget: usize,
     /// Single-change trials per size: (up to this many subscribers, trials).
@@ -293,11 +293,7 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<Results, Error> 
                 .await?,
             );
             if subscribers * endpoints <= config.channel_budget {
-                tracing::info!(
-                    subscribers,
-                    endpoints,
-                    "propagation: greeter-client channels"
-                );
+                tracing::info!(subscribers, endpoints, "propagation: xds-balancer channels");
                 rows.extend(
                     run_size(
                         config,

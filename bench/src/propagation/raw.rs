@@ -6,7 +6,7 @@
 //! response, as real clients do. A ClusterLoadAssignment is decoded in full
 //! and its not-ready endpoints reported to the [`Board`]; that decode is
 //! the raw subscriber's "picker". This is what lets one machine hold 10 000
-//! subscribers: a greeter-client `Channel` also connects to every endpoint.
+//! subscribers: a xds-balancer `Channel` also connects to every endpoint.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

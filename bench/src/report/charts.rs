@@ -11,7 +11,7 @@ type Chart = (&'static str, String, &'static str);
 fn kind_name(kind: SubscriberKind) -> &'static str {
     match kind {
         SubscriberKind::RawAds => "raw ADS",
-        SubscriberKind::Channel => "greeter-client",
+        SubscriberKind::Channel => "xds-balancer",
     }
 }
 
@@ -92,7 +92,7 @@ const CLIENTS: [ClientKind; 4] = [
 /// A client's name in a chart legend (the legend column is narrow).
 fn legend(client: ClientKind) -> &'static str {
     match client {
-        ClientKind::Ours => "greeter-client (ours)",
+        ClientKind::Ours => "xds-balancer (ours)",
         ClientKind::Direct => "tonic, direct to b0",
         ClientKind::BalanceChannel => "tonic balance_channel",
         ClientKind::Ginepro => "ginepro 0.9.3",

@@ -49,7 +49,7 @@ fn time_to_last(
         .map(|row| {
             let client = match row.client {
                 SubscriberKind::RawAds => "raw ADS",
-                SubscriberKind::Channel => "greeter-client",
+                SubscriberKind::Channel => "xds-balancer",
             };
             Line {
                 goal: format!(

@@ -35,7 +35,7 @@ fn opt(value: Option<f64>, digits: usize) -> String {
 fn client_name(kind: SubscriberKind) -> &'static str {
     match kind {
         SubscriberKind::RawAds => "raw ADS",
-        SubscriberKind::Channel => "greeter-client",
+        SubscriberKind::Channel => "xds-balancer",
     }
 }
 
@@ -146,7 +146,7 @@ pub(crate) fn propagation(recorded: &Recorded<propagation::Results>, charts: &st
     }
     out.push_str(
         "\n**End to end** (a backend's health flips with `kill -USR1`; the real `control-plane \
-         serve --static` sees it through its grpc.health.v1 Watch; greeter-client channels). \
+         serve --static` sees it through its grpc.health.v1 Watch; xds-balancer channels). \
          Latencies in ms from the signal.\n\n",
     );
     out.push_str(
