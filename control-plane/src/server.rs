@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::incoming::{self, ConnCounters};
+use common::tls::ServerTls;
 use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -50,6 +51,8 @@ pub struct Config {
     pub grace: Duration,
     /// Where to serve `/metrics`, if anywhere.
     pub metrics_listener: Option<TcpListener>,
+    /// Serve TLS (mutual TLS when it has a client CA); plaintext when `None`.
+    pub tls: Option<ServerTls>,
 }
 
 /// Errors that end [`run`].
@@ -123,7 +126,7 @@ where
         .add_service(reflection)
         .add_service(reflection_alpha)
         .serve_with_incoming_shutdown(
-            incoming::accept(listener, counters.clone()),
+            incoming::accept(listener, counters.clone(), config.tls.clone()),
             stopped.clone().cancelled_owned(),
         );
     let mut serve = std::pin::pin!(serve);

@@ -7,6 +7,8 @@
 //!   log lines can be awaited, and which can be signalled.
 //! - [`channel`]: a plaintext gRPC channel to a loopback address.
 //! - [`static_file`]: a control plane's `--static-file`, rewritten whole.
+//! - [`certs`]: a CA and leaf certificates (rcgen), PEM files swapped
+//!   atomically.
 //!
 //! # Finding binaries
 //!
@@ -18,6 +20,7 @@
 //! point elsewhere.
 
 pub mod ads;
+pub mod certs;
 pub mod fake_xds;
 pub mod static_file;
 
