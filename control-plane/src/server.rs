@@ -25,6 +25,7 @@ use tonic_health::server::HealthReporter;
 use crate::metrics::{self, Metrics};
 use crate::status::StatusService;
 use crate::store::Store;
+use crate::xds::admission::{Admission, AdmissionConfig};
 use crate::xds::registry::Registry;
 use crate::xds::server::{AdsConfig, AdsService};
 
@@ -53,6 +54,8 @@ pub struct Config {
     pub metrics_listener: Option<TcpListener>,
     /// Serve TLS (mutual TLS when it has a client CA); plaintext when `None`.
     pub tls: Option<ServerTls>,
+    /// Who may subscribe, and how many streams at most.
+    pub admission: AdmissionConfig,
 }
 
 /// Errors that end [`run`].
@@ -103,12 +106,19 @@ where
         ));
     }
 
+    let admission = Arc::new(Admission::new(config.admission.clone(), metrics.clone()));
+    let transport = match &config.tls {
+        None => "plaintext",
+        Some(tls) if tls.is_mutual() => "mtls",
+        Some(_) => "tls",
+    };
     let ads = AdsService::new(
         store.clone(),
         registry.clone(),
         metrics,
         stopped.clone(),
         config.ads.limits,
+        admission.clone(),
     );
     let reflection = reflection_names(tonic_reflection::server::Builder::configure())
         .with_service_name("grpc.reflection.v1.ServerReflection")
@@ -122,7 +132,9 @@ where
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(common::health::service(health.clone(), stopped.clone()))
         .add_service(ads.into_server(&config.ads))
-        .add_service(StatusService::new(store, registry.clone()).into_server())
+        .add_service(
+            StatusService::new(store, registry.clone(), admission, transport).into_server(),
+        )
         .add_service(reflection)
         .add_service(reflection_alpha)
         .serve_with_incoming_shutdown(
