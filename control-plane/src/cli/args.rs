@@ -14,7 +14,7 @@ use common::logging::LogFormat;
 
 use crate::source::kubernetes::KubernetesArgs;
 use crate::source::static_source::StaticArgs;
-use crate::xds::names::DEFAULT_CLUSTER_DOMAIN;
+use crate::xds::names::{DEFAULT_CLUSTER_DOMAIN, DEFAULT_TLS_PROVIDER_INSTANCE};
 
 /// Where `serve` listens by default.
 pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:18000";
@@ -34,8 +34,6 @@ pub(crate) const DEFAULT_MAX_STREAMS: usize = 4096;
 /// client per process), a node's worth of pods behind one NAT address a
 /// few hundred.
 pub(crate) const DEFAULT_MAX_STREAMS_PER_PEER: usize = 512;
-/// `--tls-provider-instance` default: the bootstrap's usual name.
-pub(crate) const DEFAULT_TLS_PROVIDER_INSTANCE: &str = "default";
 
 /// The static source's namespace when neither --namespace nor POD_NAMESPACE
 /// says.

@@ -32,6 +32,7 @@ pub(super) async fn serve(args: ServeArgs, in_pod: bool) -> Result<ExitCode, Err
     let naming = Naming {
         namespace: namespace.clone(),
         cluster_domain: args.cluster_domain.clone(),
+        tls_provider_instance: args.tls_provider_instance.clone(),
     };
     let replica = args
         .name

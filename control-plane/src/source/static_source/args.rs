@@ -178,5 +178,6 @@ pub(crate) fn parse_flag(value: &str) -> Result<ServiceDef, Error> {
             port,
             endpoints,
         }],
+        tls: None,
     })
 }
