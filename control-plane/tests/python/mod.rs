@@ -94,8 +94,25 @@ pub struct Bootstrap {
     pub path: PathBuf,
 }
 
+/// Files of a bootstrap's `certificate_providers.default` (file_watcher).
+pub struct CertificateFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 impl Bootstrap {
     pub fn write(control_plane: SocketAddr, test: &str) -> Self {
+        Self::write_with(control_plane, test, None)
+    }
+
+    /// With `certificates`, the bootstrap defines the certificate provider
+    /// instance `default` (plugin file_watcher) on those files.
+    pub fn write_with(
+        control_plane: SocketAddr,
+        test: &str,
+        certificates: Option<&CertificateFiles>,
+    ) -> Self {
         let dir = target_dir().join("interop-tmp");
         std::fs::create_dir_all(&dir).expect("create target/interop-tmp");
         let path = dir.join(format!("{test}-{}.json", std::process::id()));
@@ -111,6 +128,20 @@ impl Bootstrap {
                 "locality": {"zone": "local"},
             },
         });
+        let mut bootstrap = bootstrap;
+        if let Some(files) = certificates {
+            bootstrap["certificate_providers"] = serde_json::json!({
+                "default": {
+                    "plugin_name": "file_watcher",
+                    "config": {
+                        "certificate_file": files.cert,
+                        "private_key_file": files.key,
+                        "ca_certificate_file": files.ca,
+                        "refresh_interval": "1s",
+                    },
+                },
+            });
+        }
         std::fs::write(&path, bootstrap.to_string()).expect("write the bootstrap file");
         Self { path }
     }
@@ -149,11 +180,18 @@ pub struct PythonClient {
 impl PythonClient {
     /// Starts the script in batch mode for `target` with `bootstrap`.
     pub async fn start(bootstrap: &Bootstrap, target: &str) -> Self {
+        Self::start_with(bootstrap, target, &[]).await
+    }
+
+    /// [`PythonClient::start`] with extra script arguments (`--xds-creds`,
+    /// `--call-timeout 5`).
+    pub async fn start_with(bootstrap: &Bootstrap, target: &str, extra: &[&str]) -> Self {
         let python = python().await;
         let mut child = Command::new(python)
             .arg(script())
             .args(["--batches", "--target", target, "--bootstrap"])
             .arg(&bootstrap.path)
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
