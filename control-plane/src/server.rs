@@ -52,6 +52,9 @@ pub struct Config {
     pub grace: Duration,
     /// Where to serve `/metrics`, if anywhere.
     pub metrics_listener: Option<TcpListener>,
+    /// Where to serve grpc.health.v1 alone in plaintext (for kubelet gRPC
+    /// probes next to a TLS port), if anywhere.
+    pub health_listener: Option<TcpListener>,
     /// Serve TLS (mutual TLS when it has a client CA); plaintext when `None`.
     pub tls: Option<ServerTls>,
     /// Who may subscribe, and how many streams at most.
@@ -98,6 +101,14 @@ where
     let health = HealthReporter::new();
     set_health(&health, ServingStatus::NotServing).await;
     let readiness = tokio::spawn(serve_when_synced(store.clone(), health.clone()));
+    if let Some(listener) = config.health_listener {
+        let (health, stopped) = (health.clone(), stopped.clone());
+        tokio::spawn(async move {
+            if let Err(error) = common::health::serve_plaintext(listener, health, stopped).await {
+                tracing::error!(%error, "the health port failed");
+            }
+        });
+    }
     if let Some(listener) = config.metrics_listener {
         tokio::spawn(metrics::http::serve(
             listener,

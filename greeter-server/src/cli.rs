@@ -88,6 +88,11 @@ pub struct Args {
     )]
     pub tls_client_ca: Option<PathBuf>,
 
+    /// Also serve grpc.health.v1, and nothing else, in plaintext on this
+    /// address: for kubelet gRPC probes, which cannot speak TLS (off unless set).
+    #[arg(long, env = "GREETER_HEALTH_LISTEN", value_name = "ADDR")]
+    pub health_listen: Option<SocketAddr>,
+
     /// Instance name returned in `served_by`. Defaults to POD_NAME, else the host name.
     #[arg(long, env = "POD_NAME")]
     pub name: Option<String>,
@@ -203,6 +208,27 @@ pub async fn serve(args: Args) -> Result<DrainOutcome, Error> {
         }
     });
 
+    if let Some(health_addr) = args.health_listen {
+        let health_listener =
+            TcpListener::bind(health_addr)
+                .await
+                .map_err(|source| Error::Listen {
+                    addr: health_addr,
+                    source,
+                })?;
+        let bound = health_listener.local_addr().map_err(Error::LocalAddr)?;
+        tracing::info!(addr = %bound, "health listening (plaintext, grpc.health.v1 only)");
+        let reporter = health.reporter();
+        tokio::spawn(async move {
+            // Ends with the process; the drain turns it NOT_SERVING first.
+            let stopped = tokio_util::sync::CancellationToken::new();
+            if let Err(error) =
+                common::health::serve_plaintext(health_listener, reporter, stopped).await
+            {
+                tracing::error!(%error, "the health port failed");
+            }
+        });
+    }
     tracing::info!(%addr, name, transport, "listening");
     let config = Config {
         name,

@@ -261,3 +261,53 @@ async fn garbage_and_a_plaintext_preface_close_only_their_own_connection() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_plaintext_health_port_serves_only_health_next_to_a_tls_port() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    bounded(Duration::from_secs(60), async {
+        let setup = Setup::new();
+        let (cert, key) = (setup.dir.arg("server.crt"), setup.dir.arg("server.key"));
+        let mut server = Process::spawn(
+            "health-port",
+            BIN,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--name",
+                "health-port",
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+                "--health-listen",
+                "127.0.0.1:0",
+            ],
+        );
+        let line = server
+            .wait_for_log(
+                "health listening (plaintext, grpc.health.v1 only)",
+                Duration::from_secs(30),
+            )
+            .await;
+        let health_addr: SocketAddr = line["addr"].as_str().expect("addr").parse().expect("addr");
+        server.wait_listening().await;
+        let channel = tests::channel(health_addr).await;
+        let status = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .expect("plaintext health check")
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32);
+        let greeting = hello(channel).await.expect_err("only health on this port");
+        assert_eq!(greeting.code(), tonic::Code::Unimplemented, "{greeting:?}");
+        server.kill().await;
+    })
+    .await;
+}

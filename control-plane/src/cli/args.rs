@@ -215,6 +215,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "CLUSTER_DOMAIN", default_value = DEFAULT_CLUSTER_DOMAIN)]
     pub(crate) cluster_domain: String,
 
+    /// Also serve grpc.health.v1, and nothing else, in plaintext on this
+    /// address: for kubelet gRPC probes, which cannot speak TLS (off unless
+    /// set).
+    #[arg(long, env = "CONTROL_PLANE_HEALTH_LISTEN", value_name = "ADDR")]
+    pub(crate) health_listen: Option<SocketAddr>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (off unless set).
     #[arg(long, env = "CONTROL_PLANE_METRICS_LISTEN", value_name = "ADDR")]
     pub(crate) metrics_listen: Option<SocketAddr>,

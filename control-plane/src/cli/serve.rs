@@ -66,6 +66,14 @@ pub(super) async fn serve(args: ServeArgs, in_pod: bool) -> Result<ExitCode, Err
         }
         None => None,
     };
+    let health_listener = match args.health_listen {
+        Some(addr) => {
+            let (listener, addr) = bind(addr, "--health-listen").await?;
+            tracing::info!(%addr, "health listening (plaintext, grpc.health.v1 only)");
+            Some(listener)
+        }
+        None => None,
+    };
     let (listener, addr) = bind(args.listen, "--listen").await?;
 
     // Start the source before announcing the port, so a bad configuration
@@ -83,6 +91,7 @@ pub(super) async fn serve(args: ServeArgs, in_pod: bool) -> Result<ExitCode, Err
     let config = server::Config {
         grace: args.grace,
         metrics_listener,
+        health_listener,
         tls,
         admission: AdmissionConfig {
             allowed_sans: args
