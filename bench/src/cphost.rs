@@ -216,6 +216,7 @@ fn service(ready: &[bool], port: u16) -> Service {
             port: SERVICE_PORT,
             endpoints,
         }],
+        tls: None,
     }
 }
 

@@ -61,3 +61,22 @@ impl Health for StoppableHealth {
         )))
     }
 }
+
+/// Serves `grpc.health.v1` alone, in plaintext, on `listener` until
+/// `stopped` is cancelled: the port for kubelet gRPC probes (which cannot
+/// speak TLS) next to a TLS serving port. It tells only the statuses of
+/// `reporter`; no other service is reachable through it.
+pub async fn serve_plaintext(
+    listener: tokio::net::TcpListener,
+    reporter: HealthReporter,
+    stopped: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let counters = std::sync::Arc::new(crate::incoming::ConnCounters::default());
+    tonic::transport::Server::builder()
+        .add_service(service(reporter, stopped.clone()))
+        .serve_with_incoming_shutdown(
+            crate::incoming::accept(listener, counters, None),
+            stopped.cancelled_owned(),
+        )
+        .await
+}

@@ -5,7 +5,10 @@
 //!
 //! - [`incoming`]: the accept loop: `TCP_NODELAY` on every connection, a
 //!   per-connection id and peer address visible to handlers, back-off on
-//!   accept errors.
+//!   accept errors; TLS handshakes in tasks of their own, the client's
+//!   certificate identity visible to handlers.
+//! - [`tls`]: rustls (ring) server and client configurations from PEM files
+//!   re-read on change, SAN matching, handshake failures by cause.
 //! - [`error`]: an error and its causes as one log line.
 //! - [`health`]: `grpc.health.v1` (tonic-health) whose `Watch` streams end
 //!   when the server stops, so a graceful drain is not held up by them.
@@ -18,6 +21,7 @@ pub mod health;
 pub mod incoming;
 pub mod logging;
 pub mod signal;
+pub mod tls;
 
 /// The machine's host name, or `"unknown"` when it cannot be read.
 ///

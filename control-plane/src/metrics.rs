@@ -7,6 +7,8 @@
 //! - `control_plane_update_latency_seconds`: for responses caused by a
 //!   source change, the time from the change being applied to the store to
 //!   the response being handed to the client's HTTP/2 stream.
+//! - `control_plane_refused_total{reason}`: ADS streams and calls refused
+//!   (`client_san_not_allowed`, `max_streams`, `max_streams_per_peer`).
 //!
 //! Served as OpenMetrics text by [`http::serve`] (`--metrics-listen`).
 
@@ -25,6 +27,8 @@ use crate::xds::ResourceType;
 
 /// Label set: the xDS type's short name.
 type TypeLabel = [(&'static str, &'static str); 1];
+/// Label set: why a client was refused.
+type ReasonLabel = [(&'static str, &'static str); 1];
 
 /// The control plane's metrics. Share as `Arc<Metrics>`.
 #[derive(Debug)]
@@ -34,6 +38,7 @@ pub struct Metrics {
     responses: Family<TypeLabel, Counter>,
     nacks: Family<TypeLabel, Counter>,
     latency: Histogram,
+    refused: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -50,7 +55,13 @@ impl Metrics {
         let nacks = Family::<TypeLabel, Counter>::default();
         // 0.5 ms to about 16 s.
         let latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let refused = Family::<ReasonLabel, Counter>::default();
         let mut registry = Registry::default();
+        registry.register(
+            "control_plane_refused",
+            "ADS streams and calls refused, by reason",
+            refused.clone(),
+        );
         registry.register(
             "control_plane_connected_clients",
             "ADS streams currently open",
@@ -77,7 +88,13 @@ impl Metrics {
             responses,
             nacks,
             latency,
+            refused,
         }
+    }
+
+    /// A client was refused for `reason`.
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&[("reason", reason)]).inc();
     }
 
     /// An ADS stream opened.
@@ -128,7 +145,12 @@ mod tests {
         metrics.response_written(ResourceType::ClusterLoadAssignment, Some(Instant::now()));
         metrics.response_written(ResourceType::Listener, None);
         metrics.nack(ResourceType::ClusterLoadAssignment);
+        metrics.refused("max_streams");
         let text = metrics.encode();
+        assert!(
+            text.contains(r#"control_plane_refused_total{reason="max_streams"} 1"#),
+            "{text}"
+        );
         assert!(text.contains("control_plane_connected_clients 1"), "{text}");
         assert!(
             text.contains(r#"control_plane_xds_responses_total{type="EDS"} 1"#),

@@ -14,6 +14,8 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+pub use common::tls::SanMatcher;
+
 /// Longest service name accepted (a DNS label, as Kubernetes requires).
 pub const MAX_SERVICE_NAME_LEN: usize = 63;
 
@@ -162,6 +164,19 @@ pub struct Service {
     pub namespace: String,
     /// Its ports; a service with one port may be targeted without a port.
     pub ports: Vec<ServicePort>,
+    /// Whether clients must use TLS to its endpoints, and which server
+    /// certificates they accept; `None`: plaintext.
+    pub tls: Option<ServiceTls>,
+}
+
+/// How clients must talk to a service's endpoints when it is marked TLS:
+/// a certificate from the CA of their certificate provider, with a SAN
+/// that one of these matchers accepts (any, when there are none). Clients
+/// present their own certificate when their provider has one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ServiceTls {
+    /// The SAN matchers; empty: any certificate from the CA.
+    pub subject_alt_names: Vec<SanMatcher>,
 }
 
 impl Service {
@@ -295,6 +310,7 @@ mod tests {
             name: "greeter".into(),
             namespace: "default".into(),
             ports,
+            tls: None,
         }
     }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::incoming::{self, ConnCounters};
+use common::tls::ServerTls;
 use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,7 @@ use tonic_health::server::HealthReporter;
 use crate::metrics::{self, Metrics};
 use crate::status::StatusService;
 use crate::store::Store;
+use crate::xds::admission::{Admission, AdmissionConfig};
 use crate::xds::registry::Registry;
 use crate::xds::server::{AdsConfig, AdsService};
 
@@ -50,6 +52,13 @@ pub struct Config {
     pub grace: Duration,
     /// Where to serve `/metrics`, if anywhere.
     pub metrics_listener: Option<TcpListener>,
+    /// Where to serve grpc.health.v1 alone in plaintext (for kubelet gRPC
+    /// probes next to a TLS port), if anywhere.
+    pub health_listener: Option<TcpListener>,
+    /// Serve TLS (mutual TLS when it has a client CA); plaintext when `None`.
+    pub tls: Option<ServerTls>,
+    /// Who may subscribe, and how many streams at most.
+    pub admission: AdmissionConfig,
 }
 
 /// Errors that end [`run`].
@@ -92,6 +101,14 @@ where
     let health = HealthReporter::new();
     set_health(&health, ServingStatus::NotServing).await;
     let readiness = tokio::spawn(serve_when_synced(store.clone(), health.clone()));
+    if let Some(listener) = config.health_listener {
+        let (health, stopped) = (health.clone(), stopped.clone());
+        tokio::spawn(async move {
+            if let Err(error) = common::health::serve_plaintext(listener, health, stopped).await {
+                tracing::error!(%error, "the health port failed");
+            }
+        });
+    }
     if let Some(listener) = config.metrics_listener {
         tokio::spawn(metrics::http::serve(
             listener,
@@ -100,12 +117,19 @@ where
         ));
     }
 
+    let admission = Arc::new(Admission::new(config.admission.clone(), metrics.clone()));
+    let transport = match &config.tls {
+        None => "plaintext",
+        Some(tls) if tls.is_mutual() => "mtls",
+        Some(_) => "tls",
+    };
     let ads = AdsService::new(
         store.clone(),
         registry.clone(),
         metrics,
         stopped.clone(),
         config.ads.limits,
+        admission.clone(),
     );
     let reflection = reflection_names(tonic_reflection::server::Builder::configure())
         .with_service_name("grpc.reflection.v1.ServerReflection")
@@ -119,11 +143,13 @@ where
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(common::health::service(health.clone(), stopped.clone()))
         .add_service(ads.into_server(&config.ads))
-        .add_service(StatusService::new(store, registry.clone()).into_server())
+        .add_service(
+            StatusService::new(store, registry.clone(), admission, transport).into_server(),
+        )
         .add_service(reflection)
         .add_service(reflection_alpha)
         .serve_with_incoming_shutdown(
-            incoming::accept(listener, counters.clone()),
+            incoming::accept(listener, counters.clone(), config.tls.clone()),
             stopped.clone().cancelled_owned(),
         );
     let mut serve = std::pin::pin!(serve);

@@ -38,3 +38,13 @@ async fn grpc_python_spreads_over_zones_and_skips_an_empty_one() {
 async fn grpc_python_fails_an_unknown_name_with_does_not_exist() {
     scenarios::an_unknown_name_fails_with_does_not_exist(LANGUAGE).await;
 }
+
+#[tokio::test]
+async fn grpc_python_balances_over_greeters_that_require_client_certificates() {
+    scenarios::mtls_balances_over_greeters_that_require_client_certificates(LANGUAGE).await;
+}
+
+#[tokio::test]
+async fn grpc_python_refuses_greeters_whose_certificates_lack_the_cluster_san() {
+    scenarios::mtls_refuses_greeters_whose_certificates_lack_the_cluster_san(LANGUAGE).await;
+}

@@ -7,11 +7,13 @@
 //! as a child process of itself) goes through this one code path.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use common::logging::{self, LogFormat};
 use common::signal::StopSignals;
+use common::tls::{ServerTls, ServerTlsFiles};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -35,8 +37,12 @@ pub const EXIT_FORCED: u8 = 130;
 /// Example gRPC backend: greet.Greeter/SayHello with grpc.health.v1,
 /// server reflection and a graceful drain.
 ///
-/// Serves plaintext HTTP/2 (h2c). Every reply names the instance that served
-/// it (`served_by`).
+/// Serves plaintext HTTP/2 (h2c), or TLS (ALPN h2) with --tls-cert and
+/// --tls-key, mutual TLS with --tls-client-ca. The TLS files are re-read
+/// every second: connections opened after a change (a cert-manager renewal,
+/// a Secret's symlink swap) get the new certificate, open ones are kept; a
+/// broken new file is logged and the last good one stays in use. Every
+/// reply names the instance that served it (`served_by`).
 ///
 /// Signals: SIGTERM or SIGINT starts the drain (health NOT_SERVING at once,
 /// keep answering for --drain-delay, then refuse new connections, send
@@ -50,9 +56,42 @@ pub const EXIT_FORCED: u8 = 130;
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "greeter-server", version, verbatim_doc_comment)]
 pub struct Args {
-    /// Address to listen on (plaintext HTTP/2).
+    /// Address to listen on (plaintext HTTP/2 unless --tls-cert is set).
     #[arg(long, env = "GREETER_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+
+    /// Serve TLS with this certificate chain (PEM, leaf first). Needs --tls-key.
+    #[arg(
+        long,
+        env = "GREETER_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        env = "GREETER_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require client certificates that chain to these CAs (PEM): mutual TLS.
+    /// Needs --tls-cert.
+    #[arg(
+        long,
+        env = "GREETER_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Also serve grpc.health.v1, and nothing else, in plaintext on this
+    /// address: for kubelet gRPC probes, which cannot speak TLS (off unless set).
+    #[arg(long, env = "GREETER_HEALTH_LISTEN", value_name = "ADDR")]
+    pub health_listen: Option<SocketAddr>,
 
     /// Instance name returned in `served_by`. Defaults to POD_NAME, else the host name.
     #[arg(long, env = "POD_NAME")]
@@ -96,6 +135,9 @@ pub enum Error {
     /// The bound address could not be read back.
     #[error("failed to read the bound address: {0}")]
     LocalAddr(#[source] std::io::Error),
+    /// The TLS files could not be loaded.
+    #[error("TLS cannot start: {0}")]
+    Tls(#[source] common::tls::Error),
     /// Serving failed.
     #[error(transparent)]
     Serve(#[from] server::Error),
@@ -129,6 +171,23 @@ pub async fn serve(args: Args) -> Result<DrainOutcome, Error> {
         source,
     })?;
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            ServerTls::load(&ServerTlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls_client_ca.clone(),
+            })
+            .map_err(Error::Tls)?,
+        ),
+        _ => None,
+    };
+    let transport = match &tls {
+        None => "plaintext",
+        Some(tls) if tls.is_mutual() => "mTLS",
+        Some(_) => "TLS",
+    };
+
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|source| Error::Listen {
@@ -149,11 +208,33 @@ pub async fn serve(args: Args) -> Result<DrainOutcome, Error> {
         }
     });
 
-    tracing::info!(%addr, name, "listening");
+    if let Some(health_addr) = args.health_listen {
+        let health_listener =
+            TcpListener::bind(health_addr)
+                .await
+                .map_err(|source| Error::Listen {
+                    addr: health_addr,
+                    source,
+                })?;
+        let bound = health_listener.local_addr().map_err(Error::LocalAddr)?;
+        tracing::info!(addr = %bound, "health listening (plaintext, grpc.health.v1 only)");
+        let reporter = health.reporter();
+        tokio::spawn(async move {
+            // Ends with the process; the drain turns it NOT_SERVING first.
+            let stopped = tokio_util::sync::CancellationToken::new();
+            if let Err(error) =
+                common::health::serve_plaintext(health_listener, reporter, stopped).await
+            {
+                tracing::error!(%error, "the health port failed");
+            }
+        });
+    }
+    tracing::info!(%addr, name, transport, "listening");
     let config = Config {
         name,
         drain_delay: args.drain_delay,
         grace: args.grace,
+        tls,
     };
     let stop = Box::pin(futures::stream::unfold(signals, |mut signals| async move {
         let cause = signals.next().await;

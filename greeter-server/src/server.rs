@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::incoming::{self, ConnCounters};
+use common::tls::ServerTls;
 use futures::{Stream, StreamExt};
 use proto::greet::greeter_server::GreeterServer;
 use tokio::net::TcpListener;
@@ -44,6 +45,8 @@ pub struct Config {
     /// How long in-flight calls may take to finish once new connections are
     /// refused.
     pub grace: Duration,
+    /// Serve TLS (mutual TLS when it has a client CA); plaintext when `None`.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             name: common::hostname(),
             drain_delay: DEFAULT_DRAIN_DELAY,
             grace: DEFAULT_GRACE,
+            tls: None,
         }
     }
 }
@@ -112,7 +116,7 @@ where
         .add_service(reflection)
         .add_service(reflection_alpha)
         .serve_with_incoming_shutdown(
-            incoming::accept(listener, counters.clone()),
+            incoming::accept(listener, counters.clone(), config.tls.clone()),
             stopped.clone().cancelled_owned(),
         );
     let mut serve = std::pin::pin!(serve);

@@ -13,6 +13,11 @@ ours, must balance across greeter servers through the control plane.
         input, printing one such JSON object per line read (so a test can
         change the backends between batches and watch this client follow).
 
+    --xds-creds uses grpc.xds_channel_credentials (fallback: insecure), so the
+    TLS settings of the control plane's Cluster (gRPC A29) apply, with the
+    certificates of the bootstrap's certificate_providers; without it the
+    channel is grpc.insecure_channel, which ignores them.
+
 The bootstrap file is what GRPC_XDS_BOOTSTRAP points at: the control plane's
 address and this client's node. Requests and replies are encoded by hand
 (two string fields), so only grpcio is needed.
@@ -98,13 +103,22 @@ def main():
                         help="read call counts from standard input, one batch per line")
     parser.add_argument("--call-timeout", type=float, default=20.0,
                         help="deadline of each call, seconds (the first one waits for xDS)")
+    parser.add_argument("--xds-creds", action="store_true",
+                        help="xDS channel credentials: TLS as the control plane's Cluster says")
     args = parser.parse_args()
 
     # Must be set before grpc starts its xDS client.
     os.environ["GRPC_XDS_BOOTSTRAP"] = args.bootstrap
     import grpc
 
-    with grpc.insecure_channel(args.target) as channel:
+    if args.xds_creds:
+        import grpc.experimental
+        credentials = grpc.xds_channel_credentials(
+            grpc.experimental.insecure_channel_credentials())
+        channel = grpc.secure_channel(args.target, credentials)
+    else:
+        channel = grpc.insecure_channel(args.target)
+    with channel:
         call = channel.unary_unary("/greet.Greeter/SayHello")
         if not args.batches:
             print(json.dumps(run_batch(call, args.count, args.call_timeout)), flush=True)

@@ -50,15 +50,22 @@ impl AdsStream {
     ///
     /// When the server refuses the stream.
     pub async fn open(channel: Channel, node_id: &str) -> Self {
+        Self::try_open(channel, node_id)
+            .await
+            .unwrap_or_else(|status| panic!("ADS stream refused: {status}"))
+    }
+
+    /// Opens a stream on `channel`, or returns the status the server
+    /// refused it with.
+    pub async fn try_open(channel: Channel, node_id: &str) -> Result<Self, Status> {
         let (requests, outbound) = mpsc::channel(16);
         let mut client = AggregatedDiscoveryServiceClient::new(channel)
             .max_decoding_message_size(64 * 1024 * 1024);
         let responses = client
             .stream_aggregated_resources(ReceiverStream::new(outbound))
-            .await
-            .unwrap_or_else(|status| panic!("ADS stream refused: {status}"))
+            .await?
             .into_inner();
-        Self {
+        Ok(Self {
             requests,
             responses,
             node: Some(Node {
@@ -66,7 +73,7 @@ impl AdsStream {
                 user_agent_name: "ads-test-client".to_owned(),
                 ..Default::default()
             }),
-        }
+        })
     }
 
     /// Sends `request` as is, adding the node to the stream's first request.

@@ -11,6 +11,8 @@
 //! - [`module_graph`]: the `use crate::` graph of a crate, for tests that
 //!   keep it one-way.
 //! - [`static_file`]: a control plane's `--static-file`, rewritten whole.
+//! - [`certs`]: a CA and leaf certificates (rcgen), PEM files swapped
+//!   atomically.
 //!
 //! # Finding binaries
 //!
@@ -22,6 +24,7 @@
 //! point elsewhere.
 
 pub mod ads;
+pub mod certs;
 pub mod fake_xds;
 pub mod greeters;
 pub mod module_graph;

@@ -73,6 +73,7 @@ fn service(name: &str, endpoints: &BTreeMap<SocketAddr, EndpointState>) -> Servi
                 })
                 .collect(),
         }],
+        tls: None,
     }
 }
 

@@ -45,6 +45,11 @@ pub(crate) async fn run(
         "127.0.0.1:0".to_owned(),
         "--static".to_owned(),
         format!("greeter={}", list.join(",")),
+        // Every subscriber comes from 127.0.0.1: no stream limits here.
+        "--max-streams".to_owned(),
+        "0".to_owned(),
+        "--max-streams-per-peer".to_owned(),
+        "0".to_owned(),
     ];
     let control_plane = Proc::start("control-plane", &bins.path("control-plane")?, &args).await?;
     let flipped = backends[0].addr();

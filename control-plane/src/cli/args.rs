@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
@@ -13,7 +14,7 @@ use common::logging::LogFormat;
 
 use crate::source::kubernetes::KubernetesArgs;
 use crate::source::static_source::StaticArgs;
-use crate::xds::names::DEFAULT_CLUSTER_DOMAIN;
+use crate::xds::names::{DEFAULT_CLUSTER_DOMAIN, DEFAULT_TLS_PROVIDER_INSTANCE};
 
 /// Where `serve` listens by default.
 pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:18000";
@@ -23,6 +24,17 @@ pub(crate) const DEFAULT_ADDR: &str = "http://127.0.0.1:18000";
 const DEFAULT_GRACE_ARG: &str = "5s";
 /// `--timeout` default of `status`; matches `status::report::DEFAULT_TIMEOUT`.
 const DEFAULT_TIMEOUT_ARG: &str = "5s";
+/// `--max-streams` default. The deployed memory limit is 256 MiB
+/// (deploy/base/control-plane.yaml) and each subscriber costs about 32 KiB
+/// (docs/benchmarks.md): 4096 streams take about 128 MiB, half the limit,
+/// leaving the rest for the services' resources and the runtime.
+pub(crate) const DEFAULT_MAX_STREAMS: usize = 4096;
+/// `--max-streams-per-peer` default: one peer may take an eighth of
+/// `--max-streams` (about 16 MiB). A process needs one stream (one xDS
+/// client per process), a node's worth of pods behind one NAT address a
+/// few hundred.
+pub(crate) const DEFAULT_MAX_STREAMS_PER_PEER: usize = 512;
+
 /// The static source's namespace when neither --namespace nor POD_NAMESPACE
 /// says.
 pub(crate) const STATIC_DEFAULT_NAMESPACE: &str = "default";
@@ -100,9 +112,84 @@ impl SourceChoice {
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Address for ADS, the status API, grpc.health.v1 and reflection
-    /// (plaintext HTTP/2).
+    /// (plaintext HTTP/2 unless --tls-cert is set).
     #[arg(long, env = "CONTROL_PLANE_LISTEN", default_value = DEFAULT_LISTEN)]
     pub(crate) listen: SocketAddr,
+
+    /// Serve TLS (ALPN h2) on --listen with this certificate chain (PEM,
+    /// leaf first). Needs --tls-key. The TLS files are re-read every second:
+    /// new connections get a changed certificate, open ones are kept; a
+    /// broken new file is logged and the last good one kept.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Option<PathBuf>,
+
+    /// Require client certificates that chain to these CAs (PEM): mutual
+    /// TLS. A client without one does not complete the handshake.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_client_ca: Option<PathBuf>,
+
+    /// Only clients whose certificate has a URI or DNS SAN matching one of
+    /// these may subscribe or call the status API: exact, or a prefix with
+    /// a trailing `*` (e.g. `spiffe://cluster.local/ns/team-a/*`).
+    /// Repeatable (comma-separated in the environment variable). Others get
+    /// PERMISSION_DENIED naming the SANs they presented. Needs
+    /// --tls-client-ca.
+    #[arg(
+        long = "allow-client-san",
+        env = "CONTROL_PLANE_ALLOW_CLIENT_SAN",
+        value_name = "PATTERN",
+        value_delimiter = ',',
+        requires = "tls_client_ca"
+    )]
+    pub(crate) allow_client_san: Vec<String>,
+
+    /// At most this many ADS streams at once (0: no limit); more are refused
+    /// with RESOURCE_EXHAUSTED, open ones are unaffected. Each costs about
+    /// 32 KiB: the default, 4096, is half of the 256 MiB memory limit of
+    /// deploy/ (size it as limit / 2 / 32 KiB).
+    #[arg(long, env = "CONTROL_PLANE_MAX_STREAMS", default_value_t = DEFAULT_MAX_STREAMS)]
+    pub(crate) max_streams: usize,
+
+    /// At most this many ADS streams per client (0: no limit): per
+    /// certificate identity (first URI SAN, else first DNS SAN) with
+    /// --tls-client-ca, else per IP address. Default 512, an eighth of
+    /// --max-streams' default.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_MAX_STREAMS_PER_PEER",
+        default_value_t = DEFAULT_MAX_STREAMS_PER_PEER
+    )]
+    pub(crate) max_streams_per_peer: usize,
+
+    /// The certificate provider instance named in the Clusters of TLS
+    /// services, for both the client identity and the CA (gRPC A29): the
+    /// clients' bootstrap must define it under `certificate_providers`.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_TLS_PROVIDER_INSTANCE",
+        value_name = "NAME",
+        default_value = DEFAULT_TLS_PROVIDER_INSTANCE
+    )]
+    pub(crate) tls_provider_instance: String,
 
     /// Namespace whose services are served. Kubernetes source: else the
     /// pod's own namespace (its service-account namespace file), else
@@ -127,6 +214,12 @@ pub(crate) struct ServeArgs {
     /// Cluster DNS domain, as in `<svc>.<ns>.svc.<domain>` names.
     #[arg(long, env = "CLUSTER_DOMAIN", default_value = DEFAULT_CLUSTER_DOMAIN)]
     pub(crate) cluster_domain: String,
+
+    /// Also serve grpc.health.v1, and nothing else, in plaintext on this
+    /// address: for kubelet gRPC probes, which cannot speak TLS (off unless
+    /// set).
+    #[arg(long, env = "CONTROL_PLANE_HEALTH_LISTEN", value_name = "ADDR")]
+    pub(crate) health_listen: Option<SocketAddr>,
 
     /// Serve Prometheus metrics at http://ADDR/metrics (off unless set).
     #[arg(long, env = "CONTROL_PLANE_METRICS_LISTEN", value_name = "ADDR")]
@@ -272,6 +365,26 @@ pub(crate) struct StatusArgs {
     /// Time limit for connecting and for each call.
     #[arg(long, default_value = DEFAULT_TIMEOUT_ARG, value_parser = humantime::parse_duration)]
     pub(crate) timeout: Duration,
+
+    /// CA certificates (PEM) that the control plane's certificate must
+    /// chain to, for an `https://` address (required there). The
+    /// certificate must be valid for the address's host.
+    #[arg(long, env = "CONTROL_PLANE_CA", value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for a control plane that requires one
+    /// (--tls-client-ca). Needs --key and --ca.
+    #[arg(long, env = "CONTROL_PLANE_CERT", value_name = "FILE", requires_all = ["key", "ca"])]
+    pub(crate) cert: Option<PathBuf>,
+
+    /// The private key of --cert (PEM).
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_KEY",
+        value_name = "FILE",
+        requires = "cert"
+    )]
+    pub(crate) key: Option<PathBuf>,
 }
 
 #[cfg(test)]

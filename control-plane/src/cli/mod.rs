@@ -58,6 +58,9 @@ pub(crate) enum Error {
     /// The bound address could not be read back.
     #[error("failed to read the bound address")]
     LocalAddr(#[source] std::io::Error),
+    /// The TLS files could not be loaded.
+    #[error("TLS cannot start")]
+    Tls(#[source] common::tls::Error),
     /// The static source did not start.
     #[error(transparent)]
     StaticStart(#[from] static_source::Error),
@@ -118,7 +121,12 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn status_command(args: StatusArgs) -> Result<ExitCode, Error> {
-    let report = status::fetch(&args.addr, args.timeout).await?;
+    let tls = args.ca.clone().map(|ca| common::tls::ClientTlsFiles {
+        ca,
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+    });
+    let report = status::fetch(&args.addr, args.timeout, tls.as_ref()).await?;
     if args.json {
         let json = serde_json::to_string_pretty(&report.to_json()).map_err(Error::Json)?;
         println!("{json}");

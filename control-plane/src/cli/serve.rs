@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use common::signal::StopSignals;
+use common::tls::{SanMatcher, ServerTls, ServerTlsFiles};
 use tokio::net::TcpListener;
 
 use super::Error;
@@ -15,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::server::{self, Outcome};
 use crate::source::SourceStatus;
 use crate::store::Store;
+use crate::xds::admission::AdmissionConfig;
 use crate::xds::names::Naming;
 
 /// Serves until a stop signal; the exit code says how the shutdown went.
@@ -30,6 +32,7 @@ pub(super) async fn serve(args: ServeArgs, in_pod: bool) -> Result<ExitCode, Err
     let naming = Naming {
         namespace: namespace.clone(),
         cluster_domain: args.cluster_domain.clone(),
+        tls_provider_instance: args.tls_provider_instance.clone(),
     };
     let replica = args
         .name
@@ -38,11 +41,35 @@ pub(super) async fn serve(args: ServeArgs, in_pod: bool) -> Result<ExitCode, Err
         .unwrap_or_else(common::hostname);
     let store = Store::with_replica(naming, SourceStatus::starting(kind, detail), replica);
     let metrics = Arc::new(Metrics::new());
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            ServerTls::load(&ServerTlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: args.tls_client_ca.clone(),
+            })
+            .map_err(Error::Tls)?,
+        ),
+        _ => None,
+    };
+    let transport = match &tls {
+        None => "plaintext",
+        Some(tls) if tls.is_mutual() => "mTLS",
+        Some(_) => "TLS",
+    };
 
     let metrics_listener = match args.metrics_listen {
         Some(addr) => {
             let (listener, addr) = bind(addr, "--metrics-listen").await?;
             tracing::info!(%addr, "metrics listening");
+            Some(listener)
+        }
+        None => None,
+    };
+    let health_listener = match args.health_listen {
+        Some(addr) => {
+            let (listener, addr) = bind(addr, "--health-listen").await?;
+            tracing::info!(%addr, "health listening (plaintext, grpc.health.v1 only)");
             Some(listener)
         }
         None => None,
@@ -57,12 +84,25 @@ pub(super) async fn serve(args: ServeArgs, in_pod: bool) -> Result<ExitCode, Err
         namespace,
         source = %kind,
         instance = store.instance_id(),
+        transport,
         "listening"
     );
 
     let config = server::Config {
         grace: args.grace,
         metrics_listener,
+        health_listener,
+        tls,
+        admission: AdmissionConfig {
+            allowed_sans: args
+                .allow_client_san
+                .iter()
+                .map(|pattern| SanMatcher::from_pattern(pattern))
+                .collect(),
+            max_streams: (args.max_streams > 0).then_some(args.max_streams),
+            max_streams_per_peer: (args.max_streams_per_peer > 0)
+                .then_some(args.max_streams_per_peer),
+        },
         ..Default::default()
     };
     let stop = Box::pin(futures::stream::unfold(signals, |mut signals| async move {

@@ -8,6 +8,7 @@ use proto::controlplane::v1 as pb;
 use crate::model::{self, EndpointState};
 use crate::source::{SourceState, SourceStatus};
 use crate::store::{ServiceEntry, Snapshot, Store};
+use crate::xds::admission::RefusalCounts;
 use crate::xds::registry::ClientView;
 
 /// Milliseconds since the Unix epoch; 0 for times before it.
@@ -32,6 +33,23 @@ pub fn info(store: &Store, snapshot: &Snapshot, clients: usize, now: SystemTime)
         connected_clients: u32::try_from(clients).unwrap_or(u32::MAX),
         services: u32::try_from(snapshot.services.len()).unwrap_or(u32::MAX),
         replica: store.replica().to_owned(),
+        transport: String::new(),
+        refusals: None,
+    }
+}
+
+/// Admission refusal counts.
+pub fn refusals(counts: &RefusalCounts) -> pb::Refusals {
+    pb::Refusals {
+        client_san_not_allowed: counts.san_not_allowed,
+        max_streams: counts.max_streams,
+        max_streams_per_peer: counts.max_streams_per_peer,
+        last: counts
+            .last
+            .as_ref()
+            .map(|(text, _)| text.clone())
+            .unwrap_or_default(),
+        last_unix_ms: counts.last.as_ref().map_or(0, |(_, at)| unix_ms(*at)),
     }
 }
 

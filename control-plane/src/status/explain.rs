@@ -152,6 +152,7 @@ mod tests {
                     }],
                 })
                 .collect(),
+            tls: None,
         };
         let resources = ServiceResources::build(&service, &naming, 1, None);
         (

@@ -8,6 +8,9 @@
 
 use std::time::Duration;
 
+use common::tls::client::{Connector, HandshakeFailure};
+use common::tls::{ClientTls, ClientTlsFiles, ServerVerification};
+use http::Uri;
 use proto::controlplane::v1 as pb;
 use proto::controlplane::v1::control_plane_status_client::ControlPlaneStatusClient;
 use serde_json::{Value, json};
@@ -22,13 +25,28 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The address is not a URL.
-    #[error("invalid control plane address {addr:?}: {source}")]
+    #[error("invalid control plane address {addr:?}: {message}")]
     InvalidAddress {
         /// The address given.
         addr: String,
         /// Why it is invalid.
-        #[source]
-        source: tonic::transport::Error,
+        message: String,
+    },
+    /// The scheme and the TLS flags disagree.
+    #[error("{0}")]
+    Scheme(String),
+    /// The TLS files could not be loaded.
+    #[error("cannot use the TLS files")]
+    TlsFiles(#[source] common::tls::Error),
+    /// The TLS connection failed for a recognised reason.
+    #[error("failed to connect to the control plane at {addr}: {failure}{hint}")]
+    Tls {
+        /// The address.
+        addr: String,
+        /// What went wrong.
+        failure: HandshakeFailure,
+        /// What to do about it, if it is clear.
+        hint: &'static str,
     },
     /// No connection could be made.
     #[error("failed to connect to the control plane at {addr}: {source}")]
@@ -66,33 +84,115 @@ pub struct Report {
     pub clients: Vec<pb::Client>,
 }
 
-/// Fetches a report from the control plane at `addr` (`http://host:port`;
-/// `host:port` is taken as plaintext), each step within `timeout`.
-pub async fn fetch(addr: &str, timeout: Duration) -> Result<Report> {
+/// Fetches a report from the control plane at `addr` (`http://host:port`,
+/// or `https://host:port` with `tls`; `host:port` is taken as plaintext),
+/// each step within `timeout`. A scheme that does not fit the credentials,
+/// or the server, is an error: nothing falls back to plaintext.
+pub async fn fetch(addr: &str, timeout: Duration, tls: Option<&ClientTlsFiles>) -> Result<Report> {
     let url = if addr.contains("://") {
         addr.to_owned()
     } else {
         format!("http://{addr}")
     };
-    let endpoint = Endpoint::from_shared(url).map_err(|source| Error::InvalidAddress {
-        addr: addr.to_owned(),
-        source,
+    let uri: Uri = url
+        .parse()
+        .map_err(|error: http::uri::InvalidUri| Error::InvalidAddress {
+            addr: addr.to_owned(),
+            message: error.to_string(),
+        })?;
+    let (Some(host), Some(authority)) = (uri.host(), uri.authority()) else {
+        return Err(Error::InvalidAddress {
+            addr: addr.to_owned(),
+            message: "no host".to_owned(),
+        });
+    };
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        other => {
+            return Err(Error::InvalidAddress {
+                addr: addr.to_owned(),
+                message: format!(
+                    "scheme {:?} is neither http nor https",
+                    other.unwrap_or_default()
+                ),
+            });
+        }
+    };
+    let tls = match (https, tls) {
+        (true, None) => {
+            return Err(Error::Scheme(format!(
+                "{addr} is https:// but no --ca was given: pass the CA that signed the control \
+                 plane's certificate (a plaintext connection is never tried for https://)"
+            )));
+        }
+        (false, Some(_)) => {
+            return Err(Error::Scheme(format!(
+                "--ca/--cert/--key were given but {addr} is not https://: use https:// to talk \
+                 TLS, or drop the TLS flags for a plaintext control plane"
+            )));
+        }
+        (true, Some(files)) => {
+            let client = ClientTls::load(files).map_err(Error::TlsFiles)?;
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            Some((client, ServerVerification::Hostname(host)))
+        }
+        (false, None) => None,
+    };
+    let connector = Connector::new(tls);
+    let note = connector.note();
+    let tls_failed = |failure: HandshakeFailure| {
+        let hint = match failure {
+            HandshakeFailure::PlaintextToTls => {
+                ": use https:// with --ca (and --cert/--key if it requires client certificates)"
+            }
+            HandshakeFailure::NotTls => ": it serves plaintext; use http:// without TLS flags",
+            HandshakeFailure::ClientCertificateRequired => ": pass --cert and --key",
+            _ => "",
+        };
+        Error::Tls {
+            addr: addr.to_owned(),
+            failure,
+            hint,
+        }
+    };
+    // tonic sees plaintext HTTP/2: TLS is the connector's business.
+    let endpoint = Endpoint::from_shared(format!("http://{authority}")).map_err(|error| {
+        Error::InvalidAddress {
+            addr: addr.to_owned(),
+            message: error.to_string(),
+        }
     })?;
-    let channel: Channel = endpoint
+    let channel: Channel = match endpoint
         .connect_timeout(timeout)
         .timeout(timeout)
-        .connect()
+        .connect_with_connector(connector)
         .await
-        .map_err(|source| Error::Connect {
-            addr: addr.to_owned(),
-            source,
-        })?;
+    {
+        Ok(channel) => channel,
+        Err(source) => {
+            return Err(match note.get() {
+                Some(failure) => tls_failed(failure),
+                None => Error::Connect {
+                    addr: addr.to_owned(),
+                    source,
+                },
+            });
+        }
+    };
     let mut client = ControlPlaneStatusClient::new(channel);
     let failed = |call| {
-        move |status| Error::Call {
-            call,
-            addr: addr.to_owned(),
-            status: Box::new(status),
+        let note = note.clone();
+        move |status| match note.get() {
+            Some(failure) => tls_failed(failure),
+            None => Error::Call {
+                call,
+                addr: addr.to_owned(),
+                status: Box::new(status),
+            },
         }
     };
     let info = client
@@ -172,6 +272,8 @@ fn info_json(info: &pb::Info) -> Value {
         "cluster_domain": info.cluster_domain,
         "connected_clients": info.connected_clients,
         "services": info.services,
+        "transport": info.transport,
+        "refusals": refusals_json(info.refusals.clone().unwrap_or_default()),
         "source": {
             "kind": source.kind,
             "state": source_state(source.state),
@@ -182,6 +284,16 @@ fn info_json(info: &pb::Info) -> Value {
             "last_event": source.last_event,
             "last_event_unix_ms": source.last_event_unix_ms,
         },
+    })
+}
+
+fn refusals_json(refusals: pb::Refusals) -> Value {
+    json!({
+        "client_san_not_allowed": refusals.client_san_not_allowed,
+        "max_streams": refusals.max_streams,
+        "max_streams_per_peer": refusals.max_streams_per_peer,
+        "last": refusals.last,
+        "last_unix_ms": refusals.last_unix_ms,
     })
 }
 

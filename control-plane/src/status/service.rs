@@ -4,14 +4,18 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use common::incoming::ConnInfo;
 use proto::controlplane::v1 as pb;
 use proto::controlplane::v1::control_plane_status_server::{
     ControlPlaneStatus, ControlPlaneStatusServer,
 };
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use super::convert;
 use crate::store::Store;
+use crate::xds::admission::Admission;
 use crate::xds::registry::Registry;
 
 /// The status service.
@@ -19,17 +23,45 @@ use crate::xds::registry::Registry;
 pub struct StatusService {
     store: Arc<Store>,
     registry: Arc<Registry>,
+    admission: Arc<Admission>,
+    transport: &'static str,
 }
 
 impl StatusService {
-    /// Reports on `store` and the clients in `registry`.
-    pub fn new(store: Arc<Store>, registry: Arc<Registry>) -> Self {
-        Self { store, registry }
+    /// Reports on `store`, the clients in `registry` and the refusals of
+    /// `admission`; `transport` says how the port is secured ("plaintext",
+    /// "tls", "mtls").
+    pub fn new(
+        store: Arc<Store>,
+        registry: Arc<Registry>,
+        admission: Arc<Admission>,
+        transport: &'static str,
+    ) -> Self {
+        Self {
+            store,
+            registry,
+            admission,
+            transport,
+        }
     }
 
-    /// The tonic service.
-    pub fn into_server(self) -> ControlPlaneStatusServer<Self> {
-        ControlPlaneStatusServer::new(self)
+    /// The tonic service; callers whose certificate is not allowed are
+    /// refused like ADS clients.
+    pub fn into_server(self) -> InterceptedService<ControlPlaneStatusServer<Self>, IdentityCheck> {
+        let check = IdentityCheck(self.admission.clone());
+        ControlPlaneStatusServer::with_interceptor(self, check)
+    }
+}
+
+/// Refuses calls whose client certificate the allow-list rejects.
+#[derive(Debug, Clone)]
+pub struct IdentityCheck(Arc<Admission>);
+
+impl Interceptor for IdentityCheck {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.0
+            .check_identity(request.extensions().get::<ConnInfo>())
+            .map(|()| request)
     }
 }
 
@@ -40,12 +72,15 @@ impl ControlPlaneStatus for StatusService {
         _request: Request<pb::GetInfoRequest>,
     ) -> Result<Response<pb::Info>, Status> {
         let snapshot = self.store.snapshot();
-        Ok(Response::new(convert::info(
+        let mut info = convert::info(
             &self.store,
             &snapshot,
             self.registry.len(),
             SystemTime::now(),
-        )))
+        );
+        info.transport = self.transport.to_owned();
+        info.refusals = Some(convert::refusals(&self.admission.counts()));
+        Ok(Response::new(info))
     }
 
     async fn list_services(

@@ -104,6 +104,26 @@ impl Report {
             "namespace {}  cluster domain {}  services {}  clients {}",
             info.namespace, info.cluster_domain, info.services, info.connected_clients
         );
+        let refusals = info.refusals.clone().unwrap_or_default();
+        let transport = if info.transport.is_empty() {
+            "plaintext"
+        } else {
+            info.transport.as_str()
+        };
+        let _ = writeln!(
+            out,
+            "transport {transport}  refused: client SAN not allowed {}, over --max-streams {}, \
+             over --max-streams-per-peer {}",
+            refusals.client_san_not_allowed, refusals.max_streams, refusals.max_streams_per_peer
+        );
+        if !refusals.last.is_empty() {
+            let _ = writeln!(
+                out,
+                "  last refusal: {} ({})",
+                refusals.last,
+                ago(refusals.last_unix_ms, now)
+            );
+        }
         let detail = if source.detail.is_empty() {
             String::new()
         } else {

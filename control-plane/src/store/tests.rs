@@ -25,6 +25,7 @@ fn service(name: &str, addrs: &[&str]) -> Service {
                 .map(|a| Endpoint::ready(a.parse::<SocketAddr>().unwrap()))
                 .collect(),
         }],
+        tls: None,
     }
 }
 

@@ -11,7 +11,10 @@
 //! - [`server`]: the `AggregatedDiscoveryService` gRPC service, and
 //!   [`body`], the response body that writes the shared bytes.
 //! - [`registry`]: the connected clients, for the status API and metrics.
+//! - [`admission`]: the client-certificate SAN allow-list and the stream
+//!   limits, with their refusal counts.
 
+pub mod admission;
 pub mod body;
 pub mod names;
 pub mod registry;

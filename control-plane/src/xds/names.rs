@@ -22,13 +22,20 @@ use crate::model::Service;
 /// Default Kubernetes cluster domain.
 pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 
-/// Naming context: the namespace served and the cluster domain.
+/// Default certificate provider instance named in TLS Clusters.
+pub const DEFAULT_TLS_PROVIDER_INSTANCE: &str = "default";
+
+/// Naming context: the namespace served, the cluster domain, and the
+/// certificate provider instance TLS Clusters refer to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Naming {
     /// Namespace whose services are served.
     pub namespace: String,
     /// Cluster DNS domain, `cluster.local` unless configured.
     pub cluster_domain: String,
+    /// The clients' bootstrap `certificate_providers` instance that TLS
+    /// Clusters name for both the identity and the CA.
+    pub tls_provider_instance: String,
 }
 
 impl Naming {
@@ -37,6 +44,7 @@ impl Naming {
         Self {
             namespace: namespace.into(),
             cluster_domain: DEFAULT_CLUSTER_DOMAIN.to_owned(),
+            tls_provider_instance: DEFAULT_TLS_PROVIDER_INSTANCE.to_owned(),
         }
     }
 
@@ -99,6 +107,7 @@ mod tests {
                     endpoints: vec![],
                 })
                 .collect(),
+            tls: None,
         }
     }
 

@@ -14,7 +14,13 @@
 //!   its route configuration by RDS over ADS, with the router filter last.
 //! - RouteConfiguration: one virtual host for any domain, prefix `""` to the
 //!   port's Cluster.
-//! - Cluster: `EDS` over ADS, `ROUND_ROBIN`.
+//! - Cluster: `EDS` over ADS, `ROUND_ROBIN`; for a TLS service, a
+//!   `transport_socket` with an `UpstreamTlsContext` as gRPC A29 reads it:
+//!   `tls_certificate_provider_instance` for the identity, and a
+//!   `validation_context` with `ca_certificate_provider_instance` and
+//!   `match_subject_alt_names`. Never `match_typed_subject_alt_names` nor
+//!   `transport_socket_matches`: grpcio 1.85 ACKs both and then skips the
+//!   SAN check or TLS itself (FACTS-TLS.md).
 //! - ClusterLoadAssignment: one locality per zone, `locality` always set,
 //!   weight = ready endpoints in it (at least 1) so a zone with more pods
 //!   gets a larger share; ready → HEALTHY, draining → DRAINING, not ready →
@@ -31,9 +37,10 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{
 use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 use envoy_types::pb::envoy::config::core::v3::socket_address::{PortSpecifier, Protocol};
+use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType as TransportSocketConfig;
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, HealthStatus, Locality,
-    SocketAddress,
+    SocketAddress, TransportSocket,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::config::endpoint::v3::{
@@ -52,13 +59,20 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds,
 };
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateProviderPluginInstance, CertificateValidationContext, CommonTlsContext,
+    UpstreamTlsContext,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher;
+use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use bytes::Bytes;
 use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use envoy_types::util::pack_any;
 
 use super::ResourceType;
 use super::names::Naming;
-use crate::model::{EndpointState, Service, ServicePort};
+use crate::model::{EndpointState, SanMatcher, Service, ServicePort, ServiceTls};
 
 /// Name of the router filter in the HttpConnectionManager.
 const ROUTER_FILTER: &str = "envoy.filters.http.router";
@@ -112,7 +126,9 @@ impl ServiceResources {
         revision: u64,
         previous: Option<(&Service, &ServiceResources)>,
     ) -> Self {
-        let same_ports = previous.is_some_and(|(old, _)| port_keys(old).eq(port_keys(service)));
+        let same_ports = previous.is_some_and(|(old, _)| {
+            port_keys(old).eq(port_keys(service)) && old.tls == service.tls
+        });
         let previous = previous.filter(|_| same_ports);
 
         let ports = service
@@ -137,7 +153,12 @@ impl ServiceResources {
                     None => PortResources {
                         port: port.port,
                         route: Arc::new(route(&cluster_name, revision)),
-                        cluster: Arc::new(cluster(&cluster_name, revision)),
+                        cluster: Arc::new(cluster(
+                            &cluster_name,
+                            service.tls.as_ref(),
+                            &naming.tls_provider_instance,
+                            revision,
+                        )),
                         assignment: Arc::new(assignment(&cluster_name, port, revision)),
                         cluster_name,
                     },
@@ -259,8 +280,18 @@ fn route(cluster_name: &str, revision: u64) -> Resource {
     resource(cluster_name, revision, pack_any(config))
 }
 
-fn cluster(cluster_name: &str, revision: u64) -> Resource {
+/// Name of the TLS transport socket (gRPC checks only the type of its
+/// config, Envoy the name).
+const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
+
+fn cluster(
+    cluster_name: &str,
+    tls: Option<&ServiceTls>,
+    provider_instance: &str,
+    revision: u64,
+) -> Resource {
     let cluster = Cluster {
+        transport_socket: tls.map(|tls| transport_socket(tls, provider_instance)),
         name: cluster_name.to_owned(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig {
@@ -271,6 +302,55 @@ fn cluster(cluster_name: &str, revision: u64) -> Resource {
         ..Default::default()
     };
     resource(cluster_name, revision, pack_any(cluster))
+}
+
+/// The `UpstreamTlsContext` of a TLS service, in the one form gRPC's
+/// clients honour. `match_subject_alt_names` is deprecated in Envoy in
+/// favour of `match_typed_subject_alt_names`, which grpcio ACKs and then
+/// ignores (no SAN check at all): the deprecated field is the safe one.
+#[allow(deprecated)]
+pub(crate) fn upstream_tls_context(
+    tls: &ServiceTls,
+    provider_instance: &str,
+) -> UpstreamTlsContext {
+    let instance = || CertificateProviderPluginInstance {
+        instance_name: provider_instance.to_owned(),
+        certificate_name: String::new(),
+    };
+    let matchers = tls
+        .subject_alt_names
+        .iter()
+        .map(|matcher| StringMatcher {
+            match_pattern: Some(match matcher {
+                SanMatcher::Exact(value) => MatchPattern::Exact(value.clone()),
+                SanMatcher::Prefix(prefix) => MatchPattern::Prefix(prefix.clone()),
+            }),
+            ignore_case: false,
+        })
+        .collect();
+    UpstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_certificate_provider_instance: Some(instance()),
+            validation_context_type: Some(ValidationContextType::ValidationContext(
+                CertificateValidationContext {
+                    ca_certificate_provider_instance: Some(instance()),
+                    match_subject_alt_names: matchers,
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn transport_socket(tls: &ServiceTls, provider_instance: &str) -> TransportSocket {
+    TransportSocket {
+        name: TLS_TRANSPORT_SOCKET.to_owned(),
+        config_type: Some(TransportSocketConfig::TypedConfig(pack_any(
+            upstream_tls_context(tls, provider_instance),
+        ))),
+    }
 }
 
 fn health(state: EndpointState) -> HealthStatus {

@@ -27,6 +27,7 @@ use tonic::server::NamedService;
 use tonic::transport::server::TcpConnectInfo;
 use tracing::Instrument;
 
+use super::admission::Admission;
 use super::body::ResponseBody;
 use super::registry::Registry;
 use super::session::{Limits, Session};
@@ -75,17 +76,20 @@ pub struct AdsService {
     stopped: CancellationToken,
     limits: Limits,
     identifier: String,
+    admission: Arc<Admission>,
 }
 
 impl AdsService {
     /// Serves `store`'s resources, listing clients in `registry`; every
-    /// stream ends (UNAVAILABLE) when `stopped` is cancelled.
+    /// stream ends (UNAVAILABLE) when `stopped` is cancelled. `admission`
+    /// decides which streams may open.
     pub fn new(
         store: Arc<Store>,
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
         stopped: CancellationToken,
         limits: Limits,
+        admission: Arc<Admission>,
     ) -> Self {
         let identifier = format!(
             "control-plane/{} {} {}",
@@ -100,6 +104,7 @@ impl AdsService {
             stopped,
             limits,
             identifier,
+            admission,
         }
     }
 
@@ -127,16 +132,17 @@ impl AdsService {
             ))
             .into_http();
         }
-        let peer = request
-            .extensions()
-            .get::<ConnInfo>()
-            .and_then(|info| info.remote_addr)
-            .or_else(|| {
-                request
-                    .extensions()
-                    .get::<TcpConnectInfo>()
-                    .and_then(TcpConnectInfo::remote_addr)
-            });
+        let conn = request.extensions().get::<ConnInfo>();
+        let ticket = match self.admission.admit_stream(conn) {
+            Ok(ticket) => ticket,
+            Err(status) => return status.into_http(),
+        };
+        let peer = conn.and_then(|info| info.remote_addr).or_else(|| {
+            request
+                .extensions()
+                .get::<TcpConnectInfo>()
+                .and_then(TcpConnectInfo::remote_addr)
+        });
         let inbound = Streaming::new_request(
             RequestDecoder,
             request.into_body(),
@@ -156,6 +162,8 @@ impl AdsService {
         let span = tracing::info_span!("ads", stream = stream_id, peer = ?peer);
         tokio::spawn(
             async move {
+                // The stream holds its place until it ends.
+                let _ticket = ticket;
                 tracing::debug!("ADS stream opened");
                 match task.run(inbound, queue).await {
                     Ended::ClientClosed => tracing::info!("ADS stream closed by the client"),

@@ -190,9 +190,27 @@ pub struct Bootstrap {
     pub node_id: String,
 }
 
+/// Files of a bootstrap's `certificate_providers.default` (file_watcher).
+pub struct CertificateFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 impl Bootstrap {
     /// Writes the bootstrap of `language`'s client in `test`.
     pub fn write(control_plane: SocketAddr, language: Language, test: &str) -> Self {
+        Self::write_with(control_plane, language, test, None)
+    }
+
+    /// With `certificates`, the bootstrap defines the certificate provider
+    /// instance `default` (plugin file_watcher) on those files.
+    pub fn write_with(
+        control_plane: SocketAddr,
+        language: Language,
+        test: &str,
+        certificates: Option<&CertificateFiles>,
+    ) -> Self {
         let dir = target_dir().join("interop-tmp");
         std::fs::create_dir_all(&dir).expect("create target/interop-tmp");
         let node_id = format!("interop-{}-{test}", language.name());
@@ -209,6 +227,20 @@ impl Bootstrap {
                 "locality": {"zone": "local"},
             },
         });
+        let mut bootstrap = bootstrap;
+        if let Some(files) = certificates {
+            bootstrap["certificate_providers"] = serde_json::json!({
+                "default": {
+                    "plugin_name": "file_watcher",
+                    "config": {
+                        "certificate_file": files.cert,
+                        "private_key_file": files.key,
+                        "ca_certificate_file": files.ca,
+                        "refresh_interval": "1s",
+                    },
+                },
+            });
+        }
         std::fs::write(&path, bootstrap.to_string()).expect("write the bootstrap file");
         Self { path, node_id }
     }
@@ -257,10 +289,22 @@ impl ForeignClient {
     /// Starts `language`'s client in batch mode for `target` with
     /// `bootstrap` (building or installing it first if needed).
     pub async fn start(language: Language, bootstrap: &Bootstrap, target: &str) -> Self {
+        Self::start_with(language, bootstrap, target, &[]).await
+    }
+
+    /// [`ForeignClient::start`] with extra client arguments (the Python
+    /// client's `--xds-creds`, `--call-timeout 5`).
+    pub async fn start_with(
+        language: Language,
+        bootstrap: &Bootstrap,
+        target: &str,
+        extra: &[&str],
+    ) -> Self {
         let mut child = language
             .command(bootstrap)
             .await
             .args(["--batches", "--target", target])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

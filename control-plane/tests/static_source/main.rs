@@ -1,5 +1,6 @@
 //! The static source running against a real store: the watched file
-//! (`file.rs`) and grpc.health.v1 probing of real servers (`probe.rs`):
+//! (`file.rs`) and grpc.health.v1 probing of real servers (`probe.rs`, and
+//! over TLS, `tls_probe.rs`):
 //! greeter-server processes and in-process tonic servers on 127.0.0.1.
 //!
 //! The probe tests need the `greeter-server` binary: `cargo test --workspace`
@@ -9,3 +10,4 @@
 mod file;
 mod probe;
 mod support;
+mod tls_probe;

@@ -114,6 +114,7 @@ pub fn service(name: &str, endpoints: &[(&str, EndpointState)]) -> Service {
                 })
                 .collect(),
         }],
+        tls: None,
     }
 }
 

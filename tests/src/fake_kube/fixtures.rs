@@ -153,6 +153,17 @@ impl ServiceFixture {
         self
     }
 
+    /// Adds an annotation.
+    #[must_use]
+    pub fn annotation(mut self, key: &str, value: &str) -> Self {
+        self.service
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(key.to_owned(), value.to_owned());
+        self
+    }
+
     /// The Service.
     pub fn build(self) -> Service {
         self.service

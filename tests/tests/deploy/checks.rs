@@ -194,7 +194,9 @@ fn probe_problem(probe: Option<&Probe>, which: &str, port: i32) -> Option<String
 
 /// Every container with ports serves gRPC on the one named `grpc`, and
 /// its readiness and liveness probes (and startup probe, if any) are native
-/// `grpc` probes on that port.
+/// `grpc` probes on that port, or on the port named `health` when there is
+/// one (a plaintext health-only port, which a container serving TLS on
+/// `grpc` must have: kubelet gRPC probes cannot speak TLS).
 pub(crate) fn probes(objects: &[Manifest]) -> Vec<String> {
     let mut out = Vec::new();
     for (manifest, deployment) in deployments(objects) {
@@ -209,7 +211,19 @@ pub(crate) fn probes(objects: &[Manifest]) -> Vec<String> {
                 out.push(format!("{label}: no container port named grpc"));
                 continue;
             };
-            let port = serving.container_port;
+            let health = ports.iter().find(|p| p.name.as_deref() == Some("health"));
+            let serves_tls = container
+                .env
+                .iter()
+                .flatten()
+                .any(|var| var.name.ends_with("_TLS_CERT"));
+            if serves_tls && health.is_none() {
+                out.push(format!(
+                    "{label}: serves TLS but has no container port named health for the kubelet's \
+                     gRPC probes, which cannot speak TLS"
+                ));
+            }
+            let port = health.unwrap_or(serving).container_port;
             let checks = [
                 probe_problem(container.readiness_probe.as_ref(), "readiness", port),
                 probe_problem(container.liveness_probe.as_ref(), "liveness", port),
@@ -294,6 +308,81 @@ fn container_problems(container: &Container, image: &str) -> Vec<String> {
         for key in ["cpu", "memory"] {
             if !map.as_ref().is_some_and(|m| m.contains_key(key)) {
                 out.push(format!("no {key} in resources.{what}"));
+            }
+        }
+    }
+    out
+}
+
+/// cert-manager wiring: every Certificate's `issuerRef` names an Issuer
+/// applied with it, a CA Issuer's Secret is some Certificate's, and every
+/// Secret a pod mounts is issued by a Certificate here.
+pub(crate) fn certificates(objects: &[Manifest]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut issuers = Vec::new();
+    let mut secrets = Vec::new();
+    for manifest in objects {
+        if let Object::CertManager(o) = &manifest.object {
+            match o.kind.as_str() {
+                "Issuer" => issuers.push((manifest, o)),
+                _ => secrets.push(
+                    o.spec
+                        .get("secretName")
+                        .and_then(serde_yaml::Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                ),
+            }
+        }
+    }
+    for manifest in objects {
+        let Object::CertManager(o) = &manifest.object else {
+            continue;
+        };
+        if o.kind == "Certificate" {
+            let issuer = o
+                .spec
+                .get("issuerRef")
+                .and_then(|r| r.get("name"))
+                .and_then(serde_yaml::Value::as_str)
+                .unwrap_or_default();
+            if !issuers
+                .iter()
+                .any(|(_, i)| i.name.as_deref() == Some(issuer))
+            {
+                out.push(format!(
+                    "{}: issuerRef {issuer:?} names no Issuer here",
+                    manifest.label()
+                ));
+            }
+        }
+    }
+    for (manifest, issuer) in &issuers {
+        if let Some(secret) = issuer
+            .spec
+            .get("ca")
+            .and_then(|ca| ca.get("secretName"))
+            .and_then(serde_yaml::Value::as_str)
+            && !secrets.iter().any(|s| s == secret)
+        {
+            out.push(format!(
+                "{}: CA Secret {secret:?} is issued by no Certificate here",
+                manifest.label()
+            ));
+        }
+    }
+    for (manifest, deployment) in deployments(objects) {
+        let (_, _, spec) = pod_of(deployment);
+        for volume in spec.and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+            let Some(secret) = volume.secret.as_ref().and_then(|s| s.secret_name.as_ref()) else {
+                continue;
+            };
+            if !secrets.contains(secret) {
+                out.push(format!(
+                    "{}: volume {} mounts Secret {secret:?}, which no Certificate here issues",
+                    manifest.label(),
+                    volume.name
+                ));
             }
         }
     }

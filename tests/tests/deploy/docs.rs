@@ -11,13 +11,14 @@ use crate::real::{image_ref, the_dockerfile};
 use crate::repo::{read, root};
 
 /// The documents the README links.
-const DOCS: [&str; 7] = [
+const DOCS: [&str; 8] = [
     "architecture.md",
     "protocol.md",
     "deploy.md",
     "troubleshooting.md",
     "ports.md",
     "other-languages.md",
+    "security.md",
     "fuzzing.md",
 ];
 

@@ -342,3 +342,59 @@ fn wiring_check_catches_a_client_pointed_at_nothing() {
         &["control-plane has Some(1) replicas"],
     );
 }
+
+#[test]
+fn certificate_check_catches_an_unissued_secret_and_a_missing_issuer() {
+    let folders = repo::folders().expect("folders");
+    let tls = repo::bundle(&folders, "deploy/overlays/tls").expect("bundle");
+    assert_no_problems("unbroken", &checks::certificates(&tls));
+
+    let mut broken = tls.clone();
+    for manifest in &mut broken {
+        if let Object::CertManager(o) = &mut manifest.object
+            && o.name.as_deref() == Some("greeter-server")
+        {
+            o.spec["secretName"] = "greeter-server-tls-typo".into();
+            o.spec["issuerRef"]["name"] = "nobody".into();
+        }
+    }
+    let problems = checks::certificates(&broken);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("mounts Secret \"greeter-server-tls\"")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("issuerRef \"nobody\"")),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn probe_check_wants_a_plaintext_health_port_next_to_tls() {
+    let folders = repo::folders().expect("folders");
+    let mut tls = repo::bundle(&folders, "deploy/overlays/tls").expect("bundle");
+    assert_no_problems("unbroken", &checks::probes(&tls));
+    for manifest in &mut tls {
+        if let Object::Deployment(d) = &mut manifest.object {
+            let spec = d
+                .spec
+                .as_mut()
+                .and_then(|s| s.template.spec.as_mut())
+                .expect("pod");
+            for container in &mut spec.containers {
+                if let Some(ports) = container.ports.as_mut() {
+                    ports.retain(|p| p.name.as_deref() != Some("health"));
+                }
+            }
+        }
+    }
+    let problems = checks::probes(&tls);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("serves TLS but has no container port named health")),
+        "{problems:?}"
+    );
+}

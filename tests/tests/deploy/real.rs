@@ -10,10 +10,11 @@ use crate::{
 };
 
 /// The folders the issue asks for.
-const FOLDERS: [&str; 3] = [
+const FOLDERS: [&str; 4] = [
     "deploy/base",
     "deploy/overlays/example",
     "deploy/overlays/network-policy",
+    "deploy/overlays/tls",
 ];
 
 fn folders() -> BTreeMap<String, Folder> {
@@ -142,6 +143,21 @@ fn network_policies_allow_the_ports_pods_listen_on() {
     assert!(
         policies >= 2,
         "the network-policy overlay should hold the policies, found {policies}"
+    );
+}
+
+#[test]
+fn certificates_have_issuers_and_issue_every_mounted_secret() {
+    each_bundle("certificates", checks::certificates);
+    let folders = folders();
+    let tls = repo::bundle(&folders, "deploy/overlays/tls").expect("bundle");
+    let certificates = tls
+        .iter()
+        .filter(|m| matches!(&m.object, repo::Object::CertManager(o) if o.kind == "Certificate"))
+        .count();
+    assert!(
+        certificates >= 3,
+        "the tls overlay should issue the CA and a certificate per role, found {certificates}"
     );
 }
 

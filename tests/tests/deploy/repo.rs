@@ -41,6 +41,16 @@ pub(crate) enum Object {
     Service(Service),
     NetworkPolicy(NetworkPolicy),
     Namespace(Namespace),
+    /// A cert-manager `Issuer` or `Certificate` (`cert-manager.io/v1`).
+    CertManager(CertManagerObject),
+}
+
+/// A cert-manager object, kept as YAML: its kind, name and spec.
+#[derive(Debug, Clone)]
+pub(crate) struct CertManagerObject {
+    pub(crate) kind: String,
+    pub(crate) name: Option<String>,
+    pub(crate) spec: Value,
 }
 
 /// One object and where it came from.
@@ -62,6 +72,7 @@ impl Manifest {
             Object::Service(o) => ("Service", &o.metadata.name),
             Object::NetworkPolicy(o) => ("NetworkPolicy", &o.metadata.name),
             Object::Namespace(o) => ("Namespace", &o.metadata.name),
+            Object::CertManager(o) => (o.kind.as_str(), &o.name),
         };
         format!(
             "{kind}/{} ({})",
@@ -155,6 +166,7 @@ pub(crate) fn parse_manifests(path: &str, text: &str) -> Result<Vec<Manifest>, S
             "Service" => Object::Service(typed(value, &origin)?),
             "NetworkPolicy" => Object::NetworkPolicy(typed(value, &origin)?),
             "Namespace" => Object::Namespace(typed(value, &origin)?),
+            "Issuer" | "Certificate" => cert_manager(kind, &value, &origin)?,
             "ClusterRole" | "ClusterRoleBinding" => {
                 return Err(format!(
                     "{origin}: {kind} grants rights in every namespace; the control plane needs \
@@ -170,6 +182,35 @@ pub(crate) fn parse_manifests(path: &str, text: &str) -> Result<Vec<Manifest>, S
         objects.push(Manifest { origin, object });
     }
     Ok(objects)
+}
+
+/// A cert-manager object: `cert-manager.io/v1`, a name, a spec; a
+/// `Certificate` names its Secret and an `Issuer` to sign it.
+fn cert_manager(kind: &str, value: &Value, origin: &str) -> Result<Object, String> {
+    if value.get("apiVersion").and_then(Value::as_str) != Some("cert-manager.io/v1") {
+        return Err(format!("{origin}: a {kind} must be cert-manager.io/v1"));
+    }
+    let name = value
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let spec = value
+        .get("spec")
+        .cloned()
+        .ok_or_else(|| format!("{origin}: {kind} without a spec"))?;
+    if kind == "Certificate" {
+        for field in ["secretName", "issuerRef"] {
+            if spec.get(field).is_none() {
+                return Err(format!("{origin}: Certificate without spec.{field}"));
+            }
+        }
+    }
+    Ok(Object::CertManager(CertManagerObject {
+        kind: kind.to_owned(),
+        name,
+        spec,
+    }))
 }
 
 /// A `kustomization.yaml`, limited to the fields this project uses, so a
@@ -188,6 +229,16 @@ pub(crate) struct Kustomization {
     pub(crate) images: Vec<ImageOverride>,
     #[serde(default)]
     pub(crate) replicas: Vec<ReplicaOverride>,
+    #[serde(default)]
+    pub(crate) patches: Vec<PatchRef>,
+}
+
+/// A `patches:` entry: a strategic-merge patch file of this folder, whose
+/// kind and name say what it patches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatchRef {
+    pub(crate) path: String,
 }
 
 /// An `images:` entry.
@@ -298,5 +349,88 @@ pub(crate) fn bundle(
             objects.extend(parse_manifests(&target, &text)?);
         }
     }
+    for patch in &folder.kustomization.patches {
+        let target = join(dir, &patch.path);
+        let text = fs::read_to_string(root().join(&target)).map_err(|error| {
+            format!(
+                "{dir}/kustomization.yaml patches with {}: {error}",
+                patch.path
+            )
+        })?;
+        apply_patch(&mut objects, &target, &text)?;
+    }
     Ok(objects)
+}
+
+/// Applies the strategic-merge patch in `text` (file `path`) to the object
+/// of its kind and name, as kustomize does for the fields used here: maps
+/// merge key by key; lists of maps that all have a `name` merge item by
+/// name (new names are appended); other values are replaced.
+fn apply_patch(objects: &mut [Manifest], path: &str, text: &str) -> Result<(), String> {
+    let patch: Value =
+        serde_yaml::from_str(text).map_err(|error| format!("{path}: bad YAML: {error}"))?;
+    let kind = patch
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = patch
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let target = objects
+        .iter_mut()
+        .find(|m| {
+            let label = m.label();
+            label.starts_with(&format!("{kind}/{name} "))
+        })
+        .ok_or_else(|| format!("{path}: patches {kind}/{name}, which is not in what it applies"))?;
+    let mut value = match &target.object {
+        Object::Deployment(o) => serde_yaml::to_value(o),
+        Object::Service(o) => serde_yaml::to_value(o),
+        _ => {
+            return Err(format!(
+                "{path}: patches of {kind} are not supported by these checks"
+            ));
+        }
+    }
+    .expect("k8s-openapi objects serialise");
+    merge(&mut value, &patch);
+    let origin = format!("{} patched by {path}", target.origin);
+    let object = match kind {
+        "Deployment" => Object::Deployment(typed(value, &origin)?),
+        _ => Object::Service(typed(value, &origin)?),
+    };
+    target.object = object;
+    target.origin = origin;
+    Ok(())
+}
+
+fn merge(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Mapping(base), Value::Mapping(patch)) => {
+            for (key, value) in patch {
+                match base.get_mut(key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        base.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        (Value::Sequence(base), Value::Sequence(patch))
+            if base
+                .iter()
+                .chain(patch)
+                .all(|item| item.get("name").is_some()) =>
+        {
+            for item in patch {
+                match base.iter_mut().find(|b| b.get("name") == item.get("name")) {
+                    Some(existing) => merge(existing, item),
+                    None => base.push(item.clone()),
+                }
+            }
+        }
+        (base, patch) => *base = patch.clone(),
+    }
 }

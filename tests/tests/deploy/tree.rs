@@ -33,6 +33,21 @@ pub(crate) fn listing(folder: &Folder, folders: &BTreeMap<String, Folder>) -> Ve
             out.push(format!("{where_}: lists {entry} twice"));
         }
     }
+    for patch in &k.patches {
+        if patch.path.contains('/') {
+            out.push(format!(
+                "{where_}: patches with {}, a file of another folder",
+                patch.path
+            ));
+        } else if !root().join(join(&folder.dir, &patch.path)).is_file() {
+            out.push(format!(
+                "{where_}: patches with {}, which does not exist",
+                patch.path
+            ));
+        } else if !listed.insert(patch.path.clone()) {
+            out.push(format!("{where_}: lists {} twice", patch.path));
+        }
+    }
     for file in &folder.files {
         if !listed.contains(file) {
             out.push(format!(

@@ -24,13 +24,25 @@
 //!   definition, the same endpoint); it must be an IP of the slice's
 //!   `addressType` (IPv4 or IPv6). FQDN slices are skipped.
 //! - ExternalName Services have no endpoints and are not served.
+//! - TLS is marked by annotations on the Service: [`TLS_ANNOTATION`]
+//!   (`"true"`) and [`TLS_SANS_ANNOTATION`] (comma-separated SAN patterns:
+//!   exact, or a prefix with a trailing `*`; setting it alone also marks
+//!   the service TLS). Any value of [`TLS_ANNOTATION`] but `"false"` turns
+//!   TLS on (a typo never downgrades a service to plaintext).
 
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service as KubeService;
 use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
 
-use crate::model::{self, EndpointState};
+use crate::model::{self, EndpointState, SanMatcher, ServiceTls};
+
+/// Service annotation marking a service TLS: `"true"`.
+pub const TLS_ANNOTATION: &str = "grpc-lb.io/tls";
+/// Service annotation listing the SANs clients accept in the endpoints'
+/// certificates: comma-separated, exact or with a trailing `*` for a
+/// prefix. Absent or empty: any certificate from the clients' CA.
+pub const TLS_SANS_ANNOTATION: &str = "grpc-lb.io/tls-subject-alt-names";
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -47,6 +59,8 @@ pub(crate) struct ServiceInfo {
     pub(crate) ports: Vec<(Option<String>, u16)>,
     /// Parts left out, for the log.
     pub(crate) problems: Vec<String>,
+    /// TLS as its annotations say.
+    pub(crate) tls: Option<ServiceTls>,
 }
 
 /// What serving needs of an EndpointSlice.
@@ -118,11 +132,45 @@ pub(crate) fn service_info(service: &KubeService) -> Result<ServiceInfo, Skip> {
     if ports.is_empty() {
         return Err(Skip(format!("Service {name} has no TCP ports")));
     }
+    let tls = service_tls(service, &mut problems);
     Ok(ServiceInfo {
         name,
         ports,
         problems,
+        tls,
     })
+}
+
+/// The TLS marking in a Service's annotations.
+fn service_tls(service: &KubeService, problems: &mut Vec<String>) -> Option<ServiceTls> {
+    let annotations = service.metadata.annotations.as_ref()?;
+    let flag = annotations.get(TLS_ANNOTATION).map(|v| v.trim());
+    let sans = annotations.get(TLS_SANS_ANNOTATION);
+    match flag {
+        Some("false") if sans.is_some() => {
+            problems.push(format!(
+                "{TLS_ANNOTATION} is \"false\" but {TLS_SANS_ANNOTATION} is set: serving it as TLS"
+            ));
+        }
+        Some("false") => return None,
+        Some("true") | None => {}
+        Some(other) => problems.push(format!(
+            "{TLS_ANNOTATION} is {other:?}, not \"true\" or \"false\": serving it as TLS"
+        )),
+    }
+    if flag.is_none() && sans.is_none() {
+        return None;
+    }
+    let subject_alt_names = sans
+        .map(|sans| {
+            sans.split(',')
+                .map(str::trim)
+                .filter(|san| !san.is_empty())
+                .map(SanMatcher::from_pattern)
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(ServiceTls { subject_alt_names })
 }
 
 /// The model state for a slice endpoint's conditions.
@@ -273,6 +321,7 @@ pub(crate) fn build<'a>(
         name: service.name.clone(),
         namespace: namespace.to_owned(),
         ports,
+        tls: service.tls.clone(),
     }
 }
 

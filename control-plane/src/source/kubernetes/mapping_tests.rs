@@ -220,3 +220,39 @@ fn a_slice_without_the_service_port_contributes_nothing() {
     let built = build("default", &service, [&slice]);
     assert!(built.ports[0].endpoints.is_empty());
 }
+
+#[test]
+fn tls_annotations_mark_services_and_list_san_patterns() {
+    use crate::model::{SanMatcher, ServiceTls};
+    let info =
+        |fixture: ServiceFixture| service_info(&fixture.port("grpc", 80, "grpc").build()).unwrap();
+    assert_eq!(info(ServiceFixture::new("plain")).tls, None);
+    assert_eq!(
+        info(ServiceFixture::new("any").annotation(TLS_ANNOTATION, "true")).tls,
+        Some(ServiceTls::default())
+    );
+    let sans = info(ServiceFixture::new("sans").annotation(
+        TLS_SANS_ANNOTATION,
+        "greeter.default.svc.cluster.local, spiffe://cluster.local/ns/default/*",
+    ));
+    assert_eq!(
+        sans.tls,
+        Some(ServiceTls {
+            subject_alt_names: vec![
+                SanMatcher::Exact("greeter.default.svc.cluster.local".into()),
+                SanMatcher::Prefix("spiffe://cluster.local/ns/default/".into()),
+            ],
+        })
+    );
+    assert_eq!(
+        info(ServiceFixture::new("off").annotation(TLS_ANNOTATION, "false")).tls,
+        None
+    );
+    let typo = info(ServiceFixture::new("typo").annotation(TLS_ANNOTATION, "yes"));
+    assert_eq!(
+        typo.tls,
+        Some(ServiceTls::default()),
+        "a typo never means plaintext"
+    );
+    assert_eq!(typo.problems.len(), 1, "{:?}", typo.problems);
+}

@@ -91,6 +91,33 @@ pub struct StaticArgs {
     /// Do not probe: serve every static endpoint as ready.
     #[arg(long, env = "CONTROL_PLANE_NO_PROBE")]
     pub no_probe: bool,
+
+    /// CA certificates (PEM) that the endpoints of TLS services (`tls:` in
+    /// --static-file) must present a certificate from; their SANs are
+    /// checked against the service's subject_alt_names, as gRPC's clients
+    /// do. Without it a TLS service's endpoints are not ready (a probe never
+    /// falls back to plaintext). Re-read every second.
+    #[arg(long, env = "CONTROL_PLANE_PROBE_TLS_CA", value_name = "FILE")]
+    pub probe_tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) probes present to TLS endpoints that require
+    /// one (mutual TLS). Needs --probe-tls-key and --probe-tls-ca.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_PROBE_TLS_CERT",
+        value_name = "FILE",
+        requires_all = ["probe_tls_key", "probe_tls_ca"]
+    )]
+    pub probe_tls_cert: Option<PathBuf>,
+
+    /// The private key of --probe-tls-cert (PEM).
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_PROBE_TLS_KEY",
+        value_name = "FILE",
+        requires = "probe_tls_cert"
+    )]
+    pub probe_tls_key: Option<PathBuf>,
 }
 
 impl Default for StaticArgs {
@@ -103,6 +130,9 @@ impl Default for StaticArgs {
             probe_interval: DEFAULT_PROBE_INTERVAL,
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
             no_probe: false,
+            probe_tls_ca: None,
+            probe_tls_cert: None,
+            probe_tls_key: None,
         }
     }
 }
@@ -178,5 +208,6 @@ pub(crate) fn parse_flag(value: &str) -> Result<ServiceDef, Error> {
             port,
             endpoints,
         }],
+        tls: None,
     })
 }

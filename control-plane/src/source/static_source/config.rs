@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 
 use super::args::DEFAULT_SERVICE_PORT;
+use crate::model::{SanMatcher, ServiceTls};
 
 /// Errors in a static file's content.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +118,44 @@ impl<'de> Deserialize<'de> for HostPort {
 pub(crate) struct ServiceDef {
     pub(crate) name: String,
     pub(crate) ports: Vec<PortDef>,
+    /// `tls:` of the file: clients (and probes) must use TLS.
+    pub(crate) tls: Option<ServiceTls>,
+}
+
+/// `tls:` of a service in the file: `{subject_alt_names: [...]}`, each SAN
+/// a string (exact) or `{exact: ...}` / `{prefix: ...}`; an empty list (or
+/// `tls: {}`) accepts any certificate from the clients' CA.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsDoc {
+    #[serde(default)]
+    subject_alt_names: Vec<SanDoc>,
+}
+
+/// One SAN matcher of a [`TlsDoc`].
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SanDoc {
+    Exact(String),
+    Matcher(SanMatcherDoc),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum SanMatcherDoc {
+    Exact(String),
+    Prefix(String),
+}
+
+impl From<SanDoc> for SanMatcher {
+    fn from(doc: SanDoc) -> Self {
+        match doc {
+            SanDoc::Exact(value) | SanDoc::Matcher(SanMatcherDoc::Exact(value)) => {
+                SanMatcher::Exact(value)
+            }
+            SanDoc::Matcher(SanMatcherDoc::Prefix(prefix)) => SanMatcher::Prefix(prefix),
+        }
+    }
 }
 
 /// One port of a [`ServiceDef`].
@@ -212,6 +251,8 @@ struct ServiceDoc {
     port: Option<u16>,
     #[serde(default)]
     endpoints: Option<Vec<EndpointDef>>,
+    #[serde(default)]
+    tls: Option<TlsDoc>,
 }
 
 impl ServiceDoc {
@@ -228,6 +269,9 @@ impl ServiceDoc {
         Ok(ServiceDef {
             name: self.name,
             ports,
+            tls: self.tls.map(|tls| ServiceTls {
+                subject_alt_names: tls.subject_alt_names.into_iter().map(Into::into).collect(),
+            }),
         })
     }
 }

@@ -86,6 +86,7 @@ mod tests;
 
 use std::path::PathBuf;
 
+use common::tls::{ClientTls, ClientTlsFiles};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 use tracing::Instrument as _;
@@ -128,6 +129,9 @@ pub enum Error {
         /// The file.
         path: PathBuf,
     },
+    /// The probes' TLS files could not be loaded.
+    #[error("cannot use the probe TLS files (--probe-tls-*)")]
+    ProbeTls(#[source] common::tls::Error),
     /// The source's task ended unexpectedly (a bug).
     #[error("the static source stopped unexpectedly: {0}")]
     TaskFailed(String),
@@ -185,10 +189,22 @@ pub async fn start(args: StaticArgs, handle: SourceHandle) -> Result<StaticSourc
         interval: args.probe_interval,
         timeout: args.probe_timeout,
     });
+    let probe_tls = match &args.probe_tls_ca {
+        Some(ca) => Some(
+            ClientTls::load(&ClientTlsFiles {
+                ca: ca.clone(),
+                cert: args.probe_tls_cert.clone(),
+                key: args.probe_tls_key.clone(),
+            })
+            .map_err(Error::ProbeTls)?,
+        ),
+        None => None,
+    };
     let (reports_tx, mut reports_rx) = mpsc::channel(REPORT_QUEUE);
     let mut task = Task::new(
         handle.clone(),
         probing,
+        probe_tls,
         args.static_file.clone(),
         flag_services,
         reports_tx,

@@ -19,6 +19,12 @@
 //! decides the endpoint's state: an answer to a check sent before a change
 //! could otherwise undo it.
 //!
+//! A TLS service's endpoints are probed over TLS with the service's SAN
+//! matchers, as gRPC's clients would connect (and with the probe identity
+//! for servers that require one); a handshake failure's cause is the
+//! detail. Without --probe-tls-ca such an endpoint is not ready: a probe
+//! never falls back to plaintext.
+//!
 //! Whenever a session ends (connect failure, broken stream, timeout) the
 //! endpoint is not ready, with a detail saying why, and the task reconnects
 //! after a jittered backoff that grows up to the probe interval. An endpoint
@@ -29,6 +35,8 @@ use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::tls::client::Connector;
+use common::tls::{ClientTls, ServerVerification};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tonic::transport::{Channel, Endpoint};
@@ -39,6 +47,7 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tracing::Instrument as _;
 
 use super::AbortOnDrop;
+use crate::model::{Endpoint as ModelEndpoint, Service, ServiceTls};
 
 /// Shortest wait before reconnecting.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -78,10 +87,37 @@ impl Health {
     }
 }
 
+/// What one prober probes: an address, and the TLS settings of the
+/// service that lists it (`None`: plaintext).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Target {
+    pub(crate) addr: SocketAddr,
+    pub(crate) tls: Option<ServiceTls>,
+}
+
+impl Target {
+    /// The target of `endpoint` of `service`.
+    pub(crate) fn of(service: &Service, endpoint: &ModelEndpoint) -> Self {
+        Self {
+            addr: endpoint.socket_addr(),
+            tls: service.tls.clone(),
+        }
+    }
+}
+
+/// How a prober connects.
+#[derive(Debug, Clone)]
+enum Transport {
+    Plaintext,
+    Tls(ClientTls, ServerVerification),
+    /// A TLS service, but no --probe-tls-ca.
+    TlsWithoutCa,
+}
+
 /// A change of an endpoint's health, from prober `id`.
 #[derive(Debug)]
 pub(crate) struct Report {
-    pub(crate) addr: SocketAddr,
+    pub(crate) target: Target,
     pub(crate) id: u64,
     pub(crate) health: Health,
 }
@@ -89,18 +125,29 @@ pub(crate) struct Report {
 /// Starts probing `addr`; reports go to `reports` tagged with `id`. The
 /// task stops when the returned guard is dropped or `reports` closes.
 pub(crate) fn spawn(
-    addr: SocketAddr,
+    target: Target,
     id: u64,
     config: ProbeConfig,
+    tls: Option<ClientTls>,
     reports: mpsc::Sender<Report>,
 ) -> AbortOnDrop {
+    let addr = target.addr;
+    let transport = match (&target.tls, tls) {
+        (None, _) => Transport::Plaintext,
+        (Some(service), Some(client)) => Transport::Tls(
+            client,
+            ServerVerification::SanMatchers(service.subject_alt_names.clone()),
+        ),
+        (Some(_), None) => Transport::TlsWithoutCa,
+    };
     let reporter = Reporter {
-        addr,
+        target,
         id,
         reports,
         last: Health::starting(),
     };
-    let task = probe(addr, config, reporter).instrument(tracing::info_span!("probe", %addr));
+    let task =
+        probe(addr, config, transport, reporter).instrument(tracing::info_span!("probe", %addr));
     AbortOnDrop::new(tokio::spawn(task))
 }
 
@@ -108,7 +155,7 @@ pub(crate) fn spawn(
 struct Closed;
 
 struct Reporter {
-    addr: SocketAddr,
+    target: Target,
     id: u64,
     reports: mpsc::Sender<Report>,
     last: Health,
@@ -125,7 +172,7 @@ impl Reporter {
         }
         self.last = health.clone();
         let report = Report {
-            addr: self.addr,
+            target: self.target.clone(),
             id: self.id,
             health,
         };
@@ -148,10 +195,15 @@ impl Ended {
     }
 }
 
-async fn probe(addr: SocketAddr, config: ProbeConfig, mut reporter: Reporter) {
+async fn probe(
+    addr: SocketAddr,
+    config: ProbeConfig,
+    transport: Transport,
+    mut reporter: Reporter,
+) {
     let mut backoff = Backoff::new(config.interval);
     loop {
-        let Ok(ended) = session(addr, config, &mut reporter).await else {
+        let Ok(ended) = session(addr, config, &transport, &mut reporter).await else {
             return;
         };
         if reporter
@@ -168,16 +220,43 @@ async fn probe(addr: SocketAddr, config: ProbeConfig, mut reporter: Reporter) {
     }
 }
 
-/// One connection: watch (or poll) until something breaks.
+/// One connection: watch (or poll) until something breaks. A TLS failure
+/// recognised on the connection (in the handshake, or a plaintext
+/// connection answered in TLS) is the detail, whatever broke first above.
 async fn session(
     addr: SocketAddr,
     config: ProbeConfig,
+    transport: &Transport,
     reporter: &mut Reporter,
 ) -> Result<Ended, Closed> {
-    let channel = match connect(addr, config).await {
-        Ok(channel) => channel,
-        Err(detail) => return Ok(Ended::unanswered(detail)),
+    let connector = match transport {
+        Transport::Plaintext => Connector::new(None),
+        Transport::Tls(client, verify) => Connector::new(Some((client.clone(), verify.clone()))),
+        Transport::TlsWithoutCa => {
+            return Ok(Ended::unanswered(
+                "health probe: the service is TLS but no --probe-tls-ca was given; probes \
+                 never fall back to plaintext"
+                    .to_owned(),
+            ));
+        }
     };
+    let note = connector.note();
+    let mut ended = match connect(addr, config, connector).await {
+        Ok(channel) => watch_or_poll(channel, config, reporter).await?,
+        Err(detail) => Ended::unanswered(detail),
+    };
+    if let Some(failure) = note.get() {
+        ended.detail = format!("unreachable: {failure}");
+    }
+    Ok(ended)
+}
+
+/// Watches health on `channel`, or polls it where Watch is unimplemented.
+async fn watch_or_poll(
+    channel: Channel,
+    config: ProbeConfig,
+    reporter: &mut Reporter,
+) -> Result<Ended, Closed> {
     let mut client = HealthClient::new(channel);
     match timeout(config.timeout, client.watch(overall())).await {
         Err(_) => Ok(Ended::unanswered(format!(
@@ -277,13 +356,17 @@ async fn poll_checks(
     }
 }
 
-/// An eagerly connected channel to `addr`, or why there is none.
-async fn connect(addr: SocketAddr, config: ProbeConfig) -> Result<Channel, String> {
+/// An eagerly connected channel to `addr` through `connector` (TCP, then
+/// TLS if configured), or why there is none.
+async fn connect(
+    addr: SocketAddr,
+    config: ProbeConfig,
+    connector: Connector,
+) -> Result<Channel, String> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|error| format!("unreachable: {error}"))?
-        .connect_timeout(config.timeout)
-        .tcp_nodelay(true);
-    match timeout(config.timeout, endpoint.connect()).await {
+        .connect_timeout(config.timeout);
+    match timeout(config.timeout, endpoint.connect_with_connector(connector)).await {
         Err(_) => Err(format!(
             "unreachable: connect timed out after {}",
             humantime::format_duration(config.timeout)

@@ -123,6 +123,7 @@ pub(crate) async fn resolve(
             name: def.name,
             namespace: namespace.to_owned(),
             ports,
+            tls: def.tls,
         };
         service.validate(namespace)?;
         services.push(service);

@@ -4,19 +4,22 @@
 //! A configuration change (a file edit) goes to the store as one full
 //! replacement, in which services that did not change keep their version.
 //! A probe result goes out as an upsert of just the services that list that
-//! endpoint. Probers are keyed by address: a reload that keeps an address
-//! keeps its prober and its last known health; a prober whose address left
-//! the configuration is stopped, and a late report from it is ignored.
+//! endpoint. Probers are keyed by address and TLS settings (a TLS service's
+//! endpoints are probed over TLS, with that service's SAN matchers): a
+//! reload that keeps both keeps its prober and its last known health; a
+//! prober whose target left the configuration is stopped, and a late report
+//! from it is ignored.
 
-use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::AbortOnDrop;
-use super::probe::{self, Health, ProbeConfig, Report};
+use common::tls::ClientTls;
+
+use super::probe::{self, Health, ProbeConfig, Report, Target};
 use super::watch::LoadError;
 use crate::model::{EndpointState, Service};
 use crate::source::{SourceHandle, SourceState};
@@ -35,10 +38,12 @@ pub(crate) struct Task {
     handle: SourceHandle,
     /// `None` when probing is off: every endpoint is ready.
     probing: Option<ProbeConfig>,
+    /// Roots and identity for probing TLS services, if configured.
+    probe_tls: Option<ClientTls>,
     file: Option<PathBuf>,
     flag_services: Vec<Service>,
     file_services: Vec<Service>,
-    probers: HashMap<SocketAddr, Prober>,
+    probers: HashMap<Target, Prober>,
     next_id: u64,
     reports: mpsc::Sender<Report>,
 }
@@ -49,6 +54,7 @@ impl Task {
     pub(crate) fn new(
         handle: SourceHandle,
         probing: Option<ProbeConfig>,
+        probe_tls: Option<ClientTls>,
         file: Option<PathBuf>,
         flag_services: Vec<Service>,
         reports: mpsc::Sender<Report>,
@@ -56,6 +62,7 @@ impl Task {
         Self {
             handle,
             probing,
+            probe_tls,
             file,
             flag_services,
             file_services: Vec::new(),
@@ -78,30 +85,40 @@ impl Task {
     /// service.
     pub(crate) fn apply(&mut self, file_services: Vec<Service>, event: String) {
         self.file_services = file_services;
-        let wanted: BTreeSet<SocketAddr> = self
+        let wanted: HashSet<Target> = self
             .services()
-            .flat_map(|s| s.ports.iter().flat_map(|p| &p.endpoints))
-            .map(|e| e.socket_addr())
+            .flat_map(|s| {
+                s.ports
+                    .iter()
+                    .flat_map(|p| &p.endpoints)
+                    .map(|e| Target::of(s, e))
+            })
             .collect();
-        self.probers.retain(|addr, _| {
-            let keep = wanted.contains(addr);
+        self.probers.retain(|target, _| {
+            let keep = wanted.contains(target);
             if !keep {
-                tracing::debug!(%addr, "endpoint left the configuration: probe stopped");
+                tracing::debug!(addr = %target.addr, "endpoint left the configuration: probe stopped");
             }
             keep
         });
         if let Some(config) = self.probing {
-            for addr in wanted {
-                if !self.probers.contains_key(&addr) {
+            for target in wanted {
+                if !self.probers.contains_key(&target) {
                     self.next_id += 1;
                     let id = self.next_id;
-                    let task = probe::spawn(addr, id, config, self.reports.clone());
+                    let task = probe::spawn(
+                        target.clone(),
+                        id,
+                        config,
+                        self.probe_tls.clone(),
+                        self.reports.clone(),
+                    );
                     let prober = Prober {
                         id,
                         health: Health::starting(),
                         _task: task,
                     };
-                    self.probers.insert(addr, prober);
+                    self.probers.insert(target, prober);
                 }
             }
         }
@@ -146,16 +163,17 @@ impl Task {
     /// Handles a prober's report: updates the services that list its
     /// endpoint.
     pub(crate) fn on_report(&mut self, report: Report) {
-        let Some(prober) = self.probers.get_mut(&report.addr) else {
+        let Some(prober) = self.probers.get_mut(&report.target) else {
             return;
         };
         if prober.id != report.id || prober.health == report.health {
             return;
         }
         prober.health = report.health;
+        let addr = report.target.addr;
         let event = match &prober.health {
-            Health::Ready => format!("endpoint {} ready", report.addr),
-            Health::NotReady(detail) => format!("endpoint {} not ready: {detail}", report.addr),
+            Health::Ready => format!("endpoint {addr} ready"),
+            Health::NotReady(detail) => format!("endpoint {addr} not ready: {detail}"),
         };
         let affected: Vec<Service> = self
             .services()
@@ -163,7 +181,7 @@ impl Task {
                 s.ports
                     .iter()
                     .flat_map(|p| &p.endpoints)
-                    .any(|e| e.socket_addr() == report.addr)
+                    .any(|e| Target::of(s, e) == report.target)
             })
             .map(|s| self.build(s))
             .collect();
@@ -181,13 +199,13 @@ impl Task {
 
     /// `service` with each endpoint's state from its prober.
     fn build(&self, service: &Service) -> Service {
-        let mut service = service.clone();
-        for endpoint in service.ports.iter_mut().flat_map(|p| &mut p.endpoints) {
+        let mut built = service.clone();
+        for endpoint in built.ports.iter_mut().flat_map(|p| &mut p.endpoints) {
             let health = match self.probing {
                 None => Health::Ready,
                 Some(_) => self
                     .probers
-                    .get(&endpoint.socket_addr())
+                    .get(&Target::of(service, endpoint))
                     .map_or_else(Health::starting, |p| p.health.clone()),
             };
             (endpoint.state, endpoint.detail) = match health {
@@ -195,7 +213,7 @@ impl Task {
                 Health::NotReady(detail) => (EndpointState::NotReady, Some(detail)),
             };
         }
-        service
+        built
     }
 
     /// Applies probe reports until every prober has reported once, or for
@@ -206,11 +224,11 @@ impl Task {
         limit: Duration,
     ) {
         let deadline = tokio::time::Instant::now() + limit;
-        let mut waiting: BTreeSet<SocketAddr> = self.probers.keys().copied().collect();
+        let mut waiting: HashSet<Target> = self.probers.keys().cloned().collect();
         while !waiting.is_empty() {
             match tokio::time::timeout_at(deadline, reports.recv()).await {
                 Ok(Some(report)) => {
-                    waiting.remove(&report.addr);
+                    waiting.remove(&report.target);
                     self.on_report(report);
                 }
                 Ok(None) | Err(_) => break,

@@ -43,6 +43,7 @@ fn flag_values_parse() {
                 port: DEFAULT_SERVICE_PORT,
                 endpoints: vec![endpoint("10.0.0.1:8080"), endpoint("localhost:8081")],
             }],
+            tls: None,
         }
     );
     assert_eq!(def.ports[0].endpoints[1].address.host, "localhost");
@@ -427,4 +428,42 @@ fn documented_examples_parse() {
         defs[0].ports[0].endpoints[1].zone.as_deref(),
         Some("zone-a")
     );
+}
+
+#[test]
+fn file_tls_marks_services_with_their_san_matchers() {
+    use crate::model::{SanMatcher, ServiceTls};
+    let text = r#"
+services:
+  - name: plain
+    endpoints: ["10.0.0.1:8080"]
+  - name: secure
+    endpoints: ["10.0.0.2:8080"]
+    tls:
+      subject_alt_names:
+        - greeter.default.svc.cluster.local
+        - exact: other.example
+        - prefix: "spiffe://cluster.local/ns/default/"
+  - name: any-cert
+    endpoints: ["10.0.0.3:8080"]
+    tls: {subject_alt_names: []}
+"#;
+    let defs = config::parse(text).unwrap();
+    assert_eq!(defs[0].tls, None);
+    assert_eq!(
+        defs[1].tls,
+        Some(ServiceTls {
+            subject_alt_names: vec![
+                SanMatcher::Exact("greeter.default.svc.cluster.local".into()),
+                SanMatcher::Exact("other.example".into()),
+                SanMatcher::Prefix("spiffe://cluster.local/ns/default/".into()),
+            ],
+        })
+    );
+    assert_eq!(defs[2].tls, Some(ServiceTls::default()));
+    let error = config::parse(
+        "services: [{name: a, endpoints: [\"10.0.0.1:1\"], tls: {subject_alt_names: [{suffix: x}]}}]",
+    )
+    .expect_err("unknown matcher kind");
+    assert!(error.to_string().contains("tls"), "{error}");
 }

@@ -33,6 +33,11 @@ fn report() -> Report {
             connected_clients: 1,
             services: 1,
             replica: "control-plane-0".into(),
+            transport: "mtls".into(),
+            refusals: Some(pb::Refusals {
+                client_san_not_allowed: 2,
+                ..pb::Refusals::default()
+            }),
         },
         services: vec![pb::Service {
             name: "greeter".into(),

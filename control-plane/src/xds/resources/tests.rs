@@ -23,7 +23,7 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
 
 use super::*;
-use crate::model::{Endpoint, EndpointState, Service, ServicePort};
+use crate::model::{Endpoint, EndpointState, SanMatcher, Service, ServicePort, ServiceTls};
 
 fn decode<T: Message + Name + Default>(any: &Any) -> T {
     assert_eq!(any.type_url, T::type_url());
@@ -48,6 +48,7 @@ fn greeter(endpoints: Vec<Endpoint>) -> Service {
             port: 80,
             endpoints,
         }],
+        tls: None,
     }
 }
 
@@ -258,4 +259,107 @@ fn wildcard_lists_canonical_resources() {
         let names: Vec<_> = resources.wildcard(kind).map(|r| r.name.clone()).collect();
         assert_eq!(names, vec![CLUSTER.to_owned()], "{kind:?}");
     }
+}
+
+#[test]
+#[allow(deprecated)]
+fn a_tls_service_gets_an_upstream_tls_context_in_the_form_grpc_honours() {
+    use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType as SocketConfig;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
+    use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+
+    let naming = Naming {
+        tls_provider_instance: "mesh".into(),
+        ..Naming::new("default")
+    };
+    let plain = ServiceResources::build(&greeter(vec![]), &naming, 1, None);
+    let cluster: Cluster = decode(&plain.get(ResourceType::Cluster, CLUSTER).unwrap().any);
+    assert!(
+        cluster.transport_socket.is_none(),
+        "plaintext has no transport socket"
+    );
+
+    let mut secure = greeter(vec![]);
+    secure.tls = Some(ServiceTls {
+        subject_alt_names: vec![
+            SanMatcher::Exact("greeter.default.svc.cluster.local".into()),
+            SanMatcher::Prefix("spiffe://cluster.local/ns/default/".into()),
+        ],
+    });
+    // Turning TLS on rebuilds the Cluster even though the ports are the same.
+    let resources = ServiceResources::build(&secure, &naming, 2, Some((&greeter(vec![]), &plain)));
+    let resource = resources.get(ResourceType::Cluster, CLUSTER).unwrap();
+    assert_eq!(resource.revision, 2);
+    let cluster: Cluster = decode(&resource.any);
+    assert!(cluster.transport_socket_matches.is_empty());
+    let socket = cluster.transport_socket.expect("a transport socket");
+    assert_eq!(socket.name, "envoy.transport_sockets.tls");
+    let Some(SocketConfig::TypedConfig(any)) = socket.config_type else {
+        panic!("no typed_config");
+    };
+    let context: UpstreamTlsContext = decode(&any);
+    let common = context.common_tls_context.expect("common_tls_context");
+    assert_eq!(
+        common
+            .tls_certificate_provider_instance
+            .expect("identity instance (field 14)")
+            .instance_name,
+        "mesh"
+    );
+    assert!(common.tls_certificates.is_empty() && common.tls_params.is_none());
+    let Some(ValidationContextType::ValidationContext(validation)) = common.validation_context_type
+    else {
+        panic!("no validation_context (field 3)");
+    };
+    assert_eq!(
+        validation
+            .ca_certificate_provider_instance
+            .expect("CA instance (field 13)")
+            .instance_name,
+        "mesh"
+    );
+    assert!(
+        validation.match_typed_subject_alt_names.is_empty(),
+        "grpcio ignores typed matchers: never emitted"
+    );
+    let patterns: Vec<_> = validation
+        .match_subject_alt_names
+        .iter()
+        .map(|m| (m.match_pattern.clone(), m.ignore_case))
+        .collect();
+    assert_eq!(
+        patterns,
+        vec![
+            (
+                Some(MatchPattern::Exact(
+                    "greeter.default.svc.cluster.local".into()
+                )),
+                false
+            ),
+            (
+                Some(MatchPattern::Prefix(
+                    "spiffe://cluster.local/ns/default/".into()
+                )),
+                false
+            ),
+        ]
+    );
+
+    // An empty list: TLS with no SAN matcher (any certificate from the CA).
+    let mut any_san = greeter(vec![]);
+    any_san.tls = Some(ServiceTls::default());
+    let resources = ServiceResources::build(&any_san, &naming, 3, None);
+    let cluster: Cluster = decode(&resources.get(ResourceType::Cluster, CLUSTER).unwrap().any);
+    let Some(SocketConfig::TypedConfig(any)) = cluster.transport_socket.unwrap().config_type else {
+        panic!("no typed_config");
+    };
+    let context: UpstreamTlsContext = decode(&any);
+    let Some(ValidationContextType::ValidationContext(validation)) =
+        context.common_tls_context.unwrap().validation_context_type
+    else {
+        panic!("no validation_context");
+    };
+    assert!(validation.match_subject_alt_names.is_empty());
+    assert!(validation.ca_certificate_provider_instance.is_some());
 }

@@ -42,6 +42,7 @@ fn set(store: &Arc<Store>, name: &str, addrs: &[&str]) {
                 .map(|a| Endpoint::ready(a.parse::<SocketAddr>().unwrap()))
                 .collect(),
         }],
+        tls: None,
     };
     store.source_handle().upsert(service, "test").unwrap();
 }

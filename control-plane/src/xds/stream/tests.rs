@@ -29,6 +29,7 @@ fn set(store: &Arc<Store>, addr: &str) {
             port: 80,
             endpoints: vec![Endpoint::ready(addr.parse::<SocketAddr>().unwrap())],
         }],
+        tls: None,
     };
     store.source_handle().upsert(service, "test").unwrap();
 }
