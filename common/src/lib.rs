@@ -21,7 +21,10 @@ pub mod health;
 pub mod incoming;
 pub mod logging;
 pub mod signal;
-pub mod tls;
+
+/// TLS from reloaded PEM files (the `tls-reload` crate, which the client
+/// library links on its own).
+pub use tls_reload as tls;
 
 /// The machine's host name, or `"unknown"` when it cannot be read.
 ///

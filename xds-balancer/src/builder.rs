@@ -1,17 +1,20 @@
 //! Building a channel: the [`Builder`], the composition root that wires
 //! the shared xDS client, the channel and its pool together.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
 use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
 
 use crate::backoff::Backoff;
-use crate::bootstrap::Bootstrap;
+use crate::bootstrap::{Bootstrap, CertificateProvider};
 use crate::channel::Channel;
 use crate::error::{Error, Result};
 use crate::options::{Config, RetryPolicy};
+use crate::pool::tls::Providers;
 use crate::sniff::Answer;
 use crate::target::Target;
 use crate::xds::client::XdsClient;
@@ -54,6 +57,7 @@ pub struct Builder {
     control_plane: Option<String>,
     bootstrap: Option<BootstrapSource>,
     node_id: Option<String>,
+    certificate_providers: BTreeMap<String, CertificateProvider>,
     config: Config,
 }
 
@@ -66,6 +70,7 @@ impl Builder {
             control_plane: None,
             bootstrap: None,
             node_id: None,
+            certificate_providers: BTreeMap::new(),
             config: Config::default(),
         }
     }
@@ -98,6 +103,21 @@ impl Builder {
     #[must_use]
     pub fn node_id(mut self, id: impl Into<String>) -> Self {
         self.node_id = Some(id.into());
+        self
+    }
+
+    /// Defines a certificate provider instance that TLS Clusters may name
+    /// (as the bootstrap's `certificate_providers` do; this one wins over a
+    /// bootstrap's of the same name). A Cluster's `transport_socket` then
+    /// says which instance gives the client's identity, which the roots,
+    /// and which SANs a server certificate must have.
+    #[must_use]
+    pub fn certificate_provider(
+        mut self,
+        name: impl Into<String>,
+        provider: CertificateProvider,
+    ) -> Self {
+        self.certificate_providers.insert(name.into(), provider);
         self
     }
 
@@ -167,8 +187,9 @@ impl Builder {
         tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let settings = prepared.xds_settings();
         let uri = prepared.control_plane.clone();
-        match XdsClient::connect(settings.clone(), prepared.node.clone()).await {
-            Ok(client) => Channel::start(prepared.target, prepared.config, client),
+        let providers = prepared.providers.clone();
+        match XdsClient::connect(settings.clone(), prepared.node.clone(), providers.names()).await {
+            Ok(client) => Channel::start(prepared.target, prepared.config, client, providers),
             Err(error) if error.not_ads() => Err(Error::NotAds { uri }),
             Err(error) => Err(Error::ControlPlaneUnreachable {
                 reason: diagnose(&settings, &error).await,
@@ -182,18 +203,28 @@ impl Builder {
     pub fn connect_lazy(self) -> Result<Channel> {
         let prepared = self.prepare()?;
         tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let client = XdsClient::lazy(prepared.xds_settings(), prepared.node.clone());
-        Channel::start(prepared.target, prepared.config, client)
+        let providers = prepared.providers.clone();
+        let client = XdsClient::lazy(
+            prepared.xds_settings(),
+            prepared.node.clone(),
+            providers.names(),
+        );
+        Channel::start(prepared.target, prepared.config, client, providers)
     }
 
     fn prepare(self) -> Result<Prepared> {
         let target = Target::parse(&self.target)?;
         let bootstrap = match (&self.control_plane, self.bootstrap) {
-            (Some(_), _) => None,
-            (None, Some(BootstrapSource::File(path))) => Some(Bootstrap::from_file(&path)?),
-            (None, Some(BootstrapSource::Parsed(bootstrap))) => Some(bootstrap),
+            (_, Some(BootstrapSource::File(path))) => Some(Bootstrap::from_file(&path)?),
+            (_, Some(BootstrapSource::Parsed(bootstrap))) => Some(bootstrap),
+            (Some(_), None) => None,
             (None, None) => Bootstrap::from_env()?,
         };
+        let mut providers = bootstrap
+            .as_ref()
+            .map(|b| b.certificate_providers.clone())
+            .unwrap_or_default();
+        providers.extend(self.certificate_providers);
         let control_plane = match (self.control_plane, &bootstrap) {
             (Some(uri), _) => uri,
             (None, Some(bootstrap)) => bootstrap.control_plane.clone(),
@@ -231,6 +262,7 @@ impl Builder {
             target,
             control_plane,
             node,
+            providers: Arc::new(Providers::new(providers)),
             config: self.config,
         })
     }
@@ -307,6 +339,7 @@ pub(crate) struct Prepared {
     pub(crate) target: Target,
     pub(crate) control_plane: String,
     pub(crate) node: Node,
+    pub(crate) providers: Arc<Providers>,
     pub(crate) config: Config,
 }
 

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::options::Config;
 use crate::pool::conn::{ConnSettings, RequestBody};
 use crate::pool::subchannel::PoolSettings;
+use crate::pool::tls::Providers;
 use crate::pool::{self, Core};
 use crate::target::Target;
 use crate::view::{ConnectionState, EndpointSet, ServiceStatus};
@@ -36,7 +37,12 @@ pub struct Channel {
 
 impl Channel {
     /// Subscribes to the target on `client` and starts the pool.
-    pub(crate) fn start(target: Target, config: Config, client: Arc<XdsClient>) -> Result<Self> {
+    pub(crate) fn start(
+        target: Target,
+        config: Config,
+        client: Arc<XdsClient>,
+        providers: Arc<Providers>,
+    ) -> Result<Self> {
         tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let name: Arc<str> = target.name().into();
         // A named port ("greeter:grpc") is not a valid authority; the host
@@ -58,6 +64,7 @@ impl Channel {
             backoff: config.endpoint_backoff,
             health_service: config.health_check.clone(),
             authority: authority.clone(),
+            providers,
         });
         pool::spawn(
             core.clone(),

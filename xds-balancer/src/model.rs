@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tls_reload::SanMatcher;
+
 /// An endpoint (a pod) of the target service, as the control plane
 /// describes it.
 #[non_exhaustive]
@@ -66,6 +68,8 @@ pub(crate) enum Resolution {
         cluster: String,
         /// Its endpoints, in the control plane's order.
         endpoints: Arc<[Endpoint]>,
+        /// TLS to them, when the Cluster asks for it.
+        tls: Option<Arc<UpstreamTls>>,
     },
 }
 
@@ -81,126 +85,7 @@ pub(crate) struct UpstreamTls {
     pub(crate) roots: String,
     /// A server certificate must have a SAN one of these accepts; an empty
     /// list accepts any certificate that chains to the roots.
-    pub(crate) san_matchers: Vec<SanMatch>,
+    pub(crate) san_matchers: Vec<SanMatcher>,
     /// The server name to send (SNI), when the Cluster sets one.
     pub(crate) sni: Option<String>,
-}
-
-/// One SAN matcher of a Cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct SanMatch {
-    pub(crate) pattern: SanPattern,
-    pub(crate) ignore_case: bool,
-}
-
-/// How a SAN is compared.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum SanPattern {
-    /// The whole SAN, by DNS rules: case-insensitive, and a certificate's
-    /// `*.example.com` covers `a.example.com` (as gRPC's clients compare).
-    Exact(String),
-    /// The SAN starts with this.
-    Prefix(String),
-    /// The SAN ends with this.
-    Suffix(String),
-    /// The SAN contains this.
-    Contains(String),
-}
-
-impl SanMatch {
-    /// Whether the certificate SAN `san` satisfies this matcher.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "used by the pool's TLS connector")
-    )]
-    pub(crate) fn matches(&self, san: &str) -> bool {
-        let fold = |s: &str| {
-            if self.ignore_case {
-                s.to_ascii_lowercase()
-            } else {
-                s.to_owned()
-            }
-        };
-        match &self.pattern {
-            SanPattern::Exact(expected) => {
-                san.eq_ignore_ascii_case(expected) || wildcard_covers(san, expected)
-            }
-            SanPattern::Prefix(prefix) => fold(san).starts_with(&fold(prefix)),
-            SanPattern::Suffix(suffix) => fold(san).ends_with(&fold(suffix)),
-            SanPattern::Contains(part) => fold(san).contains(&fold(part)),
-        }
-    }
-}
-
-impl std::fmt::Display for SanMatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (kind, value) = match &self.pattern {
-            SanPattern::Exact(v) => ("exact", v),
-            SanPattern::Prefix(v) => ("prefix", v),
-            SanPattern::Suffix(v) => ("suffix", v),
-            SanPattern::Contains(v) => ("contains", v),
-        };
-        write!(f, "{kind} {value:?}")?;
-        if self.ignore_case {
-            f.write_str(" (any case)")?;
-        }
-        Ok(())
-    }
-}
-
-/// Whether a certificate's wildcard SAN (`*.example.com`) covers `name`
-/// (`a.example.com`: one label).
-fn wildcard_covers(cert_san: &str, name: &str) -> bool {
-    let Some(suffix) = cert_san.strip_prefix("*.") else {
-        return false;
-    };
-    match name.split_once('.') {
-        Some((label, rest)) => !label.is_empty() && rest.eq_ignore_ascii_case(suffix),
-        None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn matcher(pattern: SanPattern, ignore_case: bool) -> SanMatch {
-        SanMatch {
-            pattern,
-            ignore_case,
-        }
-    }
-
-    #[test]
-    fn san_matchers_compare_as_grpc_does() {
-        let exact = matcher(
-            SanPattern::Exact("greeter.bars.svc.cluster.local".into()),
-            false,
-        );
-        assert!(
-            exact.matches("Greeter.Bars.svc.cluster.local"),
-            "DNS rules: any case"
-        );
-        assert!(
-            exact.matches("*.bars.svc.cluster.local"),
-            "a wildcard certificate"
-        );
-        assert!(!exact.matches("*.svc.cluster.local"), "one label only");
-        assert!(!exact.matches("other.bars.svc.cluster.local"));
-        let prefix = matcher(
-            SanPattern::Prefix("spiffe://cluster.local/ns/bars/".into()),
-            false,
-        );
-        assert!(prefix.matches("spiffe://cluster.local/ns/bars/sa/greeter"));
-        assert!(!prefix.matches("SPIFFE://cluster.local/ns/bars/sa/greeter"));
-        let any_case = matcher(SanPattern::Prefix("SPIFFE://".into()), true);
-        assert!(any_case.matches("spiffe://cluster.local/ns/bars/sa/greeter"));
-        let suffix = matcher(SanPattern::Suffix("/sa/greeter".into()), false);
-        assert!(suffix.matches("spiffe://cluster.local/ns/bars/sa/greeter"));
-        assert!(!suffix.matches("spiffe://cluster.local/ns/bars/sa/other"));
-        let contains = matcher(SanPattern::Contains("/ns/bars/".into()), false);
-        assert!(contains.matches("spiffe://cluster.local/ns/bars/sa/greeter"));
-        assert!(!contains.matches("spiffe://cluster.local/ns/foo/sa/greeter"));
-        assert_eq!(any_case.to_string(), "prefix \"SPIFFE://\" (any case)");
-    }
 }

@@ -317,17 +317,7 @@ pub(crate) fn upstream_tls_context(
         instance_name: provider_instance.to_owned(),
         certificate_name: String::new(),
     };
-    let matchers = tls
-        .subject_alt_names
-        .iter()
-        .map(|matcher| StringMatcher {
-            match_pattern: Some(match matcher {
-                SanMatcher::Exact(value) => MatchPattern::Exact(value.clone()),
-                SanMatcher::Prefix(prefix) => MatchPattern::Prefix(prefix.clone()),
-            }),
-            ignore_case: false,
-        })
-        .collect();
+    let matchers = tls.subject_alt_names.iter().map(string_matcher).collect();
     UpstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             tls_certificate_provider_instance: Some(instance()),
@@ -412,3 +402,23 @@ fn assignment(cluster_name: &str, port: &ServicePort, revision: u64) -> Resource
 
 #[cfg(test)]
 mod tests;
+
+/// One SAN matcher as an xDS `StringMatcher`.
+fn string_matcher(matcher: &SanMatcher) -> StringMatcher {
+    let (pattern, ignore_case) = match matcher {
+        SanMatcher::IgnoreCase(inner) => (inner.as_ref(), true),
+        other => (other, false),
+    };
+    let match_pattern = match pattern {
+        SanMatcher::Exact(value) => MatchPattern::Exact(value.clone()),
+        SanMatcher::Prefix(value) => MatchPattern::Prefix(value.clone()),
+        SanMatcher::Suffix(value) => MatchPattern::Suffix(value.clone()),
+        SanMatcher::Contains(value) => MatchPattern::Contains(value.clone()),
+        // `ignoring_case` never nests.
+        SanMatcher::IgnoreCase(inner) => return string_matcher(inner),
+    };
+    StringMatcher {
+        match_pattern: Some(match_pattern),
+        ignore_case,
+    }
+}

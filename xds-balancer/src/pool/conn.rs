@@ -46,6 +46,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use tonic::{Code, Status};
 
+use tls_reload::client::{HandshakeFailure, Note, Observed, establish};
+
+use super::tls::EndpointTls;
 use crate::error::error_chain;
 use crate::frames::{FrameEvent, FrameReader};
 use crate::model::label;
@@ -88,6 +91,17 @@ pub(crate) enum ConnectError {
     /// The server closed the connection before sending its SETTINGS.
     #[error("{endpoint} closed the connection before its HTTP/2 SETTINGS (not an HTTP/2 server?)")]
     ClosedEarly { endpoint: String },
+    /// TLS failed, for the reason named (unknown CA, SAN mismatch, expired,
+    /// client certificate required, not a TLS port, ...).
+    #[error("connect to {endpoint} failed: {failure}")]
+    Tls {
+        endpoint: String,
+        failure: HandshakeFailure,
+    },
+    /// The Cluster asks for TLS this client cannot set up (a certificate
+    /// provider without the files it needs, files that do not load).
+    #[error("connect to {endpoint} failed: TLS cannot be set up: {reason}")]
+    TlsSettings { endpoint: String, reason: String },
 }
 
 /// The server's HTTP/2 SETTINGS arrived.
@@ -173,10 +187,11 @@ impl ConnSignals {
     }
 }
 
-/// The TCP stream, with the server's frames watched on the way in.
+/// The connection (TCP, or TLS over TCP), with the server's frames watched
+/// on the way in.
 #[derive(Debug)]
 pub(crate) struct SniffIo {
-    stream: TcpStream,
+    stream: Observed,
     reader: FrameReader,
     signals: Arc<ConnSignals>,
 }
@@ -226,18 +241,6 @@ impl AsyncWrite for SniffIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -459,6 +462,7 @@ pub(crate) async fn connect(
     addr: SocketAddr,
     hostname: Arc<str>,
     settings: &ConnSettings,
+    tls: Option<&EndpointTls>,
 ) -> Result<(Arc<ConnHandle>, Driver), ConnectError> {
     let endpoint = || label(&hostname, addr);
     let deadline = tokio::time::Instant::now() + settings.connect_timeout;
@@ -476,6 +480,20 @@ pub(crate) async fn connect(
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%error, %addr, "could not set TCP_NODELAY");
     }
+    let note = Note::default();
+    let stream = tokio::time::timeout_at(deadline, establish(stream, tls, note.clone()))
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(|failure| ConnectError::Tls {
+            endpoint: endpoint(),
+            failure,
+        })?;
+    let tls_failure = || {
+        note.get().map(|failure| ConnectError::Tls {
+            endpoint: endpoint(),
+            failure,
+        })
+    };
     let signals = Arc::new(ConnSignals::default());
     let io = SniffIo {
         stream,
@@ -491,9 +509,11 @@ pub(crate) async fn connect(
     let (sender, driver) = tokio::time::timeout_at(deadline, builder.handshake(TokioIo::new(io)))
         .await
         .map_err(|_| timed_out())?
-        .map_err(|source| ConnectError::Handshake {
-            endpoint: endpoint(),
-            source,
+        .map_err(|source| {
+            tls_failure().unwrap_or_else(|| ConnectError::Handshake {
+                endpoint: endpoint(),
+                source,
+            })
         })?;
     // hyper's own task reads the socket; the SETTINGS frame shows up in the
     // signals. The driver must stay alive meanwhile (dropping it closes).
@@ -504,9 +524,9 @@ pub(crate) async fn connect(
     .await
     .map_err(|_| timed_out())?;
     if signals.flags.load(Ordering::Acquire) & SETTINGS_SEEN == 0 {
-        return Err(ConnectError::ClosedEarly {
+        return Err(tls_failure().unwrap_or_else(|| ConnectError::ClosedEarly {
             endpoint: endpoint(),
-        });
+        }));
     }
     let (queue, queued) = mpsc::unbounded_channel();
     tokio::spawn(dispatch(sender.clone(), queued));

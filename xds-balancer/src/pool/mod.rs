@@ -28,12 +28,14 @@
 //!   `conn`: the HTTP/2 connection on hyper; `health`: client-side health
 //!   checks.
 //! - `picker`: the lock-free round-robin pick over the published snapshot.
+//! - `tls`: the certificate providers TLS Clusters name.
 
 pub(crate) mod conn;
 mod health;
 pub(crate) mod picker;
 pub(crate) mod reconcile;
 pub(crate) mod subchannel;
+pub(crate) mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;

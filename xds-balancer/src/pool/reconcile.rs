@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::subchannel::Spec;
-use crate::model::{Endpoint, EndpointHealth, Resolution};
+use crate::model::{Endpoint, EndpointHealth, Resolution, UpstreamTls};
 use crate::view::{ConnectionState, EndpointState, ServiceStatus};
 use crate::why::Counts;
 
@@ -100,6 +100,8 @@ pub(crate) struct Reconciler<C> {
     hold: Hold,
     /// Whether the last published `ready` was empty.
     published_empty: bool,
+    /// TLS to the endpoints, as the current Cluster says.
+    tls: Option<Arc<UpstreamTls>>,
 }
 
 impl<C: Clone> Reconciler<C> {
@@ -114,6 +116,7 @@ impl<C: Clone> Reconciler<C> {
             last_connect_error: None,
             hold: Hold::Off,
             published_empty: true,
+            tls: None,
         }
     }
 
@@ -126,11 +129,34 @@ impl<C: Clone> Reconciler<C> {
     ///   when the service is deleted or unusable, all are retired.
     pub(crate) fn on_resolution(&mut self, resolution: &Resolution) -> Vec<Command<C>> {
         match resolution {
-            Resolution::Endpoints { cluster, endpoints } => {
+            Resolution::Endpoints {
+                cluster,
+                endpoints,
+                tls,
+            } => {
                 self.service = ServiceStatus::Resolved {
                     cluster: cluster.clone(),
                 };
-                self.reconcile(endpoints)
+                let mut commands = Vec::new();
+                if *tls != self.tls {
+                    // Other TLS settings: every connection is made anew.
+                    self.tls = tls.clone();
+                    for entry in &mut self.entries {
+                        if let Some(sub) = entry.sub.take() {
+                            let command = Command::Retire {
+                                id: sub.id,
+                                conn: sub.conn.clone(),
+                            };
+                            let mut sub = sub;
+                            sub.conn = None;
+                            sub.state = ConnectionState::Closing;
+                            self.closing.push(sub);
+                            commands.push(command);
+                        }
+                    }
+                }
+                commands.extend(self.reconcile(endpoints));
+                commands
             }
             Resolution::Waiting(what) => {
                 self.service = ServiceStatus::Waiting(what.clone());
@@ -204,6 +230,7 @@ impl<C: Clone> Reconciler<C> {
             id: self.next_id,
             addr: endpoint.addr,
             hostname: hostname.clone(),
+            tls: self.tls.clone(),
         };
         let sub = Sub {
             id: self.next_id,
@@ -393,6 +420,7 @@ mod tests {
                 .map(|(port, health)| endpoint(*port, *health))
                 .collect::<Vec<_>>()
                 .into(),
+            tls: None,
         }
     }
 
@@ -514,6 +542,7 @@ mod tests {
         let commands = r.on_resolution(&Resolution::Endpoints {
             cluster: "greeter".into(),
             endpoints: vec![moved].into(),
+            tls: None,
         });
         assert_eq!(retired(&commands), [(1, Some(1))]);
         assert_eq!(started(&commands), [(2, 1)]);
@@ -612,6 +641,41 @@ mod tests {
         assert_eq!(
             published.endpoints[0].last_error, None,
             "cleared once connected"
+        );
+    }
+
+    #[test]
+    fn other_tls_settings_make_every_connection_anew() {
+        let mut r = connected(&[1, 2]);
+        let with_tls = |tls| match resolved(&[(1, Healthy), (2, Healthy)]) {
+            Resolution::Endpoints {
+                cluster, endpoints, ..
+            } => Resolution::Endpoints {
+                cluster,
+                endpoints,
+                tls,
+            },
+            other => other,
+        };
+        let tls = Arc::new(UpstreamTls {
+            identity: Some("default".into()),
+            roots: "default".into(),
+            san_matchers: Vec::new(),
+            sni: None,
+        });
+        let commands = r.on_resolution(&with_tls(Some(tls.clone())));
+        assert_eq!(retired(&commands), [(1, Some(1)), (2, Some(2))]);
+        let specs: Vec<_> = commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Start(spec) => Some((spec.addr.port(), spec.tls.clone())),
+                Command::Retire { .. } => None,
+            })
+            .collect();
+        assert_eq!(specs, [(1, Some(tls.clone())), (2, Some(tls.clone()))]);
+        assert!(
+            r.on_resolution(&with_tls(Some(tls))).is_empty(),
+            "the same settings keep the connections"
         );
     }
 }

@@ -18,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, ConnHandle, ConnSettings, Driver};
 use super::health::{Health, HealthWatch};
+use super::tls::Providers;
 use crate::backoff::{Backoff, BackoffState};
-use crate::model::label;
+use crate::model::{UpstreamTls, label};
 use crate::view::ConnectionState;
 
 /// A connection that lived at least this long was healthy: the next one is
@@ -35,6 +36,8 @@ pub(crate) struct PoolSettings {
     pub(crate) health_service: Option<String>,
     /// `:authority` of requests.
     pub(crate) authority: Authority,
+    /// Certificate providers, for endpoints of TLS Clusters.
+    pub(crate) providers: Arc<Providers>,
 }
 
 /// A report from a subchannel task.
@@ -59,6 +62,8 @@ pub(crate) struct Spec {
     pub(crate) id: u64,
     pub(crate) addr: SocketAddr,
     pub(crate) hostname: Arc<str>,
+    /// TLS to the endpoint, as its Cluster says; `None`: plaintext (h2c).
+    pub(crate) tls: Option<Arc<UpstreamTls>>,
 }
 
 /// Starts the task for `spec`; cancel `retire` to close it.
@@ -105,10 +110,20 @@ impl Subchannel {
         let mut backoff = BackoffState::new(self.settings.backoff);
         loop {
             self.report(ConnectionState::Connecting, None, None);
-            let attempt = tokio::select! {
-                biased;
-                () = retire.cancelled() => break,
-                attempt = conn::connect(self.spec.addr, self.spec.hostname.clone(), &self.settings.conn) => attempt,
+            let tls = match &self.spec.tls {
+                None => Ok(None),
+                Some(upstream) => self.settings.providers.client(upstream).map(Some),
+            };
+            let attempt = match tls {
+                Ok(tls) => tokio::select! {
+                    biased;
+                    () = retire.cancelled() => break,
+                    attempt = conn::connect(self.spec.addr, self.spec.hostname.clone(), &self.settings.conn, tls.as_ref()) => attempt,
+                },
+                Err(reason) => Err(conn::ConnectError::TlsSettings {
+                    endpoint: endpoint.clone(),
+                    reason,
+                }),
             };
             let (handle, driver) = match attempt {
                 Ok(established) => established,

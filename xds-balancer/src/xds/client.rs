@@ -7,7 +7,7 @@
 //! clients weakly, keyed by control plane address and node id, so a channel
 //! built later reuses a live client and a new one starts only when none is.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -20,8 +20,9 @@ use super::task::{self, Command, ConnectError, TaskSettings};
 use crate::model::Resolution;
 use crate::view::ControlPlaneStatus;
 
-/// What identifies a shared client: the control plane and who we are to it.
-type Key = (String, String);
+/// What identifies a shared client: the control plane, who we are to it,
+/// and the certificate provider instances its Clusters may name.
+type Key = (String, String, Vec<String>);
 
 /// The live clients of this process.
 fn registry() -> &'static Mutex<HashMap<Key, Weak<XdsClient>>> {
@@ -55,22 +56,35 @@ impl XdsClient {
     pub(crate) async fn connect(
         settings: TaskSettings,
         node: Node,
+        providers: BTreeSet<String>,
     ) -> Result<Arc<XdsClient>, ConnectError> {
-        let key = (settings.uri.clone(), node.id.clone());
+        let key = (
+            settings.uri.clone(),
+            node.id.clone(),
+            providers.iter().cloned().collect(),
+        );
         if let Some(client) = Self::existing(&key) {
             return Ok(client);
         }
         let first = task::open(&settings).await?;
-        Ok(Self::start(key, settings, node, Some(first)))
+        Ok(Self::start(key, settings, node, providers, Some(first)))
     }
 
     /// The shared client for `settings` and `node`, started without waiting
     /// for the control plane when there is none.
-    pub(crate) fn lazy(settings: TaskSettings, node: Node) -> Arc<XdsClient> {
-        let key = (settings.uri.clone(), node.id.clone());
+    pub(crate) fn lazy(
+        settings: TaskSettings,
+        node: Node,
+        providers: BTreeSet<String>,
+    ) -> Arc<XdsClient> {
+        let key = (
+            settings.uri.clone(),
+            node.id.clone(),
+            providers.iter().cloned().collect(),
+        );
         match Self::existing(&key) {
             Some(client) => client,
-            None => Self::start(key, settings, node, None),
+            None => Self::start(key, settings, node, providers, None),
         }
     }
 
@@ -78,6 +92,7 @@ impl XdsClient {
         key: Key,
         settings: TaskSettings,
         node: Node,
+        providers: BTreeSet<String>,
         first: Option<task::AdsStream>,
     ) -> Arc<XdsClient> {
         let mut clients = registry().lock().expect("xDS client registry");
@@ -94,7 +109,7 @@ impl XdsClient {
         let (status_tx, status_rx) = watch::channel(ControlPlaneStatus::new(&settings.uri));
         let stop = CancellationToken::new();
         task::spawn(
-            AdsState::new(node),
+            AdsState::new(node).with_certificate_providers(Arc::new(providers)),
             settings,
             first,
             commands_rx,
@@ -194,7 +209,7 @@ mod tests {
         let a = SocketAddr::from(([127, 0, 0, 1], 1001));
         let b = SocketAddr::from(([127, 0, 0, 1], 1002));
         fake.set_endpoints("greeter", &[(a, Health::Healthy, "a")]);
-        let client = XdsClient::connect(settings(fake.uri()), Node::default())
+        let client = XdsClient::connect(settings(fake.uri()), Node::default(), BTreeSet::new())
             .await
             .expect("connect");
         let mut subscription = client.subscribe("greeter");

@@ -92,13 +92,7 @@ impl AdsState {
         }
     }
 
-    /// The certificate provider instances TLS Clusters may name. Until the
-    /// pool connects over TLS no channel passes any, so every TLS Cluster is
-    /// refused rather than dialled in plaintext.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "wired with the pool's TLS connector")
-    )]
+    /// The certificate provider instances TLS Clusters may name.
     pub(crate) fn with_certificate_providers(mut self, names: Arc<BTreeSet<String>>) -> Self {
         self.providers = names;
         self
@@ -278,6 +272,7 @@ impl AdsState {
             Some(endpoints) => Resolution::Endpoints {
                 cluster: cluster.to_owned(),
                 endpoints: endpoints.clone().into(),
+                tls: info.tls.clone(),
             },
             None => Resolution::Waiting(format!("endpoints of cluster {cluster:?}")),
         }

@@ -423,7 +423,11 @@ impl Task {
 
 fn log_resolution(target: &str, resolution: &Resolution) {
     match resolution {
-        Resolution::Endpoints { cluster, endpoints } => {
+        Resolution::Endpoints {
+            cluster,
+            endpoints,
+            tls,
+        } => {
             let count = |health| endpoints.iter().filter(|e| e.health == health).count();
             tracing::info!(
                 target,
@@ -431,6 +435,7 @@ fn log_resolution(target: &str, resolution: &Resolution) {
                 healthy = count(EndpointHealth::Healthy),
                 draining = count(EndpointHealth::Draining),
                 not_ready = count(EndpointHealth::NotReady),
+                tls = tls.is_some(),
                 "endpoints updated"
             );
         }

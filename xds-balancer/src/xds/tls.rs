@@ -20,7 +20,9 @@ use envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher;
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use prost::Message;
 
-use crate::model::{SanMatch, SanPattern, UpstreamTls};
+use tls_reload::SanMatcher;
+
+use crate::model::UpstreamTls;
 
 /// Type URL of `UpstreamTlsContext`, the only transport socket supported.
 pub(crate) const UPSTREAM_TLS_CONTEXT: &str =
@@ -151,12 +153,12 @@ fn check_validation(validation: &CertificateValidationContext) -> Result<(), Str
     Ok(())
 }
 
-fn san_match(matcher: &StringMatcher) -> Result<SanMatch, String> {
+fn san_match(matcher: &StringMatcher) -> Result<SanMatcher, String> {
     let pattern = match &matcher.match_pattern {
-        Some(MatchPattern::Exact(value)) => SanPattern::Exact(value.clone()),
-        Some(MatchPattern::Prefix(value)) => SanPattern::Prefix(value.clone()),
-        Some(MatchPattern::Suffix(value)) => SanPattern::Suffix(value.clone()),
-        Some(MatchPattern::Contains(value)) => SanPattern::Contains(value.clone()),
+        Some(MatchPattern::Exact(value)) => SanMatcher::Exact(value.clone()),
+        Some(MatchPattern::Prefix(value)) => SanMatcher::Prefix(value.clone()),
+        Some(MatchPattern::Suffix(value)) => SanMatcher::Suffix(value.clone()),
+        Some(MatchPattern::Contains(value)) => SanMatcher::Contains(value.clone()),
         Some(MatchPattern::SafeRegex(_)) => {
             return Err("match_subject_alt_names: regex matchers are not supported".into());
         }
@@ -164,8 +166,10 @@ fn san_match(matcher: &StringMatcher) -> Result<SanMatch, String> {
             return Err("match_subject_alt_names: a matcher without a pattern".into());
         }
     };
-    Ok(SanMatch {
-        pattern,
-        ignore_case: matcher.ignore_case,
+    // `exact` follows DNS rules, case-insensitive already (as gRPC does).
+    Ok(if matcher.ignore_case {
+        SanMatcher::ignoring_case(pattern)
+    } else {
+        pattern
     })
 }

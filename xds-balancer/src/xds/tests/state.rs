@@ -192,7 +192,10 @@ fn follows_the_chain_acking_each_step() {
     ));
     assert_eq!(outcome.requests.len(), 1, "only the ACK");
     assert_eq!(outcome.requests[0].version_info, "v7");
-    let Resolution::Endpoints { cluster, endpoints } = s.resolution("greeter") else {
+    let Resolution::Endpoints {
+        cluster, endpoints, ..
+    } = s.resolution("greeter")
+    else {
         panic!("not resolved: {:?}", s.resolution("greeter"));
     };
     assert_eq!(cluster, "c1");

@@ -1,6 +1,8 @@
 //! TLS for the project's servers and clients: rustls with the `ring`
 //! provider (the one kube's client already uses), certificates and keys from
-//! PEM files that are re-read when they change.
+//! PEM files that are re-read when they change. The servers reach it as
+//! `common::tls`; the client library links it directly (it needs nothing
+//! else of `common`).
 //!
 //! # Design notes
 //!
@@ -38,6 +40,22 @@ use rustls::crypto::CryptoProvider;
 pub use self::client::{ClientTls, ClientTlsFiles, ServerVerification};
 pub use self::identity::{PeerIdentity, SanMatcher};
 pub use self::server::{ServerTls, ServerTlsFiles};
+
+/// An error and its sources, as one line (a cause already in the text is
+/// not repeated).
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
 
 /// The ALPN protocol every TLS connection here negotiates.
 pub const ALPN_H2: &[u8] = b"h2";

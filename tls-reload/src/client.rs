@@ -192,7 +192,7 @@ impl ClientTls {
     ) -> Result<TlsStream<TcpStream>, HandshakeFailure> {
         let config = self
             .config(verify)
-            .map_err(|error| HandshakeFailure::Other(crate::error::chain(&error)))?;
+            .map_err(|error| HandshakeFailure::Other(crate::error_chain(&error)))?;
         let name = match verify {
             ServerVerification::Hostname(host) => {
                 ServerName::try_from(host.clone()).map_err(|error| {
@@ -629,22 +629,37 @@ impl tower::Service<Uri> for Connector {
             let port = uri.port_u16().unwrap_or(80);
             let tcp = TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
-            let (stream, has_identity) = match tls {
-                None => (ClientStream::Plain(tcp), false),
-                Some((tls, verify)) => match tls.handshake(tcp, &verify).await {
-                    Ok(stream) => (ClientStream::Tls(Box::new(stream)), tls.has_identity()),
-                    Err(failure) => {
-                        note.set(failure.clone());
-                        return Err(io::Error::other(failure));
-                    }
-                },
-            };
-            Ok(TokioIo::new(Observed {
-                stream,
-                note,
-                has_identity,
-                first_read: false,
-            }))
+            match establish(tcp, tls.as_ref(), note.clone()).await {
+                Ok(stream) => Ok(TokioIo::new(stream)),
+                Err(failure) => {
+                    note.set(failure.clone());
+                    Err(io::Error::other(failure))
+                }
+            }
         })
     }
+}
+
+/// Runs the TLS handshake over `tcp` when `tls` says so (plaintext
+/// otherwise); failures that surface later on the connection (a client
+/// certificate refused after a TLS 1.3 handshake, a TLS answer to
+/// plaintext) are written to `note`.
+pub async fn establish(
+    tcp: TcpStream,
+    tls: Option<&(ClientTls, ServerVerification)>,
+    note: Note,
+) -> Result<Observed, HandshakeFailure> {
+    let (stream, has_identity) = match tls {
+        None => (ClientStream::Plain(tcp), false),
+        Some((tls, verify)) => {
+            let stream = tls.handshake(tcp, verify).await?;
+            (ClientStream::Tls(Box::new(stream)), tls.has_identity())
+        }
+    };
+    Ok(Observed {
+        stream,
+        note,
+        has_identity,
+        first_read: false,
+    })
 }

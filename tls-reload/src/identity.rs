@@ -68,6 +68,13 @@ pub enum SanMatcher {
     Exact(String),
     /// The SAN starts with this (case-sensitive).
     Prefix(String),
+    /// The SAN ends with this (case-sensitive).
+    Suffix(String),
+    /// The SAN contains this (case-sensitive).
+    Contains(String),
+    /// The inner matcher, comparing ASCII case-insensitively (build it with
+    /// [`SanMatcher::ignoring_case`]).
+    IgnoreCase(Box<SanMatcher>),
 }
 
 impl SanMatcher {
@@ -80,6 +87,18 @@ impl SanMatcher {
         }
     }
 
+    /// `matcher`, comparing ASCII case-insensitively (xDS `ignore_case`).
+    pub fn ignoring_case(matcher: SanMatcher) -> Self {
+        let lower = |value: String| value.to_ascii_lowercase();
+        Self::IgnoreCase(Box::new(match matcher {
+            Self::Exact(value) => Self::Exact(lower(value)),
+            Self::Prefix(value) => Self::Prefix(lower(value)),
+            Self::Suffix(value) => Self::Suffix(lower(value)),
+            Self::Contains(value) => Self::Contains(lower(value)),
+            Self::IgnoreCase(inner) => return Self::IgnoreCase(inner),
+        }))
+    }
+
     /// Whether `san` satisfies this rule.
     pub fn matches(&self, san: &str) -> bool {
         match self {
@@ -87,6 +106,9 @@ impl SanMatcher {
                 san.eq_ignore_ascii_case(expected) || wildcard_covers(san, expected)
             }
             Self::Prefix(prefix) => san.starts_with(prefix.as_str()),
+            Self::Suffix(suffix) => san.ends_with(suffix.as_str()),
+            Self::Contains(part) => san.contains(part.as_str()),
+            Self::IgnoreCase(inner) => inner.matches(&san.to_ascii_lowercase()),
         }
     }
 
@@ -105,6 +127,9 @@ impl fmt::Display for SanMatcher {
         match self {
             Self::Exact(value) => write!(f, "{value}"),
             Self::Prefix(prefix) => write!(f, "{prefix}*"),
+            Self::Suffix(suffix) => write!(f, "*{suffix}"),
+            Self::Contains(part) => write!(f, "*{part}*"),
+            Self::IgnoreCase(inner) => write!(f, "{inner} (any case)"),
         }
     }
 }
@@ -140,6 +165,21 @@ mod tests {
         assert!(!exact.matches("other.bars.svc.cluster.local"));
         assert!(!exact.matches("*.svc.cluster.local"));
         assert_eq!(spiffe.to_string(), "spiffe://cluster.local/ns/team-a/*");
+    }
+
+    #[test]
+    fn suffix_contains_and_any_case_as_xds_string_matchers() {
+        let san = "spiffe://cluster.local/ns/bars/sa/greeter";
+        assert!(SanMatcher::Suffix("/sa/greeter".into()).matches(san));
+        assert!(!SanMatcher::Suffix("/sa/other".into()).matches(san));
+        assert!(SanMatcher::Contains("/ns/bars/".into()).matches(san));
+        assert!(!SanMatcher::Contains("/ns/foo/".into()).matches(san));
+        assert!(!SanMatcher::Prefix("SPIFFE://".into()).matches(san));
+        let any_case = SanMatcher::ignoring_case(SanMatcher::Prefix("SPIFFE://".into()));
+        assert!(any_case.matches(san));
+        assert!(any_case.matches("Spiffe://x"));
+        assert_eq!(any_case.to_string(), "spiffe://* (any case)");
+        assert_eq!(SanMatcher::Contains("/ns/".into()).to_string(), "*/ns/*");
     }
 
     #[test]

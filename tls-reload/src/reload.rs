@@ -131,7 +131,7 @@ async fn watch_files<T, F>(
         let contents = match read_all(&files) {
             Ok(contents) => contents,
             Err(error) => {
-                let text = crate::error::chain(&error);
+                let text = crate::error_chain(&error);
                 if last_error.as_ref() != Some(&text) {
                     tracing::error!(
                         error = text,
@@ -154,7 +154,7 @@ async fn watch_files<T, F>(
                 tracing::info!(files = ?paths, "TLS files changed: new connections use them");
             }
             Err(error) => {
-                let text = crate::error::chain(&error);
+                let text = crate::error_chain(&error);
                 tracing::error!(
                     error = text,
                     "TLS files changed but cannot be used; keeping the last good ones"

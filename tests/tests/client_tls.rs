@@ -1,0 +1,245 @@
+//! Our client over TLS to its endpoints, with the settings coming from the
+//! control plane's Cluster (gRPC A29) and the certificates from certificate
+//! providers: greeter-servers that require client certificates, the real
+//! control plane serving them as a TLS service, and handshake failures
+//! that name their cause.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use proto::greet::HelloRequest;
+use proto::greet::greeter_client::GreeterClient;
+use serde_json::json;
+use tests::certs::{Ca, Leaf, TlsDir};
+use tests::static_file::StaticFile;
+use tests::{Process, bounded};
+use tonic::Code;
+use xds_balancer::{Builder, CertificateProvider, Channel};
+
+const LIMIT: Duration = Duration::from_secs(90);
+const BACKENDS: [&str; 3] = ["tls-a", "tls-b", "tls-c"];
+/// The servers' SAN, as a cert-manager Certificate for the Service has it.
+const SERVER_SAN: &str = "greeter.default.svc.cluster.local";
+
+/// Three greeter-servers requiring client certificates from `ca`, with
+/// certificates for `SERVER_SAN`; their addresses.
+async fn mtls_greeters(dir: &TlsDir, ca: &Ca) -> Vec<(Process, SocketAddr)> {
+    dir.write("ca.crt", &ca.pem());
+    dir.write_identity("server", &ca.issue(&Leaf::new(&[SERVER_SAN], 10)));
+    let (cert, key, client_ca) = (
+        dir.arg("server.crt"),
+        dir.arg("server.key"),
+        dir.arg("ca.crt"),
+    );
+    let mut greeters = Vec::new();
+    for name in BACKENDS {
+        let mut process = Process::spawn_with_env(
+            name,
+            "greeter-server",
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--name",
+                name,
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+                "--tls-client-ca",
+                &client_ca,
+            ],
+            // SayHello is logged at debug: the test sees who got a call.
+            &[("RUST_LOG", "info,greeter_server=debug")],
+        );
+        let addr = process.wait_listening().await;
+        greeters.push((process, addr));
+    }
+    greeters
+}
+
+/// A control plane serving `greeter` over TLS with these SAN matchers,
+/// without probing (the endpoints are ready; only the client decides).
+async fn control_plane(
+    greeters: &[(Process, SocketAddr)],
+    sans: &[&str],
+) -> (Process, StaticFile, String) {
+    let endpoints: Vec<String> = greeters.iter().map(|(_, a)| a.to_string()).collect();
+    let file = StaticFile::new(
+        "client-tls",
+        &json!({"services": [{
+            "name": "greeter",
+            "endpoints": endpoints,
+            "tls": {"subject_alt_names": sans},
+        }]}),
+    );
+    let path = file.path().display().to_string();
+    let mut process = Process::spawn(
+        "control-plane",
+        "control-plane",
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--source",
+            "static",
+            "--static-file",
+            &path,
+            "--no-probe",
+        ],
+    );
+    let uri = format!("http://{}", process.wait_listening().await);
+    (process, file, uri)
+}
+
+/// A channel whose provider instance `default` has `files` of `dir`.
+async fn channel(uri: &str, dir: &TlsDir, identity: Option<&str>) -> Channel {
+    let mut provider = CertificateProvider::roots(dir.path("ca.crt"));
+    if let Some(stem) = identity {
+        provider = provider.with_identity(
+            dir.path(&format!("{stem}.crt")),
+            dir.path(&format!("{stem}.key")),
+        );
+    }
+    Builder::new("greeter")
+        .control_plane(uri)
+        .certificate_provider("default", provider)
+        .default_wait(Duration::from_secs(3))
+        .connect()
+        .await
+        .expect("channel")
+}
+
+async fn hello(client: &mut GreeterClient<Channel>) -> Result<String, tonic::Status> {
+    let mut request = tonic::Request::new(HelloRequest::default());
+    request.set_timeout(Duration::from_secs(3));
+    client
+        .say_hello(request)
+        .await
+        .map(|reply| reply.into_inner().served_by)
+}
+
+#[tokio::test]
+async fn balances_over_greeters_that_require_client_certificates() {
+    bounded(LIMIT, async {
+        let dir = TlsDir::new();
+        let ca = Ca::new("client-tls CA");
+        let mut greeters = mtls_greeters(&dir, &ca).await;
+        dir.write_identity(
+            "client",
+            &ca.issue(&Leaf::new(
+                &["spiffe://cluster.local/ns/default/sa/client"],
+                20,
+            )),
+        );
+        let (_cp, _file, uri) = control_plane(&greeters, &[SERVER_SAN]).await;
+        let channel = channel(&uri, &dir, Some("client")).await;
+        channel
+            .settled(Duration::from_secs(10))
+            .await
+            .expect("every endpoint connected");
+        let mut client = GreeterClient::new(channel);
+        let mut counts = std::collections::BTreeMap::<String, u32>::new();
+        for i in 0..300 {
+            let served_by = hello(&mut client)
+                .await
+                .unwrap_or_else(|status| panic!("call {i}: {status:?}"));
+            *counts.entry(served_by).or_default() += 1;
+        }
+        let expected: std::collections::BTreeMap<String, u32> =
+            BACKENDS.iter().map(|b| ((*b).to_owned(), 100)).collect();
+        assert_eq!(counts, expected);
+        for (greeter, _) in &mut greeters {
+            greeter
+                .wait_for_log("SayHello", Duration::from_secs(5))
+                .await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn handshake_failures_name_their_cause() {
+    bounded(LIMIT, async {
+        let dir = TlsDir::new();
+        let ca = Ca::new("client-tls CA");
+        let greeters = mtls_greeters(&dir, &ca).await;
+        dir.write_identity("client", &ca.issue(&Leaf::new(&["client.example"], 21)));
+
+        // The Cluster's SAN matcher, which the servers' certificates lack.
+        let (_cp, _file, uri) = control_plane(&greeters, &["nobody.example"]).await;
+        let mut client = GreeterClient::new(channel(&uri, &dir, Some("client")).await);
+        let status = hello(&mut client)
+            .await
+            .expect_err("no server is acceptable");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(
+            status.message().contains(&format!(
+                "SAN mismatch: expected one of [nobody.example], the server's certificate \
+                 presents [{SERVER_SAN}]"
+            )),
+            "{}",
+            status.message()
+        );
+
+        // Roots from another CA: the servers' certificates are unknown.
+        let other = TlsDir::new();
+        other.write("ca.crt", &Ca::new("another CA").pem());
+        other.write_identity("client", &ca.issue(&Leaf::new(&["client.example"], 22)));
+        let (_cp2, _file2, uri2) = control_plane(&greeters, &[SERVER_SAN]).await;
+        let mut client = GreeterClient::new(channel(&uri2, &other, Some("client")).await);
+        let status = hello(&mut client).await.expect_err("unknown CA");
+        assert!(
+            status.message().contains("unknown CA"),
+            "{}",
+            status.message()
+        );
+
+        // A Cluster that names an identity the provider does not have.
+        let mut client = GreeterClient::new(channel(&uri2, &dir, None).await);
+        let status = hello(&mut client).await.expect_err("no identity");
+        assert!(
+            status
+                .message()
+                .contains("has no certificate_file and private_key_file"),
+            "{}",
+            status.message()
+        );
+        for (greeter, _) in &greeters {
+            assert!(
+                !greeter.log_text().contains("\"SayHello\""),
+                "a server saw a call: {}",
+                greeter.log_text()
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_tls_cluster_is_never_dialled_in_plaintext() {
+    bounded(LIMIT, async {
+        let dir = TlsDir::new();
+        let ca = Ca::new("client-tls CA");
+        let greeters = mtls_greeters(&dir, &ca).await;
+        let (_cp, _file, uri) = control_plane(&greeters, &[SERVER_SAN]).await;
+        // No certificate providers at all: the Cluster is refused (NACK),
+        // and the calls say why.
+        let channel = Builder::new("greeter")
+            .control_plane(uri)
+            .default_wait(Duration::from_secs(2))
+            .connect()
+            .await
+            .expect("channel");
+        let mut client = GreeterClient::new(channel);
+        let status = hello(&mut client).await.expect_err("refused");
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(
+            status
+                .message()
+                .contains("unrecognized certificate provider instance name: default"),
+            "{}",
+            status.message()
+        );
+    })
+    .await;
+}
