@@ -1,10 +1,11 @@
 //! gRPC's xDS bootstrap (`GRPC_XDS_BOOTSTRAP`, `GRPC_XDS_BOOTSTRAP_CONFIG`),
 //! so one configuration serves this client and gRPC's own xDS clients.
 //!
-//! Only what this client uses is read: the first `xds_servers` entry (which
-//! must allow `insecure` credentials: the stream to the control plane is
-//! plaintext), the node's `id`, `cluster` and `locality.zone`, and the
-//! `certificate_providers` (plugin `file_watcher`) that TLS Clusters name.
+//! Only what this client uses is read: the first `xds_servers` entry with
+//! the first of its `channel_creds` this client speaks (`insecure`, or
+//! `tls` with the files gRPC A65 defines), the node's `id`, `cluster` and
+//! `locality.zone`, and the `certificate_providers` (plugin `file_watcher`)
+//! that TLS Clusters name.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,13 +49,21 @@ pub enum BootstrapError {
     /// The server needs credentials this client does not speak.
     #[error(
         "the xDS bootstrap from {origin} asks for channel_creds {creds:?}; this client supports \
-         only \"insecure\" (plaintext)"
+         \"insecure\" (plaintext) and \"tls\""
     )]
     UnsupportedCreds {
         /// Where it came from.
         origin: String,
         /// The credential types listed.
         creds: Vec<String>,
+    },
+    /// `channel_creds` `tls` without what it needs.
+    #[error("the xDS bootstrap from {origin}: channel_creds tls: {reason}")]
+    TlsCreds {
+        /// Where it came from.
+        origin: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A certificate provider this client cannot use.
     #[error("the xDS bootstrap from {origin}: certificate provider {name:?}: {reason}")]
@@ -129,6 +138,8 @@ pub struct Bootstrap {
     pub zone: Option<String>,
     /// `certificate_providers`, by instance name.
     pub certificate_providers: BTreeMap<String, CertificateProvider>,
+    /// TLS to the control plane, when its `channel_creds` chose `tls`.
+    pub control_plane_tls: Option<ControlPlaneTls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +217,53 @@ struct Server {
 struct Creds {
     #[serde(rename = "type")]
     kind: String,
+    #[serde(default)]
+    config: Option<TlsCredsDoc>,
+}
+
+/// `channel_creds` `tls` config (gRPC A65).
+#[derive(Debug, Default, Deserialize)]
+struct TlsCredsDoc {
+    ca_certificate_file: Option<PathBuf>,
+    certificate_file: Option<PathBuf>,
+    private_key_file: Option<PathBuf>,
+}
+
+/// TLS to the control plane: the CA its certificate must chain to, and
+/// the client's certificate when it requires one (mTLS). The files are
+/// re-read as they change.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ControlPlaneTls {
+    /// Root CAs for the control plane's certificate (PEM).
+    pub ca_certificate_file: PathBuf,
+    /// The client's certificate chain, for a control plane that requires one.
+    pub certificate_file: Option<PathBuf>,
+    /// Its key.
+    pub private_key_file: Option<PathBuf>,
+}
+
+impl ControlPlaneTls {
+    /// TLS verifying the control plane against `ca_certificate_file`.
+    pub fn new(ca_certificate_file: impl Into<PathBuf>) -> Self {
+        Self {
+            ca_certificate_file: ca_certificate_file.into(),
+            certificate_file: None,
+            private_key_file: None,
+        }
+    }
+
+    /// Presents this certificate chain and key to the control plane.
+    #[must_use]
+    pub fn with_identity(
+        mut self,
+        certificate_file: impl Into<PathBuf>,
+        private_key_file: impl Into<PathBuf>,
+    ) -> Self {
+        self.certificate_file = Some(certificate_file.into());
+        self.private_key_file = Some(private_key_file.into());
+        self
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,22 +303,61 @@ impl Bootstrap {
                 .ok_or_else(|| BootstrapError::NoServer {
                     origin: origin.to_owned(),
                 })?;
-        let creds: Vec<String> = server.channel_creds.into_iter().map(|c| c.kind).collect();
-        if !creds.is_empty() && !creds.iter().any(|c| c == "insecure") {
-            return Err(BootstrapError::UnsupportedCreds {
-                origin: origin.to_owned(),
-                creds,
-            });
-        }
+        let kinds: Vec<String> = server
+            .channel_creds
+            .iter()
+            .map(|c| c.kind.clone())
+            .collect();
+        // The first kind this client speaks, as gRPC picks; none listed
+        // means insecure.
+        let chosen = server
+            .channel_creds
+            .into_iter()
+            .find(|c| c.kind == "insecure" || c.kind == "tls");
+        let control_plane_tls = match chosen {
+            None if kinds.is_empty() => None,
+            None => {
+                return Err(BootstrapError::UnsupportedCreds {
+                    origin: origin.to_owned(),
+                    creds: kinds,
+                });
+            }
+            Some(creds) if creds.kind == "insecure" => None,
+            Some(creds) => {
+                let config = creds.config.unwrap_or_default();
+                let invalid = |reason: &str| BootstrapError::TlsCreds {
+                    origin: origin.to_owned(),
+                    reason: reason.to_owned(),
+                };
+                let ca = config.ca_certificate_file.ok_or_else(|| {
+                    invalid("no ca_certificate_file (the system's roots are not used)")
+                })?;
+                if config.certificate_file.is_some() != config.private_key_file.is_some() {
+                    return Err(invalid(
+                        "certificate_file and private_key_file must be given together",
+                    ));
+                }
+                Some(ControlPlaneTls {
+                    ca_certificate_file: ca,
+                    certificate_file: config.certificate_file,
+                    private_key_file: config.private_key_file,
+                })
+            }
+        };
         let uri = server.server_uri;
         let host_port = uri
             .strip_prefix("dns:///")
             .or_else(|| uri.strip_prefix("passthrough:///"))
             .unwrap_or(&uri);
+        let scheme = if control_plane_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let control_plane = if host_port.contains("://") {
             host_port.to_owned()
         } else {
-            format!("http://{host_port}")
+            format!("{scheme}://{host_port}")
         };
         let mut certificate_providers = BTreeMap::new();
         for (name, doc) in document.certificate_providers {
@@ -280,6 +377,7 @@ impl Bootstrap {
             node_cluster: node.as_ref().and_then(|n| n.cluster.clone()),
             zone: node.and_then(|n| n.locality).and_then(|l| l.zone),
             certificate_providers,
+            control_plane_tls,
         })
     }
 
@@ -313,8 +411,26 @@ mod tests {
                 node_cluster: Some("demo".into()),
                 zone: Some("z1".into()),
                 certificate_providers: BTreeMap::new(),
+                control_plane_tls: None,
             }
         );
+    }
+
+    #[test]
+    fn reads_tls_channel_creds_as_grpc_a65_defines_them() {
+        let text = r#"{"xds_servers":[{"server_uri":"cp:18000","channel_creds":[
+            {"type":"google_default"},
+            {"type":"tls","config":{"ca_certificate_file":"/ca.crt",
+              "certificate_file":"/c.crt","private_key_file":"/c.key"}}]}]}"#;
+        let bootstrap = Bootstrap::from_json(text, "test").expect("valid");
+        assert_eq!(bootstrap.control_plane, "https://cp:18000");
+        assert_eq!(
+            bootstrap.control_plane_tls,
+            Some(ControlPlaneTls::new("/ca.crt").with_identity("/c.crt", "/c.key"))
+        );
+        let no_ca = r#"{"xds_servers":[{"server_uri":"cp:1","channel_creds":[{"type":"tls"}]}]}"#;
+        let error = Bootstrap::from_json(no_ca, "test").unwrap_err().to_string();
+        assert!(error.contains("no ca_certificate_file"), "{error}");
     }
 
     #[test]
@@ -359,9 +475,9 @@ mod tests {
 
     #[test]
     fn refuses_what_it_cannot_use() {
-        let tls = r#"{"xds_servers":[{"server_uri":"cp:443","channel_creds":[{"type":"tls"}]}]}"#;
-        let error = Bootstrap::from_json(tls, "test").unwrap_err();
-        assert!(error.to_string().contains("\"tls\""), "{error}");
+        let google = r#"{"xds_servers":[{"server_uri":"cp:443","channel_creds":[{"type":"google_default"}]}]}"#;
+        let error = Bootstrap::from_json(google, "test").unwrap_err();
+        assert!(error.to_string().contains("\"google_default\""), "{error}");
         let empty = r#"{"xds_servers":[]}"#;
         assert!(matches!(
             Bootstrap::from_json(empty, "test"),

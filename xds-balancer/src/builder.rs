@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
 use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
 
 use crate::backoff::Backoff;
-use crate::bootstrap::{Bootstrap, CertificateProvider};
+use crate::bootstrap::{Bootstrap, CertificateProvider, ControlPlaneTls};
 use crate::channel::Channel;
 use crate::error::{Error, Result};
 use crate::options::{Config, RetryPolicy};
@@ -19,6 +19,7 @@ use crate::sniff::Answer;
 use crate::target::Target;
 use crate::xds::client::XdsClient;
 use crate::xds::task::{ConnectError, TaskSettings};
+use tls_reload::client::{ClientTls, ClientTlsFiles, ServerVerification};
 
 /// Where the bootstrap comes from, when the builder was given one.
 #[derive(Debug, Clone)]
@@ -58,6 +59,7 @@ pub struct Builder {
     bootstrap: Option<BootstrapSource>,
     node_id: Option<String>,
     certificate_providers: BTreeMap<String, CertificateProvider>,
+    control_plane_tls: Option<ControlPlaneTls>,
     config: Config,
 }
 
@@ -71,11 +73,13 @@ impl Builder {
             bootstrap: None,
             node_id: None,
             certificate_providers: BTreeMap::new(),
+            control_plane_tls: None,
             config: Config::default(),
         }
     }
 
-    /// The control plane's address, `http://host:port` (or `host:port`).
+    /// The control plane's address, `http://host:port` (or `host:port`), or
+    /// `https://host:port` with [`Builder::control_plane_tls`].
     #[must_use]
     pub fn control_plane(mut self, uri: impl Into<String>) -> Self {
         self.control_plane = Some(uri.into());
@@ -103,6 +107,16 @@ impl Builder {
     #[must_use]
     pub fn node_id(mut self, id: impl Into<String>) -> Self {
         self.node_id = Some(id.into());
+        self
+    }
+
+    /// TLS to the control plane (its address must then be `https://`): the
+    /// CA its certificate must chain to, and the client's certificate when
+    /// the control plane requires one. The bootstrap's `channel_creds`
+    /// `tls` says the same.
+    #[must_use]
+    pub fn control_plane_tls(mut self, tls: ControlPlaneTls) -> Self {
+        self.control_plane_tls = Some(tls);
         self
     }
 
@@ -185,7 +199,7 @@ impl Builder {
     pub async fn connect(self) -> Result<Channel> {
         let prepared = self.prepare()?;
         tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let settings = prepared.xds_settings();
+        let settings = prepared.xds_settings()?;
         let uri = prepared.control_plane.clone();
         let providers = prepared.providers.clone();
         match XdsClient::connect(settings.clone(), prepared.node.clone(), providers.names()).await {
@@ -205,7 +219,7 @@ impl Builder {
         tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let providers = prepared.providers.clone();
         let client = XdsClient::lazy(
-            prepared.xds_settings(),
+            prepared.xds_settings()?,
             prepared.node.clone(),
             providers.names(),
         );
@@ -225,6 +239,12 @@ impl Builder {
             .map(|b| b.certificate_providers.clone())
             .unwrap_or_default();
         providers.extend(self.certificate_providers);
+        let control_plane_tls = match (&self.control_plane, self.control_plane_tls) {
+            (_, Some(tls)) => Some(tls),
+            // The bootstrap's credentials go with the bootstrap's address.
+            (Some(_), None) => None,
+            (None, None) => bootstrap.as_ref().and_then(|b| b.control_plane_tls.clone()),
+        };
         let control_plane = match (self.control_plane, &bootstrap) {
             (Some(uri), _) => uri,
             (None, Some(bootstrap)) => bootstrap.control_plane.clone(),
@@ -233,7 +253,7 @@ impl Builder {
                 .filter(|uri| !uri.is_empty())
                 .ok_or(Error::NoControlPlane)?,
         };
-        let control_plane = control_plane_uri(&control_plane)?;
+        let control_plane = control_plane_uri(&control_plane, control_plane_tls.is_some())?;
         let node_id = self
             .node_id
             .or_else(|| bootstrap.as_ref().and_then(|b| b.node_id.clone()))
@@ -263,6 +283,7 @@ impl Builder {
             control_plane,
             node,
             providers: Arc::new(Providers::new(providers)),
+            control_plane_tls,
             config: self.config,
         })
     }
@@ -274,6 +295,10 @@ impl Builder {
 /// say that the connection closed.
 async fn diagnose(settings: &TaskSettings, error: &ConnectError) -> String {
     let cause = error.cause();
+    if settings.tls.is_some() {
+        // A TLS handshake names its own failure; a cleartext look would not help.
+        return cause;
+    }
     let Some(authority) = settings
         .uri
         .parse::<http::Uri>()
@@ -303,8 +328,9 @@ fn hostname() -> String {
 }
 
 /// Checks a control plane address and returns it as a URI: `host:port`
-/// means `http://host:port`.
-fn control_plane_uri(address: &str) -> Result<String> {
+/// means `http://host:port`. The scheme must match the credentials: never
+/// plaintext where TLS was asked for, nor the reverse.
+fn control_plane_uri(address: &str, tls: bool) -> Result<String> {
     let invalid = |reason: &str| Error::ControlPlaneUri {
         uri: address.to_owned(),
         reason: reason.to_owned(),
@@ -317,10 +343,21 @@ fn control_plane_uri(address: &str) -> Result<String> {
     let parsed: http::Uri = uri
         .parse()
         .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
-    match parsed.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(invalid("TLS is not supported; use http://")),
-        _ => return Err(invalid("the scheme must be http://")),
+    match (parsed.scheme_str(), tls) {
+        (Some("http"), false) | (Some("https"), true) => {}
+        (Some("http"), true) => {
+            return Err(invalid(
+                "TLS settings for the control plane are given, but the address is http://; \
+                 use https://",
+            ));
+        }
+        (Some("https"), false) => {
+            return Err(invalid(
+                "https:// needs TLS settings: Builder::control_plane_tls, or the bootstrap's \
+                 channel_creds tls",
+            ));
+        }
+        _ => return Err(invalid("the scheme must be http:// or https://")),
     }
     match parsed.authority() {
         Some(authority) if !authority.host().is_empty() => match authority.port_u16() {
@@ -340,18 +377,44 @@ pub(crate) struct Prepared {
     pub(crate) control_plane: String,
     pub(crate) node: Node,
     pub(crate) providers: Arc<Providers>,
+    pub(crate) control_plane_tls: Option<ControlPlaneTls>,
     pub(crate) config: Config,
 }
 
 impl Prepared {
-    pub(crate) fn xds_settings(&self) -> crate::xds::task::TaskSettings {
-        crate::xds::task::TaskSettings {
+    /// How to reach the control plane; loads its TLS files (so a missing
+    /// or broken one fails here), within a Tokio runtime.
+    pub(crate) fn xds_settings(&self) -> Result<TaskSettings> {
+        let tls = match &self.control_plane_tls {
+            None => None,
+            Some(tls) => {
+                let files = ClientTlsFiles {
+                    ca: tls.ca_certificate_file.clone(),
+                    cert: tls.certificate_file.clone(),
+                    key: tls.private_key_file.clone(),
+                };
+                let client = ClientTls::load(&files).map_err(|error| Error::ControlPlaneUri {
+                    uri: self.control_plane.clone(),
+                    reason: format!("its TLS files: {}", crate::error::error_chain(&error)),
+                })?;
+                let host = self
+                    .control_plane
+                    .parse::<http::Uri>()
+                    .ok()
+                    .and_then(|uri| uri.host().map(|h| h.trim_matches(['[', ']']).to_owned()))
+                    .unwrap_or_default();
+                Some((client, ServerVerification::Hostname(host)))
+            }
+        };
+        Ok(TaskSettings {
             uri: self.control_plane.clone(),
+            tls,
+            tls_files: self.control_plane_tls.clone(),
             connect_timeout: self.config.connect_timeout,
             keepalive_interval: self.config.keepalive_interval,
             keepalive_timeout: self.config.keepalive_timeout,
             backoff: self.config.control_plane_backoff,
-        }
+        })
     }
 }
 

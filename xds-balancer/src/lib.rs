@@ -134,6 +134,7 @@ pub use backoff::Backoff;
 pub use body::ResponseBody;
 pub use bootstrap::{
     BOOTSTRAP_CONFIG_ENV, BOOTSTRAP_FILE_ENV, Bootstrap, BootstrapError, CertificateProvider,
+    ControlPlaneTls,
 };
 pub use builder::{Builder, CONTROL_PLANE_ENV};
 pub use channel::{Channel, ResponseFuture};

@@ -17,12 +17,14 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::state::AdsState;
 use super::task::{self, Command, ConnectError, TaskSettings};
+use crate::bootstrap::ControlPlaneTls;
 use crate::model::Resolution;
 use crate::view::ControlPlaneStatus;
 
-/// What identifies a shared client: the control plane, who we are to it,
-/// and the certificate provider instances its Clusters may name.
-type Key = (String, String, Vec<String>);
+/// What identifies a shared client: the control plane, who we are to it
+/// (node id, TLS identity), and the certificate provider instances its
+/// Clusters may name.
+type Key = (String, String, Option<ControlPlaneTls>, Vec<String>);
 
 /// The live clients of this process.
 fn registry() -> &'static Mutex<HashMap<Key, Weak<XdsClient>>> {
@@ -61,6 +63,7 @@ impl XdsClient {
         let key = (
             settings.uri.clone(),
             node.id.clone(),
+            settings.tls_files.clone(),
             providers.iter().cloned().collect(),
         );
         if let Some(client) = Self::existing(&key) {
@@ -80,6 +83,7 @@ impl XdsClient {
         let key = (
             settings.uri.clone(),
             node.id.clone(),
+            settings.tls_files.clone(),
             providers.iter().cloned().collect(),
         );
         match Self::existing(&key) {
@@ -182,6 +186,8 @@ mod tests {
     fn settings(uri: String) -> TaskSettings {
         TaskSettings {
             uri,
+            tls: None,
+            tls_files: None,
             connect_timeout: Duration::from_secs(5),
             keepalive_interval: None,
             keepalive_timeout: Duration::from_secs(5),

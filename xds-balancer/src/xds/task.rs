@@ -12,8 +12,11 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
+use tls_reload::client::{ClientTls, Connector, Note, ServerVerification};
+
 use super::state::AdsState;
 use crate::backoff::{Backoff, BackoffState};
+use crate::bootstrap::ControlPlaneTls;
 use crate::error::error_chain;
 use crate::model::{EndpointHealth, Resolution};
 use crate::view::ControlPlaneStatus;
@@ -22,6 +25,10 @@ use crate::view::ControlPlaneStatus;
 #[derive(Debug, Clone)]
 pub(crate) struct TaskSettings {
     pub(crate) uri: String,
+    /// TLS to it, when `uri` is `https://`.
+    pub(crate) tls: Option<(ClientTls, ServerVerification)>,
+    /// The files `tls` comes from (what tells two clients' TLS apart).
+    pub(crate) tls_files: Option<ControlPlaneTls>,
     pub(crate) connect_timeout: Duration,
     pub(crate) keepalive_interval: Option<Duration>,
     pub(crate) keepalive_timeout: Duration,
@@ -82,7 +89,7 @@ impl std::fmt::Debug for AdsStream {
 /// the server's answer to the stream's headers tells an ADS server from
 /// any other.
 pub(crate) async fn open(settings: &TaskSettings) -> Result<AdsStream, ConnectError> {
-    let channel = connect(settings).await?;
+    let (channel, note) = connect(settings).await?;
     let (requests, rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
     let mut client = AggregatedDiscoveryServiceClient::new(channel.clone())
         .max_decoding_message_size(64 * 1024 * 1024);
@@ -106,13 +113,23 @@ pub(crate) async fn open(settings: &TaskSettings) -> Result<AdsStream, ConnectEr
             responses: response.into_inner(),
             channel,
         }),
-        Err(status) => Err(ConnectError::Refused(settings.uri.clone(), status)),
+        // A TLS failure surfacing after the handshake (a client certificate
+        // refused) shows as a closed stream: its noted cause says more.
+        Err(status) => Err(match note.get() {
+            Some(failure) => ConnectError::Connect(settings.uri.clone(), failure.to_string()),
+            None => ConnectError::Refused(settings.uri.clone(), status),
+        }),
     }
 }
 
 /// Connects to the control plane (one attempt).
-async fn connect(settings: &TaskSettings) -> Result<Channel, ConnectError> {
-    let mut endpoint = Endpoint::from_shared(settings.uri.clone())
+async fn connect(settings: &TaskSettings) -> Result<(Channel, Note), ConnectError> {
+    // With TLS the connector runs the handshake: tonic gets http://.
+    let uri = match &settings.tls {
+        Some(_) => settings.uri.replacen("https://", "http://", 1),
+        None => settings.uri.clone(),
+    };
+    let mut endpoint = Endpoint::from_shared(uri)
         .map_err(|e| ConnectError::Uri(settings.uri.clone(), error_chain(&e)))?
         .connect_timeout(settings.connect_timeout)
         .tcp_nodelay(true)
@@ -126,10 +143,19 @@ async fn connect(settings: &TaskSettings) -> Result<Channel, ConnectError> {
             .keep_alive_timeout(settings.keepalive_timeout)
             .keep_alive_while_idle(true);
     }
-    endpoint
-        .connect()
+    let connector = Connector::new(settings.tls.clone());
+    let note = connector.note();
+    let channel = endpoint
+        .connect_with_connector(connector)
         .await
-        .map_err(|e| ConnectError::Connect(settings.uri.clone(), error_chain(&e)))
+        .map_err(|e| {
+            // A TLS failure says its cause; the transport error would not.
+            let cause = note
+                .get()
+                .map_or_else(|| error_chain(&e), |f| f.to_string());
+            ConnectError::Connect(settings.uri.clone(), cause)
+        })?;
+    Ok((channel, note))
 }
 
 /// What the channels sharing the task ask of it.
