@@ -10,7 +10,7 @@ use std::time::Duration;
 use proto::greet::HelloRequest;
 use proto::greet::greeter_client::GreeterClient;
 use serde_json::json;
-use tests::certs::{Ca, Leaf, TlsDir};
+use tests::certs::{Ca, Leaf, TlsDir, Validity};
 use tests::static_file::StaticFile;
 use tests::{Process, bounded};
 use tonic::Code;
@@ -24,8 +24,16 @@ const SERVER_SAN: &str = "greeter.default.svc.cluster.local";
 /// Three greeter-servers requiring client certificates from `ca`, with
 /// certificates for `SERVER_SAN`; their addresses.
 async fn mtls_greeters(dir: &TlsDir, ca: &Ca) -> Vec<(Process, SocketAddr)> {
+    greeters_with(dir, ca, Validity::Valid).await
+}
+
+/// [`mtls_greeters`] whose certificates have `validity`.
+async fn greeters_with(dir: &TlsDir, ca: &Ca, validity: Validity) -> Vec<(Process, SocketAddr)> {
     dir.write("ca.crt", &ca.pem());
-    dir.write_identity("server", &ca.issue(&Leaf::new(&[SERVER_SAN], 10)));
+    dir.write_identity(
+        "server",
+        &ca.issue(&Leaf::new(&[SERVER_SAN], 10).validity(validity)),
+    );
     let (cert, key, client_ca) = (
         dir.arg("server.crt"),
         dir.arg("server.key"),
@@ -388,6 +396,63 @@ async fn mutual_tls_to_the_control_plane_admits_only_allowed_identities() {
             .expect_err("plaintext to TLS")
             .to_string();
         assert!(error.contains("the port speaks TLS"), "{error}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn expired_certificates_and_plaintext_endpoints_are_named() {
+    bounded(LIMIT, async {
+        let dir = TlsDir::new();
+        let ca = Ca::new("client-tls CA");
+        dir.write_identity("client", &ca.issue(&Leaf::new(&["client.example"], 40)));
+        for (validity, expected) in [
+            (Validity::Expired, "the server's certificate has expired"),
+            (
+                Validity::NotYetValid,
+                "the server's certificate is not valid yet",
+            ),
+        ] {
+            let greeters = greeters_with(&dir, &ca, validity).await;
+            let (_cp, _file, uri) = control_plane(&greeters, &[SERVER_SAN]).await;
+            let mut client = GreeterClient::new(channel(&uri, &dir, Some("client")).await);
+            let status = hello(&mut client).await.expect_err("refused");
+            assert!(status.message().contains(expected), "{}", status.message());
+        }
+
+        // A TLS Cluster whose endpoints speak plaintext h2c.
+        let plain = tests::greeters::backends(&["plain"]).await;
+        let file = StaticFile::new(
+            "client-tls-plain",
+            &json!({"services": [{
+                "name": "greeter",
+                "endpoints": [plain[0].addr.to_string()],
+                "tls": {"subject_alt_names": [SERVER_SAN]},
+            }]}),
+        );
+        let path = file.path().display().to_string();
+        let mut cp = Process::spawn(
+            "control-plane",
+            "control-plane",
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--source",
+                "static",
+                "--static-file",
+                &path,
+                "--no-probe",
+            ],
+        );
+        let uri = format!("http://{}", cp.wait_listening().await);
+        let mut client = GreeterClient::new(channel(&uri, &dir, Some("client")).await);
+        let status = hello(&mut client).await.expect_err("plaintext endpoint");
+        assert!(
+            status.message().contains("does not speak TLS"),
+            "{}",
+            status.message()
+        );
     })
     .await;
 }
