@@ -42,7 +42,14 @@
 //!   that is not a control plane fails [`Builder::connect`] at once, naming
 //!   what answers there.
 //!
-//! Plaintext HTTP/2 (h2c) only, like the services it was built for.
+//! Plaintext HTTP/2 (h2c) by default. TLS to endpoints follows the
+//! Cluster's `transport_socket` (gRPC A29) with certificates from
+//! certificate provider instances ([`Builder::certificate_provider`], or
+//! the bootstrap's `certificate_providers`); TLS to the control plane takes
+//! `https://` and [`Builder::control_plane_tls`] (or the bootstrap's
+//! `channel_creds` `tls`, gRPC A65). Nothing falls back to plaintext: a TLS
+//! Cluster this channel cannot honour is refused (NACK) with the reason, and
+//! a failed handshake names its cause.
 //!
 //! # Example
 //!
