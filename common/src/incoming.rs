@@ -233,6 +233,18 @@ fn accept_tls(
                                     .and_then(|certs| certs.first())
                                     .and_then(PeerIdentity::from_certificate)
                                     .map(Arc::new);
+                                match &peer_identity {
+                                    Some(peer) => tracing::debug!(
+                                        conn = id,
+                                        %remote_addr,
+                                        peer = %peer,
+                                        serial = %peer.serial,
+                                        "TLS connection with a client certificate"
+                                    ),
+                                    None => {
+                                        tracing::debug!(conn = id, %remote_addr, "TLS connection")
+                                    }
+                                }
                                 let info = ConnInfo {
                                     tls: true,
                                     peer_identity,
