@@ -49,6 +49,13 @@ pub(crate) struct Args {
     /// sent again to another one instead of failing.
     #[arg(long)]
     pub(crate) retry: bool,
+
+    /// Mutual TLS on every hop: client to control plane, client to
+    /// greeter-servers, the control plane's probes to greeter-servers.
+    /// Certificates are generated at start (one CA) and all rotated once
+    /// during phase 2, the way cert-manager renews them.
+    #[arg(long)]
+    pub(crate) tls: bool,
 }
 
 fn positive_rate(text: &str) -> Result<f64, String> {

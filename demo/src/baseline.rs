@@ -33,9 +33,14 @@ pub(crate) async fn clusterip(run: &mut Run<'_>) -> Result<(), Error> {
     run.screen.say(&format!(
         "TCP balancer on {addr} forwards each new connection to the next backend (round robin)"
     ));
+    let tls = match run.cluster.tls() {
+        Some(tls) => Some(tls.plain_client().map_err(Error::Client)?),
+        None => None,
+    };
+    // With --tls the connector runs the TLS handshake; tonic sees http://.
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|error| Error::Client(error.to_string()))?
-        .connect()
+        .connect_with_connector(tls_reload::client::Connector::new(tls))
         .await
         .map_err(|error| Error::Client(format!("cannot connect to the balancer: {error}")))?;
     balancer.wait_forwarded(1, Duration::from_secs(5)).await;

@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 use serde_json::json;
 
 use crate::children::{self, Child, Role};
+use crate::tls::{DemoTls, SERVER_SAN};
 
 /// The service the backends serve, as clients name it (`xds:///greeter`).
 pub(crate) const SERVICE: &str = "greeter";
@@ -74,11 +75,14 @@ pub(crate) struct Cluster {
     control_plane_addr: Option<SocketAddr>,
     backends: Vec<Backend>,
     started: usize,
+    /// With `--tls`: the certificates of every hop.
+    tls: Option<DemoTls>,
 }
 
 impl Cluster {
-    /// An empty cluster: a temporary directory and an empty static file.
-    pub(crate) fn new(timings: Timings) -> Result<Self, Error> {
+    /// An empty cluster: a temporary directory and an empty static file;
+    /// with `tls`, certificates for mutual TLS on every hop.
+    pub(crate) fn new(timings: Timings, tls: bool) -> Result<Self, Error> {
         let dir = TempDir::create()?;
         let file = dir.path().join("services.json");
         let cluster = Self {
@@ -89,6 +93,7 @@ impl Cluster {
             control_plane_addr: None,
             backends: Vec::new(),
             started: 0,
+            tls: tls.then(DemoTls::new),
         };
         cluster.write_file()?;
         Ok(cluster)
@@ -97,6 +102,17 @@ impl Cluster {
     /// The static file the control plane watches.
     pub(crate) fn file(&self) -> &Path {
         &self.file
+    }
+
+    /// The certificates, with `--tls`.
+    pub(crate) fn tls(&self) -> Option<&DemoTls> {
+        self.tls.as_ref()
+    }
+
+    /// Rotates every certificate (with `--tls`); returns the servers' new
+    /// serial.
+    pub(crate) fn rotate_certificates(&mut self) -> Option<u64> {
+        self.tls.as_mut().map(DemoTls::rotate)
     }
 
     /// The control plane's address, once it has started.
@@ -110,7 +126,7 @@ impl Cluster {
         let listen = self
             .control_plane_addr
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        let args = vec![
+        let mut args = vec![
             "serve".to_owned(),
             "--listen".to_owned(),
             listen.to_string(),
@@ -123,6 +139,9 @@ impl Cluster {
             "--probe-interval".to_owned(),
             humantime::format_duration(self.timings.probe_interval).to_string(),
         ];
+        if let Some(tls) = &self.tls {
+            args.extend(tls.control_plane_args());
+        }
         let mut child = Child::spawn("control-plane", Role::ControlPlane, &args)?;
         let addr = child.wait_listening().await?;
         self.control_plane = Some(child);
@@ -145,7 +164,7 @@ impl Cluster {
     pub(crate) async fn start_backend(&mut self) -> Result<String, Error> {
         self.started += 1;
         let name = format!("greeter-{}", self.started);
-        let args = vec![
+        let mut args = vec![
             "--listen".to_owned(),
             "127.0.0.1:0".to_owned(),
             "--name".to_owned(),
@@ -155,6 +174,9 @@ impl Cluster {
             "--grace".to_owned(),
             humantime::format_duration(self.timings.grace).to_string(),
         ];
+        if let Some(tls) = &self.tls {
+            args.extend(tls.server_args());
+        }
         let mut child = Child::spawn(&name, Role::GreeterServer, &args)?;
         let addr = child.wait_listening().await?;
         self.backends.push(Backend {
@@ -256,7 +278,11 @@ impl Cluster {
             .filter(|b| b.listed)
             .map(|b| json!({"address": b.addr.to_string(), "instance": b.name}))
             .collect();
-        let doc = json!({"services": [{"name": SERVICE, "port": 80, "endpoints": endpoints}]});
+        let mut service = json!({"name": SERVICE, "port": 80, "endpoints": endpoints});
+        if self.tls.is_some() {
+            service["tls"] = json!({"subject_alt_names": [SERVER_SAN]});
+        }
+        let doc = json!({ "services": [service] });
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
         let partial = self.dir.path().join("services.json.partial");
         let write = |path: &Path, result: std::io::Result<()>| {
@@ -357,12 +383,15 @@ mod tests {
 
     #[test]
     fn the_static_file_lists_only_listed_backends() {
-        let cluster = Cluster::new(Timings {
-            drain_delay: Duration::from_secs(1),
-            grace: Duration::from_secs(1),
-            probe_interval: Duration::from_secs(1),
-            file_poll_interval: Duration::from_secs(1),
-        })
+        let cluster = Cluster::new(
+            Timings {
+                drain_delay: Duration::from_secs(1),
+                grace: Duration::from_secs(1),
+                probe_interval: Duration::from_secs(1),
+                file_poll_interval: Duration::from_secs(1),
+            },
+            false,
+        )
         .expect("cluster");
         let text = std::fs::read_to_string(cluster.file()).expect("file");
         let doc: serde_json::Value = serde_json::from_str(&text).expect("json");

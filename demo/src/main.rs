@@ -30,6 +30,7 @@ mod scenario;
 mod screen;
 mod stats;
 mod summary;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -124,6 +124,13 @@ async fn through_control_plane(
         run.recorder.clone(),
     );
     run.steady().await;
+    if let Some(serial) = run.cluster.rotate_certificates() {
+        run.segment("every certificate rotated");
+        run.screen.say(&format!(
+            "--tls: every certificate renewed from the same CA (servers now serial {serial}), \
+             swapped in like a Secret: new connections present the new ones, open ones are kept"
+        ));
+    }
     run.steady().await;
     let tally = run.recorder.current();
     let connections: BTreeMap<&String, usize> = tally

@@ -66,7 +66,7 @@ pub(crate) async fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut cluster = match Cluster::new(settings.timings) {
+    let mut cluster = match Cluster::new(settings.timings, args.tls) {
         Ok(cluster) => cluster,
         Err(error) => {
             eprintln!("demo: {error}");

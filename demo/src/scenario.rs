@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use xds_balancer::{Backoff, ConnectionState, EndpointHealth, EndpointSet, RetryPolicy};
+use xds_balancer::{
+    Backoff, CertificateProvider, ConnectionState, ControlPlaneTls, EndpointHealth, EndpointSet,
+    RetryPolicy,
+};
 
 use crate::cluster::{self, Cluster, Timings};
 use crate::load::LoadConfig;
@@ -193,10 +196,25 @@ pub(crate) async fn connect_client(
         .control_plane_addr()
         .ok_or_else(|| Error::Client("the control plane is not running".to_owned()))?;
     let mut builder = xds_balancer::Builder::new(format!("xds:///{}", cluster::SERVICE))
-        .control_plane(format!("http://{addr}"))
         .node_id("demo-client")
         // One machine: reconnect and re-probe quickly.
         .backoff(Backoff::fast(), Backoff::fast());
+    builder = match cluster.tls() {
+        None => builder.control_plane(format!("http://{addr}")),
+        // Every hop over mTLS: to the control plane (https), and to the
+        // greeter-servers as the control plane's Cluster says.
+        Some(tls) => builder
+            .control_plane(format!("https://{addr}"))
+            .control_plane_tls(
+                ControlPlaneTls::new(tls.path("ca.crt"))
+                    .with_identity(tls.path("client.crt"), tls.path("client.key")),
+            )
+            .certificate_provider(
+                "default",
+                CertificateProvider::roots(tls.path("ca.crt"))
+                    .with_identity(tls.path("client.crt"), tls.path("client.key")),
+            ),
+    };
     if retry {
         builder = builder.retry_policy(RetryPolicy::for_methods(["/greet.Greeter/SayHello"]));
     }

@@ -91,6 +91,38 @@ fn segment<'a>(phase: &'a Value, label: &str) -> &'a Value {
 }
 
 #[tokio::test]
+async fn quick_demo_with_tls_keeps_every_graceful_phase_at_zero_failed() {
+    bounded(QUICK_LIMIT + Duration::from_secs(30), async {
+        let child = demo(&["--quick", "--tls", "--json"]);
+        let output = child.wait_with_output().await.expect("demo ran");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "demo --tls failed ({}):\n{stdout}\n{stderr}",
+            output.status
+        );
+        let summary: Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|error| panic!("stdout is not one JSON object ({error}):\n{stdout}"));
+        let context = format!("{summary:#}\n--- demo's output ---\n{stderr}");
+        assert_eq!(summary["passed"], true, "{context}");
+        assert_eq!(summary["completed_phases"], 6, "{context}");
+        for number in [2, 3, 4, 6] {
+            assert_eq!(
+                phase(&summary, number)["failed"],
+                0,
+                "phase {number}: {context}"
+            );
+        }
+        // The rotation happened mid-phase 2, and the calls went on over
+        // all three backends.
+        segment(phase(&summary, 2), "every certificate rotated");
+        assert_eq!(by_backend(phase(&summary, 2)).len(), 3, "{context}");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn quick_demo_runs_every_phase_and_keeps_each_promise() {
     bounded(QUICK_LIMIT + Duration::from_secs(30), async {
         let child = demo(&["--quick", "--json"]);
