@@ -315,3 +315,48 @@ async fn objects_of_other_namespaces_never_appear() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn tls_annotations_turn_into_the_clusters_transport_socket_and_back() {
+    bounded(LIMIT, async {
+        let kube = FakeKube::start().await;
+        kube.apply(
+            ServiceFixture::new("greeter")
+                .port("grpc", 80, "grpc")
+                .annotation(
+                    "grpc-lb.io/tls-subject-alt-names",
+                    "greeter.default.svc.cluster.local",
+                ),
+        );
+        kube.apply(ServiceFixture::new("billing").port("grpc", 80, 9000));
+        let control_plane = ControlPlane::synced(&kube, "default").await;
+        let mut ads = AdsStream::open(channel(control_plane.addr).await, "tls").await;
+        let clusters = [GREETER_CLUSTER, "billing.default.svc.cluster.local:80"];
+        ads.subscribe::<Cluster>(&clusters).await;
+        let (cds, found) = ads.recv_typed::<Cluster>().await;
+        ads.ack(&cds, &clusters).await;
+        let socket_of = |found: &[Cluster], name: &str| {
+            found
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.transport_socket.as_ref().map(|s| s.name.clone()))
+                .expect("cluster listed")
+        };
+        assert_eq!(
+            socket_of(&found, GREETER_CLUSTER).as_deref(),
+            Some("envoy.transport_sockets.tls")
+        );
+        assert_eq!(
+            socket_of(&found, clusters[1]),
+            None,
+            "billing stays plaintext"
+        );
+
+        // Removing the annotations turns the Cluster back to plaintext.
+        kube.apply(ServiceFixture::new("greeter").port("grpc", 80, "grpc"));
+        let (cds, found) = ads.recv_typed::<Cluster>().await;
+        ads.ack(&cds, &clusters).await;
+        assert_eq!(socket_of(&found, GREETER_CLUSTER), None);
+    })
+    .await;
+}

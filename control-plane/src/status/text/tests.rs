@@ -100,6 +100,7 @@ fn text_shows_services_states_and_client_acks() {
     let text = report().to_text(now());
     for expected in [
         "replica control-plane-0  instance abc123  up 1m 30s",
+        "transport mtls  refused: client SAN not allowed 2, over --max-streams 0",
         "source static (services.yaml): degraded since 12s ago",
         "last error: services.yaml: line 3: bad port (12s ago)",
         "80 (grpc)",
@@ -142,6 +143,8 @@ fn empty_lists_say_so() {
 fn json_uses_words_for_states() {
     let json = report().to_json();
     assert_eq!(json["info"]["source"]["state"], "degraded");
+    assert_eq!(json["info"]["transport"], "mtls");
+    assert_eq!(json["info"]["refusals"]["client_san_not_allowed"], 2);
     let endpoints = &json["services"][0]["ports"][0]["endpoints"];
     assert_eq!(endpoints[0]["state"], "ready");
     assert_eq!(endpoints[1]["state"], "not_ready");
