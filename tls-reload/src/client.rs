@@ -555,6 +555,27 @@ impl AsyncWrite for Observed {
         self.on_write(result)
     }
 
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = match &mut self.stream {
+            ClientStream::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            ClientStream::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+        };
+        self.on_write(result)
+    }
+
+    /// HTTP/2 writes frames as several buffers: pass them on in one call
+    /// where the stream can take them.
+    fn is_write_vectored(&self) -> bool {
+        match &self.stream {
+            ClientStream::Plain(stream) => stream.is_write_vectored(),
+            ClientStream::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let result = match &mut self.stream {
             ClientStream::Plain(stream) => Pin::new(stream).poll_flush(cx),
