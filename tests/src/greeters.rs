@@ -56,3 +56,38 @@ pub async fn healthy_greeters(names: &[&str]) -> (Vec<Backend>, FakeXds) {
     fake.set_endpoints("greeter", &specs);
     (servers, fake)
 }
+
+/// Starts one greeter-server per name on loopback, serving TLS with
+/// `dir`'s `server.crt` / `server.key` and requiring client certificates
+/// from its `ca.crt`; SayHello is logged (debug) so a test can see who got
+/// a call, and each TLS connection's client identity and serial.
+pub async fn mutual_tls(names: &[&str], dir: &crate::certs::TlsDir) -> Vec<(Process, SocketAddr)> {
+    let (cert, key, client_ca) = (
+        dir.arg("server.crt"),
+        dir.arg("server.key"),
+        dir.arg("ca.crt"),
+    );
+    let mut greeters = Vec::new();
+    for name in names {
+        let mut process = Process::spawn_with_env(
+            name,
+            "greeter-server",
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--name",
+                name,
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+                "--tls-client-ca",
+                &client_ca,
+            ],
+            &[("RUST_LOG", "info,common=debug,greeter_server=debug")],
+        );
+        let addr = process.wait_listening().await;
+        greeters.push((process, addr));
+    }
+    greeters
+}

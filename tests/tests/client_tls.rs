@@ -34,35 +34,7 @@ async fn greeters_with(dir: &TlsDir, ca: &Ca, validity: Validity) -> Vec<(Proces
         "server",
         &ca.issue(&Leaf::new(&[SERVER_SAN], 10).validity(validity)),
     );
-    let (cert, key, client_ca) = (
-        dir.arg("server.crt"),
-        dir.arg("server.key"),
-        dir.arg("ca.crt"),
-    );
-    let mut greeters = Vec::new();
-    for name in BACKENDS {
-        let mut process = Process::spawn_with_env(
-            name,
-            "greeter-server",
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--name",
-                name,
-                "--tls-cert",
-                &cert,
-                "--tls-key",
-                &key,
-                "--tls-client-ca",
-                &client_ca,
-            ],
-            // SayHello is logged at debug: the test sees who got a call.
-            &[("RUST_LOG", "info,greeter_server=debug")],
-        );
-        let addr = process.wait_listening().await;
-        greeters.push((process, addr));
-    }
-    greeters
+    tests::greeters::mutual_tls(&BACKENDS, dir).await
 }
 
 /// A control plane serving `greeter` over TLS with these SAN matchers,
@@ -552,24 +524,12 @@ async fn rotating_every_certificate_fails_no_call() {
 
         // A greeter that joins now gets a new connection from our client,
         // which presents the client's new certificate.
-        let mut joined = Process::spawn_with_env(
-            "tls-d",
-            "greeter-server",
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--name",
-                "tls-d",
-                "--tls-cert",
-                &dir.arg("server.crt"),
-                "--tls-key",
-                &dir.arg("server.key"),
-                "--tls-client-ca",
-                &dir.arg("ca.crt"),
-            ],
-            &[("RUST_LOG", "info,common=debug,greeter_server=debug")],
-        );
-        let joined_addr = joined.wait_listening().await;
+        let mut joined = tests::greeters::mutual_tls(&["tls-d"], &dir)
+            .await
+            .pop()
+            .expect("one greeter");
+        let joined_addr = joined.1;
+        let joined = &mut joined.0;
         let mut endpoints: Vec<String> = greeters.iter().map(|(_, a)| a.to_string()).collect();
         endpoints.push(joined_addr.to_string());
         file.write(&json!({"services": [{

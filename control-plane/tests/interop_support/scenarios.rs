@@ -422,34 +422,7 @@ impl MutualTls {
                 3,
             )),
         );
-        let (cert, key, client_ca) = (
-            dir.arg("server.crt"),
-            dir.arg("server.key"),
-            dir.arg("ca.crt"),
-        );
-        let mut greeters = Vec::new();
-        for name in BACKENDS {
-            let mut process = Process::spawn_with_env(
-                name,
-                "greeter-server",
-                &[
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--name",
-                    name,
-                    "--tls-cert",
-                    &cert,
-                    "--tls-key",
-                    &key,
-                    "--tls-client-ca",
-                    &client_ca,
-                ],
-                // SayHello is logged at debug: the test counts what each saw.
-                &[("RUST_LOG", "info,greeter_server=debug")],
-            );
-            let addr = process.wait_listening().await;
-            greeters.push((process, addr));
-        }
+        let greeters = tests::greeters::mutual_tls(&BACKENDS, &dir).await;
         Self { dir, greeters }
     }
 
