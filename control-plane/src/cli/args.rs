@@ -1,5 +1,6 @@
-//! The flags of the `control-plane` command line (see DESIGN.md,
-//! "Command-line contract"). Every `serve` flag can also come from the
+//! The flags of the `control-plane` command line (README.md and
+//! docs/deploy.md document them; tests/tests/deploy checks the documents
+//! against `--help`). Every `serve` flag can also come from the
 //! environment, so a Kubernetes manifest can set it.
 
 use std::ffi::OsString;

@@ -9,7 +9,8 @@
 //! that was not rebuilt keeps its revision, which is how streams tell that
 //! it needs no resend.
 //!
-//! The shapes follow what gRPC's xDS clients accept (see FACTS.md):
+//! The shapes follow what gRPC's xDS clients accept (docs/protocol.md,
+//! checked by the interop tests against grpcio, grpc-go and grpc-java):
 //! - Listener: `api_listener` holding an HttpConnectionManager that takes
 //!   its route configuration by RDS over ADS, with the router filter last.
 //! - RouteConfiguration: one virtual host for any domain, prefix `""` to the
@@ -20,7 +21,7 @@
 //!   `validation_context` with `ca_certificate_provider_instance` and
 //!   `match_subject_alt_names`. Never `match_typed_subject_alt_names` nor
 //!   `transport_socket_matches`: grpcio 1.85 ACKs both and then skips the
-//!   SAN check or TLS itself (FACTS-TLS.md).
+//!   SAN check or TLS itself (docs/security.md).
 //! - ClusterLoadAssignment: one locality per zone, `locality` always set,
 //!   weight = ready endpoints in it (at least 1) so a zone with more pods
 //!   gets a larger share; ready → HEALTHY, draining → DRAINING, not ready →

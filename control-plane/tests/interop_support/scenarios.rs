@@ -503,7 +503,7 @@ pub async fn mtls_balances_over_greeters_that_require_client_certificates(langua
             ForeignClient::start_with(language, &bootstrap, "xds:///greeter", xds_creds(language))
                 .await;
         // One uncounted call first: a fresh client spreads its first calls
-        // unevenly until every subchannel is ready (FACTS-TLS.md).
+        // unevenly until every subchannel is ready.
         warm_up(&mut client).await;
 
         let batch = client.batch(300).await;
