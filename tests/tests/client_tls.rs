@@ -37,13 +37,17 @@ async fn greeters_with(dir: &TlsDir, ca: &Ca, validity: Validity) -> Vec<(Proces
     tests::greeters::mutual_tls(&BACKENDS, dir).await
 }
 
-/// A control plane serving `greeter` over TLS with these SAN matchers,
-/// without probing (the endpoints are ready; only the client decides).
-async fn control_plane(
-    greeters: &[(Process, SocketAddr)],
+/// A control plane (static source, no probing: the endpoints are ready and
+/// only the client decides) serving `greeter` on `endpoints` as a TLS
+/// service with these SAN matchers; `extra` flags on top. Its address has
+/// `scheme`.
+async fn serve_greeter(
+    endpoints: &[SocketAddr],
     sans: &[&str],
+    scheme: &str,
+    extra: &[&str],
 ) -> (Process, StaticFile, String) {
-    let endpoints: Vec<String> = greeters.iter().map(|(_, a)| a.to_string()).collect();
+    let endpoints: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
     let file = StaticFile::new(
         "client-tls",
         &json!({"services": [{
@@ -53,22 +57,29 @@ async fn control_plane(
         }]}),
     );
     let path = file.path().display().to_string();
-    let mut process = Process::spawn(
-        "control-plane",
-        "control-plane",
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--source",
-            "static",
-            "--static-file",
-            &path,
-            "--no-probe",
-        ],
-    );
-    let uri = format!("http://{}", process.wait_listening().await);
+    let mut args = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--source",
+        "static",
+        "--static-file",
+        &path,
+        "--no-probe",
+    ];
+    args.extend_from_slice(extra);
+    let mut process = Process::spawn("control-plane", "control-plane", &args);
+    let uri = format!("{scheme}://{}", process.wait_listening().await);
     (process, file, uri)
+}
+
+/// [`serve_greeter`] in plaintext for `greeters`.
+async fn control_plane(
+    greeters: &[(Process, SocketAddr)],
+    sans: &[&str],
+) -> (Process, StaticFile, String) {
+    let endpoints: Vec<SocketAddr> = greeters.iter().map(|(_, a)| *a).collect();
+    serve_greeter(&endpoints, sans, "http", &[]).await
 }
 
 /// A channel whose provider instance `default` has `files` of `dir`.
@@ -232,29 +243,13 @@ async fn mtls_control_plane(
     greeters: &[(Process, SocketAddr)],
 ) -> (Process, StaticFile, String) {
     dir.write_identity("cp", &ca.issue(&Leaf::new(&["127.0.0.1"], 30)));
-    let endpoints: Vec<String> = greeters.iter().map(|(_, a)| a.to_string()).collect();
-    let file = StaticFile::new(
-        "client-tls-cp",
-        &json!({"services": [{
-            "name": "greeter",
-            "endpoints": endpoints,
-            "tls": {"subject_alt_names": [SERVER_SAN]},
-        }]}),
-    );
-    let path = file.path().display().to_string();
+    let endpoints: Vec<SocketAddr> = greeters.iter().map(|(_, a)| *a).collect();
     let (cert, key, client_ca) = (dir.arg("cp.crt"), dir.arg("cp.key"), dir.arg("ca.crt"));
-    let mut process = Process::spawn(
-        "control-plane",
-        "control-plane",
+    serve_greeter(
+        &endpoints,
+        &[SERVER_SAN],
+        "https",
         &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--source",
-            "static",
-            "--static-file",
-            &path,
-            "--no-probe",
             "--tls-cert",
             &cert,
             "--tls-key",
@@ -264,9 +259,8 @@ async fn mtls_control_plane(
             "--allow-client-san",
             "spiffe://cluster.local/ns/default/*",
         ],
-    );
-    let uri = format!("https://{}", process.wait_listening().await);
-    (process, file, uri)
+    )
+    .await
 }
 
 fn control_plane_tls(dir: &TlsDir, identity: Option<&str>) -> xds_balancer::ControlPlaneTls {
@@ -394,30 +388,7 @@ async fn expired_certificates_and_plaintext_endpoints_are_named() {
 
         // A TLS Cluster whose endpoints speak plaintext h2c.
         let plain = tests::greeters::backends(&["plain"]).await;
-        let file = StaticFile::new(
-            "client-tls-plain",
-            &json!({"services": [{
-                "name": "greeter",
-                "endpoints": [plain[0].addr.to_string()],
-                "tls": {"subject_alt_names": [SERVER_SAN]},
-            }]}),
-        );
-        let path = file.path().display().to_string();
-        let mut cp = Process::spawn(
-            "control-plane",
-            "control-plane",
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--source",
-                "static",
-                "--static-file",
-                &path,
-                "--no-probe",
-            ],
-        );
-        let uri = format!("http://{}", cp.wait_listening().await);
+        let (_cp, _file, uri) = serve_greeter(&[plain[0].addr], &[SERVER_SAN], "http", &[]).await;
         let mut client = GreeterClient::new(channel(&uri, &dir, Some("client")).await);
         let status = hello(&mut client).await.expect_err("plaintext endpoint");
         assert!(
