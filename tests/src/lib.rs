@@ -45,6 +45,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
 pub mod fake_kube;
+pub mod kube_apiserver;
 
 /// Upper bound for a spawned process to announce that it is listening.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
