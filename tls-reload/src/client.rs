@@ -661,6 +661,28 @@ impl tower::Service<Uri> for Connector {
     }
 }
 
+/// A second look at a plaintext connection that failed without a word: a
+/// server that answers a cleartext HTTP/2 preface with a TLS record speaks
+/// TLS on that port. (Its alert can lose the race with a reset on the first
+/// connection; a fresh one that only reads tells it reliably.)
+pub async fn plaintext_to_tls(
+    authority: &str,
+    limit: std::time::Duration,
+) -> Option<HandshakeFailure> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let look = async {
+        let mut stream = TcpStream::connect(authority).await.ok()?;
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .ok()?;
+        let mut first = [0u8; 2];
+        stream.read_exact(&mut first).await.ok()?;
+        (matches!(first[0], 21 | 22) && first[1] == 3).then_some(HandshakeFailure::PlaintextToTls)
+    };
+    tokio::time::timeout(limit, look).await.ok().flatten()
+}
+
 /// Runs the TLS handshake over `tcp` when `tls` says so (plaintext
 /// otherwise); failures that surface later on the connection (a client
 /// certificate refused after a TLS 1.3 handshake, a TLS answer to

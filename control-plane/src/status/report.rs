@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use common::tls::client::{Connector, HandshakeFailure};
+use common::tls::client::{Connector, HandshakeFailure, Note};
 use common::tls::{ClientTls, ClientTlsFiles, ServerVerification};
 use http::Uri;
 use proto::controlplane::v1 as pb;
@@ -142,6 +142,7 @@ pub async fn fetch(addr: &str, timeout: Duration, tls: Option<&ClientTlsFiles>) 
         }
         (false, None) => None,
     };
+    let plaintext = tls.is_none();
     let connector = Connector::new(tls);
     let note = connector.note();
     let tls_failed = |failure: HandshakeFailure| {
@@ -174,13 +175,15 @@ pub async fn fetch(addr: &str, timeout: Duration, tls: Option<&ClientTlsFiles>) 
     {
         Ok(channel) => channel,
         Err(source) => {
-            return Err(match note.get() {
-                Some(failure) => tls_failed(failure),
-                None => Error::Connect {
-                    addr: addr.to_owned(),
-                    source,
+            return Err(
+                match explain(&note, plaintext, authority.as_str(), timeout).await {
+                    Some(failure) => tls_failed(failure),
+                    None => Error::Connect {
+                        addr: addr.to_owned(),
+                        source,
+                    },
                 },
-            });
+            );
         }
     };
     let mut client = ControlPlaneStatusClient::new(channel);
@@ -195,11 +198,19 @@ pub async fn fetch(addr: &str, timeout: Duration, tls: Option<&ClientTlsFiles>) 
             },
         }
     };
-    let info = client
-        .get_info(pb::GetInfoRequest {})
-        .await
-        .map_err(failed("GetInfo"))?
-        .into_inner();
+    let info = match client.get_info(pb::GetInfoRequest {}).await {
+        Ok(info) => info.into_inner(),
+        // On a plaintext connection to a TLS port the server's alert can
+        // lose the race with its reset: look at the port again.
+        Err(status) => {
+            return Err(
+                match explain(&note, plaintext, authority.as_str(), timeout).await {
+                    Some(failure) => tls_failed(failure),
+                    None => failed("GetInfo")(status),
+                },
+            );
+        }
+    };
     let services = client
         .list_services(pb::ListServicesRequest {})
         .await
@@ -351,4 +362,19 @@ fn client_json(client: &pb::Client) -> Value {
             "requests": u.requests,
         })).collect::<Vec<_>>(),
     })
+}
+
+/// What the connection noted, else (plaintext only) what a second look at
+/// the port shows.
+async fn explain(
+    note: &Note,
+    plaintext: bool,
+    authority: &str,
+    timeout: Duration,
+) -> Option<HandshakeFailure> {
+    match note.get() {
+        Some(failure) => Some(failure),
+        None if plaintext => common::tls::client::plaintext_to_tls(authority, timeout).await,
+        None => None,
+    }
 }
