@@ -79,17 +79,18 @@ impl Language {
         skip
     }
 
-    /// What the client's UNAVAILABLE message says of a resource its xDS
-    /// client found missing (each wording seen with the pinned release):
-    /// grpcio's "LDS resource X: does not exist", grpc-go's "xds: resource
-    /// "X" of type "ListenerResource" has been removed" (for its
-    /// does-not-exist timer too), grpc-java's "NOT_FOUND: Timed out waiting
-    /// for resource X".
-    pub fn not_found_text(self) -> &'static str {
+    /// How the client words a name the control plane does not have, each
+    /// with whether the text names the resource. grpc-go has two: after its
+    /// does-not-exist timer it reports the resource removed, or, when its
+    /// resolver speaks first, that it produced zero addresses.
+    pub fn not_found_texts(self) -> &'static [(&'static str, bool)] {
         match self {
-            Self::Python => "does not exist",
-            Self::Go => "has been removed",
-            Self::Java => "NOT_FOUND: Timed out waiting for resource",
+            Self::Python => &[("does not exist", true)],
+            Self::Go => &[
+                ("has been removed", true),
+                ("name resolver error: produced zero addresses", false),
+            ],
+            Self::Java => &[("NOT_FOUND: Timed out waiting for resource", true)],
         }
     }
 
