@@ -15,9 +15,10 @@
 //!   the connected-client registry ([`xds::registry`]).
 //! - [`status`]: the status API (`controlplane.v1.ControlPlaneStatus`) and
 //!   the `control-plane status` client's report and tables.
-//! - [`metrics`]: Prometheus metrics and their `/metrics` endpoint.
-//! - [`server`]: everything on one port (ADS, status, health, reflection)
-//!   and the shutdown.
+//! - [`metrics`]: Prometheus metrics, their two text formats and their
+//!   `/metrics` endpoint.
+//! - [`server`]: everything on one port (ADS, status, health, reflection),
+//!   each connection's maximum age, and the shutdown.
 //!
 //! - [`cli`]: the command line (`serve`, `status`) and its wiring (signals,
 //!   logging, the chosen source, exit codes), shared by the `control-plane`

@@ -8,6 +8,12 @@
 //! health turns NOT_SERVING, every ADS stream ends with UNAVAILABLE (clients
 //! keep their last endpoints and reconnect), health watches end, and
 //! in-flight unary calls get the grace period to finish.
+//!
+//! - `connection.rs`: serving each connection (HTTP/2), its maximum age.
+//! - `observe.rs`: the state gauges of `/metrics`, read at scrape time.
+
+mod connection;
+mod observe;
 
 use std::future;
 use std::sync::Arc;
@@ -18,9 +24,12 @@ use common::tls::ServerTls;
 use futures::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
+use tokio_util::task::TaskTracker;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+
+pub use self::connection::AGE_JITTER;
 
 use crate::metrics::{self, Metrics};
 use crate::status::StatusService;
@@ -36,6 +45,12 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a PING may go unanswered before the connection is dropped.
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default maximum connection age: clients move to another replica about
+/// every half hour (as Istio's istiod does), so a rollout's imbalance is
+/// gone within that; each reconnect costs one full resubscription.
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
+/// Default time calls in flight get after a connection's maximum age.
+pub const DEFAULT_MAX_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(10);
 
 const ADS_SERVICE: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
 const STATUS_SERVICE: &str = proto::controlplane::v1::control_plane_status_server::SERVICE_NAME;
@@ -59,6 +74,13 @@ pub struct Config {
     pub tls: Option<ServerTls>,
     /// Who may subscribe, and how many streams at most.
     pub admission: AdmissionConfig,
+    /// Connections older than this (±[`AGE_JITTER`]) are closed after
+    /// GOAWAY, ending their ADS streams so that clients reconnect (to any
+    /// replica); `None`: never.
+    pub max_connection_age: Option<Duration>,
+    /// After a connection's maximum age, how long its other calls get to
+    /// finish.
+    pub max_connection_age_grace: Duration,
 }
 
 /// Errors that end [`run`].
@@ -67,9 +89,6 @@ pub enum Error {
     /// Server reflection could not be set up.
     #[error("failed to build the reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
-    /// The gRPC server failed.
-    #[error("the gRPC server failed: {0}")]
-    Serve(#[from] tonic::transport::Error),
 }
 
 /// How the server stopped.
@@ -110,9 +129,11 @@ where
         });
     }
     if let Some(listener) = config.metrics_listener {
+        let observer = observe::observer(store.clone(), registry.clone());
         tokio::spawn(metrics::http::serve(
             listener,
             metrics.clone(),
+            observer,
             stopped.clone(),
         ));
     }
@@ -138,29 +159,34 @@ where
         .with_service_name("grpc.reflection.v1alpha.ServerReflection")
         .build_v1alpha()?;
     let counters = Arc::new(ConnCounters::default());
-    let serve = Server::builder()
-        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-        .add_service(common::health::service(health.clone(), stopped.clone()))
+    let routes = Routes::new(common::health::service(health.clone(), stopped.clone()))
         .add_service(ads.into_server(&config.ads))
         .add_service(
             StatusService::new(store, registry.clone(), admission, transport).into_server(),
         )
         .add_service(reflection)
         .add_service(reflection_alpha)
-        .serve_with_incoming_shutdown(
-            incoming::accept(listener, counters.clone(), config.tls.clone()),
-            stopped.clone().cancelled_owned(),
-        );
-    let mut serve = std::pin::pin!(serve);
-
-    let cause = tokio::select! {
-        result = &mut serve => {
-            result?;
-            return Ok(Outcome::Clean);
-        }
-        cause = next_stop(&mut stop) => cause,
+        .prepare();
+    let settings = connection::Settings {
+        keepalive_interval: KEEPALIVE_INTERVAL,
+        keepalive_timeout: KEEPALIVE_TIMEOUT,
+        max_age: config.max_connection_age.filter(|age| !age.is_zero()),
+        max_age_grace: config.max_connection_age_grace,
     };
+    let forced = CancellationToken::new();
+    // Cut every connection left when this returns, however it returns.
+    let _forced = forced.clone().drop_guard();
+    let tracker = TaskTracker::new();
+    let accepting = tokio::spawn(connection::serve(
+        incoming::accept(listener, counters.clone(), config.tls.clone()),
+        routes,
+        settings,
+        stopped.clone(),
+        forced.clone(),
+        tracker.clone(),
+    ));
+
+    let cause = next_stop(&mut stop).await;
     // Stopped first, so it cannot turn health back to SERVING.
     readiness.abort();
     let _ = readiness.await;
@@ -172,17 +198,18 @@ where
         "stop requested: health NOT_SERVING, closing ADS streams"
     );
     stopped.cancel();
+    // The accept loop ends at once (closing the listening socket); every
+    // connection task it started is in the tracker by then.
+    let _ = accepting.await;
+    tracker.close();
     let grace = if config.grace.is_zero() {
         DEFAULT_GRACE
     } else {
         config.grace
     };
     tokio::select! {
-        result = tokio::time::timeout(grace, &mut serve) => match result {
-            Ok(result) => {
-                result?;
-                Ok(Outcome::Clean)
-            }
+        result = tokio::time::timeout(grace, tracker.wait()) => match result {
+            Ok(()) => Ok(Outcome::Clean),
             Err(_) => {
                 tracing::warn!(?grace, "grace period over: cutting remaining connections");
                 Ok(Outcome::GraceExpired)

@@ -299,8 +299,12 @@ impl Store {
         }
         if source.state != state {
             tracing::info!(source = %source.kind, from = %source.state, to = %state, "source state changed");
+            let now = SystemTime::now();
+            if source.state == SourceState::Connected {
+                source.in_sync_until = Some(now);
+            }
             source.state = state;
-            source.state_since = SystemTime::now();
+            source.state_since = now;
         }
         if error.is_some() {
             source.last_error = error;

@@ -116,8 +116,9 @@ async fn metrics_are_served_over_http() {
         let mut response = String::new();
         http.read_to_string(&mut response).await.unwrap();
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        // Prometheus text when the scraper asks for no format.
         assert!(
-            response.contains("application/openmetrics-text"),
+            response.contains("content-type: text/plain; version=0.0.4"),
             "{response}"
         );
         assert!(

@@ -91,6 +91,13 @@ impl AdsStream {
             .expect("ADS request stream closed");
     }
 
+    /// Ends the request side of the stream (HTTP/2 END_STREAM), as a client
+    /// that is done would; responses can still be read.
+    pub fn close_requests(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        self.requests = closed;
+    }
+
     /// Sends a request for `names` of type `type_url` answering `nonce`
     /// (empty for a first request) with `version`.
     pub async fn request(&mut self, type_url: &str, names: &[&str], version: &str, nonce: &str) {

@@ -13,6 +13,7 @@
 //! - [`static_file`]: a control plane's `--static-file`, rewritten whole.
 //! - [`certs`]: a CA and leaf certificates (rcgen), PEM files swapped
 //!   atomically.
+//! - [`python`]: pinned Python virtualenvs under `target/`.
 //!
 //! # Finding binaries
 //!
@@ -28,6 +29,7 @@ pub mod certs;
 pub mod fake_xds;
 pub mod greeters;
 pub mod module_graph;
+pub mod python;
 pub mod static_file;
 
 use std::collections::VecDeque;

@@ -23,6 +23,11 @@ pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:18000";
 pub(crate) const DEFAULT_ADDR: &str = "http://127.0.0.1:18000";
 /// `--grace` default as written on the command line; matches `DEFAULT_GRACE`.
 const DEFAULT_GRACE_ARG: &str = "5s";
+/// `--max-connection-age` default; matches `DEFAULT_MAX_CONNECTION_AGE`.
+const DEFAULT_MAX_CONNECTION_AGE_ARG: &str = "30m";
+/// `--max-connection-age-grace` default; matches
+/// `DEFAULT_MAX_CONNECTION_AGE_GRACE`.
+const DEFAULT_MAX_CONNECTION_AGE_GRACE_ARG: &str = "10s";
 /// `--timeout` default of `status`; matches `status::report::DEFAULT_TIMEOUT`.
 const DEFAULT_TIMEOUT_ARG: &str = "5s";
 /// `--max-streams` default. The deployed memory limit is 256 MiB
@@ -230,6 +235,31 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "CONTROL_PLANE_GRACE", default_value = DEFAULT_GRACE_ARG, value_parser = humantime::parse_duration)]
     pub(crate) grace: Duration,
 
+    /// Close each client connection after about this long (±10 % jitter),
+    /// so that clients spread over the replicas again after a rollout: the
+    /// connection gets GOAWAY, its ADS streams end with UNAVAILABLE and the
+    /// clients reconnect, through the Service, to any replica, keeping
+    /// their endpoints meanwhile. 0 turns it off.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_MAX_CONNECTION_AGE",
+        value_name = "DURATION",
+        default_value = DEFAULT_MAX_CONNECTION_AGE_ARG,
+        value_parser = humantime::parse_duration
+    )]
+    pub(crate) max_connection_age: Duration,
+
+    /// After --max-connection-age, how long other calls in flight on the
+    /// connection (status, health) get to finish before it is closed.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_MAX_CONNECTION_AGE_GRACE",
+        value_name = "DURATION",
+        default_value = DEFAULT_MAX_CONNECTION_AGE_GRACE_ARG,
+        value_parser = humantime::parse_duration
+    )]
+    pub(crate) max_connection_age_grace: Duration,
+
     /// The Kubernetes source's flags.
     #[command(flatten)]
     pub(crate) kube_args: KubernetesArgs,
@@ -391,7 +421,9 @@ pub(crate) struct StatusArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::DEFAULT_GRACE;
+    use crate::server::{
+        DEFAULT_GRACE, DEFAULT_MAX_CONNECTION_AGE, DEFAULT_MAX_CONNECTION_AGE_GRACE,
+    };
     use crate::status::report::DEFAULT_TIMEOUT;
 
     #[test]
@@ -415,6 +447,11 @@ mod tests {
         assert_eq!(args.listen.port(), 18000);
         assert_eq!(args.cluster_domain, "cluster.local");
         assert_eq!(args.grace, DEFAULT_GRACE);
+        assert_eq!(args.max_connection_age, DEFAULT_MAX_CONNECTION_AGE);
+        assert_eq!(
+            args.max_connection_age_grace,
+            DEFAULT_MAX_CONNECTION_AGE_GRACE
+        );
         assert_eq!(args.source(false), SourceChoice::Static);
         assert!(args.metrics_listen.is_none());
         assert_eq!(args.namespace, None);

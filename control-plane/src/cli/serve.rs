@@ -103,6 +103,8 @@ pub(super) async fn serve(args: ServeArgs, in_pod: bool) -> Result<ExitCode, Err
             max_streams_per_peer: (args.max_streams_per_peer > 0)
                 .then_some(args.max_streams_per_peer),
         },
+        max_connection_age: (!args.max_connection_age.is_zero()).then_some(args.max_connection_age),
+        max_connection_age_grace: args.max_connection_age_grace,
         ..Default::default()
     };
     let stop = Box::pin(futures::stream::unfold(signals, |mut signals| async move {

@@ -1,8 +1,9 @@
-//! The `/metrics` HTTP endpoint (HTTP/1.1, what Prometheus scrapes).
+//! The `/metrics` HTTP endpoint (HTTP/1.1, what Prometheus scrapes), in
+//! the format the scraper's `Accept` header asks for ([`Format`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -14,17 +15,22 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::Metrics;
+use super::{Format, Metrics, Observed};
 
-/// Content type of OpenMetrics text, which Prometheus understands.
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Reads the current state for the gauges, on every scrape.
+pub type Observer = Arc<dyn Fn() -> Observed + Send + Sync>;
 /// How long a scraper may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after an accept error (for example too many open files).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// Serves `GET /metrics` on `listener` until `stopped` is cancelled.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stopped: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    observer: Observer,
+    stopped: CancellationToken,
+) {
     loop {
         let accepted = tokio::select! {
             () = stopped.cancelled() => return,
@@ -39,11 +45,13 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stopped: Cancel
             }
         };
         let metrics = metrics.clone();
+        let observer = observer.clone();
         let stopped = stopped.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(respond(&metrics, &request)) }
+                let observer = observer.clone();
+                async move { Ok::<_, Infallible>(respond(&metrics, &*observer, &request)) }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -61,9 +69,21 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, stopped: Cancel
     }
 }
 
-fn respond(metrics: &Metrics, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(
+    metrics: &Metrics,
+    observer: &(dyn Fn() -> Observed + Send + Sync),
+    request: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match (request.method(), request.uri().path()) {
-        (&Method::GET, "/metrics") => (StatusCode::OK, CONTENT_TYPE, metrics.encode()),
+        (&Method::GET, "/metrics") => {
+            let accept = request
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|value| value.to_str().ok());
+            let format = Format::negotiate(accept);
+            let text = metrics.render(format, &observer(), SystemTime::now());
+            (StatusCode::OK, format.content_type(), text)
+        }
         (_, "/metrics") => (
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain; charset=utf-8",

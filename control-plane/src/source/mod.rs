@@ -59,14 +59,29 @@ pub enum SourceState {
     Disconnected,
 }
 
-impl fmt::Display for SourceState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl SourceState {
+    /// Every state.
+    pub const ALL: [Self; 4] = [
+        Self::Starting,
+        Self::Connected,
+        Self::Degraded,
+        Self::Disconnected,
+    ];
+
+    /// The state as a metrics label (the same word as shown by `status`).
+    pub fn label(self) -> &'static str {
+        match self {
             Self::Starting => "starting",
             Self::Connected => "connected",
             Self::Degraded => "degraded",
             Self::Disconnected => "disconnected",
-        })
+        }
+    }
+}
+
+impl fmt::Display for SourceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
     }
 }
 
@@ -104,6 +119,10 @@ pub struct SourceStatus {
     pub last_error: Option<Stamped>,
     /// The latest change applied.
     pub last_event: Option<Stamped>,
+    /// When the source last stopped being `Connected` (it was in sync
+    /// until then); `None` while it never was. While it is `Connected` it
+    /// is in sync now.
+    pub in_sync_until: Option<SystemTime>,
 }
 
 impl SourceStatus {
@@ -116,6 +135,7 @@ impl SourceStatus {
             state_since: SystemTime::now(),
             last_error: None,
             last_event: None,
+            in_sync_until: None,
         }
     }
 }

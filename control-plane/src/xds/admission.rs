@@ -47,6 +47,13 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every reason, in declaration order (each one's index).
+    pub const ALL: [Self; 3] = [
+        Self::SanNotAllowed,
+        Self::MaxStreams,
+        Self::MaxStreamsPerPeer,
+    ];
+
     /// The metrics label.
     pub fn label(self) -> &'static str {
         match self {
@@ -186,7 +193,7 @@ impl Admission {
             Refusal::MaxStreamsPerPeer => &self.max_streams_per_peer,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        self.metrics.refused(why.label());
+        self.metrics.refused(why);
         tracing::info!(
             reason = why.label(),
             message = status.message(),

@@ -102,6 +102,16 @@ impl Registry {
         self.len() == 0
     }
 
+    /// When the oldest response still awaiting its client's ACK or NACK
+    /// was sent, over every client.
+    pub fn oldest_unacked(&self) -> Option<SystemTime> {
+        let slots: Vec<_> = self.clients().values().cloned().collect();
+        slots
+            .iter()
+            .filter_map(|slot| slot.session().oldest_unacked())
+            .min()
+    }
+
     /// Every connected client, oldest stream first.
     pub fn views(&self) -> Vec<ClientView> {
         // Copy the slot list first so the registry lock is not held while

@@ -31,7 +31,7 @@ use super::admission::Admission;
 use super::body::ResponseBody;
 use super::registry::Registry;
 use super::session::{Limits, Session};
-use super::stream::{Ended, QUEUE_DEPTH, StreamTask};
+use super::stream::{Ended, QUEUE_DEPTH, StreamTask, is_disconnect};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -48,6 +48,12 @@ const DELTA_PATH: &str =
 /// are mostly ACKs of a couple of hundred bytes, and the buffer grows as
 /// needed).
 const REQUEST_BUFFER: usize = 512;
+
+/// In the extensions of a request whose connection has a maximum age:
+/// cancelled when the connection reaches it, which ends the ADS stream
+/// (UNAVAILABLE) so that the client reconnects.
+#[derive(Debug, Clone)]
+pub struct ConnectionAge(pub CancellationToken);
 
 /// Settings of the ADS service.
 #[derive(Debug, Clone)]
@@ -137,6 +143,10 @@ impl AdsService {
             Ok(ticket) => ticket,
             Err(status) => return status.into_http(),
         };
+        let aged = request
+            .extensions()
+            .get::<ConnectionAge>()
+            .map_or_else(CancellationToken::new, |age| age.0.clone());
         let peer = conn.and_then(|info| info.remote_addr).or_else(|| {
             request
                 .extensions()
@@ -157,25 +167,19 @@ impl AdsService {
             snapshots: self.store.subscribe(),
             metrics: self.metrics.clone(),
             stopped: self.stopped.clone(),
+            aged,
         };
         let (queue, responses) = mpsc::channel(QUEUE_DEPTH);
         let span = tracing::info_span!("ads", stream = stream_id, peer = ?peer);
+        let metrics = self.metrics.clone();
         tokio::spawn(
             async move {
                 // The stream holds its place until it ends.
                 let _ticket = ticket;
                 tracing::debug!("ADS stream opened");
-                match task.run(inbound, queue).await {
-                    Ended::ClientClosed => tracing::info!("ADS stream closed by the client"),
-                    Ended::ClientGone => tracing::info!("ADS stream ended: the client went away"),
-                    Ended::Stopping => tracing::debug!("ADS stream ended: shutting down"),
-                    Ended::ClientFailed(status) => {
-                        tracing::info!(code = ?status.code(), message = status.message(), "ADS stream ended by a client error");
-                    }
-                    Ended::Refused(error) => {
-                        tracing::warn!(%error, "ADS stream ended: request refused");
-                    }
-                }
+                let ended = task.run(inbound, queue).await;
+                metrics.stream_ended(ended.reason());
+                log_end(ended);
             }
             .instrument(span),
         );
@@ -186,6 +190,37 @@ impl AdsService {
             tonic::metadata::GRPC_CONTENT_TYPE,
         );
         response
+    }
+}
+
+/// Logs how a stream ended: a client leaving (closing, cancelling, its
+/// connection closing) and the server's own endings at debug level, as
+/// they are routine; a client breaking the protocol and refused requests
+/// at warn level.
+fn log_end(ended: Ended) {
+    match ended {
+        Ended::ClientClosed => tracing::debug!("ADS stream closed by the client"),
+        Ended::ClientGone => tracing::debug!("ADS stream ended: the client went away"),
+        Ended::ClientFailed(status) if is_disconnect(&status) => {
+            tracing::debug!(
+                reason = status.message(),
+                "ADS stream ended: the client left"
+            );
+        }
+        Ended::ClientFailed(status) => {
+            tracing::warn!(
+                code = common::error::code_name(status.code()),
+                error = status.message(),
+                "ADS stream ended: the client sent a broken request stream"
+            );
+        }
+        Ended::Refused(error) => {
+            tracing::warn!(%error, "ADS stream ended: request refused");
+        }
+        Ended::Stopping => tracing::debug!("ADS stream ended: shutting down"),
+        Ended::MaxAge => {
+            tracing::debug!("ADS stream ended: its connection reached its maximum age");
+        }
     }
 }
 

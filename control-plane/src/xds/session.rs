@@ -78,6 +78,8 @@ struct TypeState {
     sent_version: String,
     sent_nonce: String,
     pending: bool,
+    /// When the oldest response not yet ACKed or NACKed was sent.
+    pending_since: Option<SystemTime>,
     acked_version: String,
     nack: Option<Nack>,
     responses: u64,
@@ -180,6 +182,7 @@ impl Session {
 
         let ack = if answers_latest {
             state.pending = false;
+            state.pending_since = None;
             match &request.error_detail {
                 Some(status) => {
                     let error = if status.message.is_empty() {
@@ -226,7 +229,7 @@ impl Session {
             None
         };
         let responses = mode
-            .and_then(|mode| self.respond(kind, snapshot, mode))
+            .and_then(|mode| self.respond(kind, snapshot, mode, now))
             .into_iter()
             .collect();
         Ok(Reply {
@@ -241,12 +244,23 @@ impl Session {
     }
 
     /// Handles a new snapshot: a response for every type in which something
-    /// subscribed changed, appeared or (Listener, Cluster) disappeared.
-    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Vec<Outgoing> {
+    /// subscribed changed, appeared or (Listener, Cluster) disappeared;
+    /// `now` stamps them as awaiting an ACK.
+    pub fn on_snapshot(&mut self, snapshot: &Snapshot, now: SystemTime) -> Vec<Outgoing> {
         ResourceType::ALL
             .into_iter()
-            .filter_map(|kind| self.respond(kind, snapshot, Mode::Update))
+            .filter_map(|kind| self.respond(kind, snapshot, Mode::Update, now))
             .collect()
+    }
+
+    /// When the oldest response that the client has neither ACKed nor
+    /// NACKed was sent, if one is outstanding.
+    pub fn oldest_unacked(&self) -> Option<SystemTime> {
+        self.types
+            .iter()
+            .flatten()
+            .filter_map(|state| state.pending_since)
+            .min()
     }
 
     /// The session as the status API shows it.
@@ -305,7 +319,13 @@ impl Session {
 
     /// Builds the response of type `kind` for `mode`, if one is due, and
     /// records it as sent.
-    fn respond(&mut self, kind: ResourceType, snapshot: &Snapshot, mode: Mode) -> Option<Outgoing> {
+    fn respond(
+        &mut self,
+        kind: ResourceType,
+        snapshot: &Snapshot,
+        mode: Mode,
+        now: SystemTime,
+    ) -> Option<Outgoing> {
         let state = self.types[kind.index()].as_mut()?;
         if mode == Mode::Update && holds_current(state, kind, snapshot) {
             return None;
@@ -350,6 +370,7 @@ impl Session {
         state.sent_version.clone_from(&version_info);
         state.sent_nonce.clone_from(&nonce);
         state.pending = true;
+        state.pending_since.get_or_insert(now);
         state.responses += 1;
         Some(Outgoing {
             kind,

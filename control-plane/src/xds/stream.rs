@@ -24,8 +24,8 @@
 //! using what they had meanwhile.
 //!
 //! A request the session refuses (over the limits) ends this stream with
-//! INVALID_ARGUMENT; a stopping server ends it with UNAVAILABLE, telling
-//! the client to reconnect.
+//! INVALID_ARGUMENT; a stopping server, or a connection that reached its
+//! maximum age, ends it with UNAVAILABLE, telling the client to reconnect.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -51,6 +51,9 @@ const MAX_HELD_TYPES: usize = 8;
 
 /// Sent to clients when the server stops.
 const STOPPING: &str = "the control plane is shutting down; reconnect to another instance or retry";
+/// Sent to clients when their connection reached its maximum age.
+const MAX_AGE: &str = "the connection reached its maximum age (--max-connection-age); reconnect \
+                       (to any control plane replica)";
 
 /// What the task puts in the queue: boxed, so the queue's storage (which
 /// tokio allocates 32 slots at a time) stays small in every stream.
@@ -69,6 +72,72 @@ pub enum Ended {
     Stopping,
     /// The response side is gone (the client went away).
     ClientGone,
+    /// The stream's connection reached its maximum age.
+    MaxAge,
+}
+
+impl Ended {
+    /// How the metrics count it.
+    pub fn reason(&self) -> EndReason {
+        match self {
+            Self::ClientClosed | Self::ClientGone => EndReason::ClientClosed,
+            Self::ClientFailed(status) if is_disconnect(status) => EndReason::ClientClosed,
+            Self::ClientFailed(_) => EndReason::ClientError,
+            Self::Refused(_) => EndReason::InvalidRequest,
+            Self::Stopping => EndReason::Shutdown,
+            Self::MaxAge => EndReason::MaxConnectionAge,
+        }
+    }
+}
+
+/// Whether a failed request stream means no more than that the client went
+/// away: it cancelled the call or its connection closed (what the server's
+/// request body reports as CANCELLED or UNAVAILABLE), as opposed to a
+/// malformed or oversized message or an HTTP/2 protocol error.
+pub fn is_disconnect(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Cancelled | tonic::Code::Unavailable
+    )
+}
+
+/// Why streams end, as the metrics count them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The client closed or cancelled the stream, or its connection went
+    /// away.
+    ClientClosed,
+    /// The client broke the protocol (a malformed or oversized message, an
+    /// HTTP/2 error).
+    ClientError,
+    /// A request over the limits was refused.
+    InvalidRequest,
+    /// The connection reached its maximum age.
+    MaxConnectionAge,
+    /// The server is stopping.
+    Shutdown,
+}
+
+impl EndReason {
+    /// Every reason, in declaration order (each one's index).
+    pub const ALL: [Self; 5] = [
+        Self::ClientClosed,
+        Self::ClientError,
+        Self::InvalidRequest,
+        Self::MaxConnectionAge,
+        Self::Shutdown,
+    ];
+
+    /// The metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ClientClosed => "client_closed",
+            Self::ClientError => "client_error",
+            Self::InvalidRequest => "invalid_request",
+            Self::MaxConnectionAge => "max_connection_age",
+            Self::Shutdown => "shutdown",
+        }
+    }
 }
 
 /// The parts a stream task works with.
@@ -82,6 +151,8 @@ pub struct StreamTask {
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server stops.
     pub stopped: CancellationToken,
+    /// Cancelled when the stream's connection reached its maximum age.
+    pub aged: CancellationToken,
 }
 
 impl StreamTask {
@@ -101,12 +172,15 @@ impl StreamTask {
             let outgoing = tokio::select! {
                 biased;
                 () = self.stopped.cancelled() => return stopping(&queue),
+                () = self.aged.cancelled() => return aged(&queue),
                 changed = self.snapshots.changed() => {
                     if changed.is_err() {
                         return stopping(&queue);
                     }
                     let snapshot = self.snapshots.borrow_and_update().clone();
-                    self.registration.slot().session().on_snapshot(&snapshot)
+                    let slot = self.registration.slot();
+                    let mut session = slot.session();
+                    session.on_snapshot(&snapshot, SystemTime::now())
                 }
                 request = next_request(&mut held, &mut inbound) => match request {
                     None => return Ended::ClientClosed,
@@ -149,6 +223,7 @@ impl StreamTask {
             tokio::select! {
                 biased;
                 () = self.stopped.cancelled() => return Err(stopping(queue)),
+                () = self.aged.cancelled() => return Err(aged(queue)),
                 changed = self.snapshots.changed() => {
                     if changed.is_err() {
                         return Err(stopping(queue));
@@ -224,6 +299,7 @@ impl StreamTask {
         tokio::select! {
             biased;
             () = self.stopped.cancelled() => Some(stopping(queue)),
+            () = self.aged.cancelled() => Some(aged(queue)),
             sent = queue.send(item) => sent.is_err().then_some(Ended::ClientGone),
         }
     }
@@ -255,6 +331,11 @@ fn stopping(queue: &mpsc::Sender<Queued>) -> Ended {
     // Best effort: a full queue means the client is not reading anyway.
     let _ = queue.try_send(Err(Box::new(Status::unavailable(STOPPING))));
     Ended::Stopping
+}
+
+fn aged(queue: &mpsc::Sender<Queued>) -> Ended {
+    let _ = queue.try_send(Err(Box::new(Status::unavailable(MAX_AGE))));
+    Ended::MaxAge
 }
 
 #[cfg(test)]

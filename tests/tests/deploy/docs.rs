@@ -11,7 +11,7 @@ use crate::real::{image_ref, the_dockerfile};
 use crate::repo::{read, root};
 
 /// The documents the README links.
-const DOCS: [&str; 8] = [
+const DOCS: [&str; 9] = [
     "architecture.md",
     "protocol.md",
     "deploy.md",
@@ -20,6 +20,7 @@ const DOCS: [&str; 8] = [
     "other-languages.md",
     "security.md",
     "fuzzing.md",
+    "metrics.md",
 ];
 
 /// Every Markdown file checked: README.md and docs/*.md, with its text.

@@ -11,8 +11,10 @@
 //!   versions, nonces, ACK/NACK, does-not-exist, chain resolution), tested
 //!   with plain unit tests.
 //! - [`task`] is the thin I/O around it: it owns the stream, feeds responses
-//!   to the state machine, sends what it returns, and reconnects with
-//!   jittered exponential backoff. After a reconnect it resubscribes with the
+//!   to the state machine, sends what it returns, and reconnects: at once
+//!   when a stream that had served ends (a control plane rotating its
+//!   connections with a maximum age, or stopping), else with jittered
+//!   exponential backoff. After a reconnect it resubscribes with the
 //!   last accepted versions; meanwhile the last resolution stays published,
 //!   so calls keep being balanced over the last endpoints (static stability).
 //!

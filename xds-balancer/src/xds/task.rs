@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
@@ -158,6 +158,20 @@ async fn connect(settings: &TaskSettings) -> Result<(Channel, Note), ConnectErro
     Ok((channel, note))
 }
 
+/// How long a stream must have served (with at least one response) for
+/// its end to count as routine, reconnected at once rather than after a
+/// backoff: a server that ends every stream right after answering is not
+/// reconnected to in a tight loop.
+const MIN_SERVING: Duration = Duration::from_secs(1);
+
+/// How a discovery stream ended.
+struct StreamEnd {
+    /// Why, for people.
+    why: String,
+    /// Whether it had served (responses, for at least [`MIN_SERVING`]).
+    answered: bool,
+}
+
 /// What the channels sharing the task ask of it.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -238,6 +252,7 @@ impl Task {
     async fn run(mut self, mut first: Option<AdsStream>) {
         let mut backoff = BackoffState::new(self.settings.backoff);
         loop {
+            let mut answered = false;
             let stream = match first.take() {
                 Some(stream) => Ok(stream),
                 None => {
@@ -250,12 +265,23 @@ impl Task {
             };
             let error = match stream {
                 Ok(stream) => match self.session(stream, &mut backoff).await {
-                    Ok(error) => error,
+                    Ok(ended) => {
+                        answered = ended.answered;
+                        ended.why
+                    }
                     Err(Interrupted::Stopped) => return,
                 },
                 Err(error) => error,
             };
             self.stream = None;
+            if answered {
+                // A stream that served for a while and then ended (the
+                // control plane rotating its connections, or stopping):
+                // routine; connect again at once, still holding the
+                // endpoints. If that fails, the failure is reported below.
+                tracing::info!(control_plane = %self.settings.uri, reason = %error, "discovery stream ended; reconnecting");
+                continue;
+            }
             tracing::warn!(control_plane = %self.settings.uri, %error, "control plane unreachable; keeping the last endpoints");
             self.control_plane.send_modify(|cp| {
                 cp.connected = false;
@@ -319,12 +345,12 @@ impl Task {
         }
     }
 
-    /// Runs one stream; returns why it ended.
+    /// Runs one stream; returns how it ended.
     async fn session(
         &mut self,
         stream: AdsStream,
         backoff: &mut BackoffState,
-    ) -> Result<String, Interrupted> {
+    ) -> Result<StreamEnd, Interrupted> {
         let AdsStream {
             requests,
             responses: mut inbound,
@@ -340,17 +366,27 @@ impl Task {
             cp.unreachable_since = None;
             cp.last_error = None;
         });
+        let opened = Instant::now();
+        let mut responses = 0_u64;
         loop {
-            let response = match self.serving(inbound.message()).await? {
-                Ok(Some(response)) => response,
-                Ok(None) => return Ok("the control plane ended the discovery stream".into()),
-                Err(status) => {
-                    return Ok(format!(
-                        "the discovery stream failed: {}",
-                        status_text(&status)
-                    ));
+            let why = match self.serving(inbound.message()).await? {
+                Ok(Some(response)) => Ok(response),
+                Ok(None) => Err("the control plane ended the discovery stream".to_owned()),
+                Err(status) => Err(format!(
+                    "the discovery stream failed: {}",
+                    status_text(&status)
+                )),
+            };
+            let response = match why {
+                Ok(response) => response,
+                Err(why) => {
+                    return Ok(StreamEnd {
+                        why,
+                        answered: responses > 0 && opened.elapsed() >= MIN_SERVING,
+                    });
                 }
             };
+            responses += 1;
             backoff.reset();
             let type_url = response.type_url.clone();
             let version = response.version_info.clone();

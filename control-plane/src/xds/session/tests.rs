@@ -220,10 +220,10 @@ fn nack_is_recorded_and_the_same_version_not_resent() {
 
     // A change elsewhere does not resend the rejected assignment ...
     set(&store, "other", &["10.0.1.2:8080"]);
-    assert!(session.on_snapshot(&store.snapshot()).is_empty());
+    assert!(session.on_snapshot(&store.snapshot(), NOW).is_empty());
     // ... a change to it does.
     set(&store, "greeter", &["10.0.0.2:8080"]);
-    let update = session.on_snapshot(&store.snapshot());
+    let update = session.on_snapshot(&store.snapshot(), NOW);
     assert_eq!(update.len(), 1);
     assert_eq!(assignments(&update[0].response.to_message()), vec![GREETER]);
     assert_ne!(update[0].response.version_info, sent.version_info);
@@ -289,7 +289,7 @@ fn listener_subscription_changes_send_the_full_set() {
     assert_eq!(listeners(&dropped), vec!["other:grpc"]);
     // Dropped: a change to it sends nothing.
     set(&store, "greeter", &["10.0.0.9:8080"]);
-    assert!(session.on_snapshot(&store.snapshot()).is_empty());
+    assert!(session.on_snapshot(&store.snapshot(), NOW).is_empty());
 }
 
 #[test]
@@ -332,7 +332,7 @@ fn assignments_send_new_and_changed_ones_only() {
     assert_eq!(assignments(&again), vec![GREETER]);
     // An endpoint change sends just that assignment.
     set(&store, "other", &["10.0.1.5:8080"]);
-    let update = session.on_snapshot(&store.snapshot());
+    let update = session.on_snapshot(&store.snapshot(), NOW);
     assert_eq!(update.len(), 1);
     assert_eq!(assignments(&update[0].response.to_message()), vec![OTHER]);
 }
@@ -366,7 +366,7 @@ fn unknown_names_are_answered_at_once_without_them() {
 
     // When it appears later, it is sent.
     set(&store, "nope", &["10.0.2.1:8080"]);
-    let update = session.on_snapshot(&store.snapshot());
+    let update = session.on_snapshot(&store.snapshot(), NOW);
     let kinds: Vec<_> = update.iter().map(|o| o.kind).collect();
     assert_eq!(kinds, vec![ResourceType::Listener, ResourceType::Cluster]);
     assert_eq!(
@@ -390,14 +390,14 @@ fn snapshots_send_only_what_subscribed_resources_need() {
         request(ResourceType::ClusterLoadAssignment, &[GREETER], ""),
     );
     // Nothing new: nothing sent.
-    assert!(session.on_snapshot(&store.snapshot()).is_empty());
+    assert!(session.on_snapshot(&store.snapshot(), NOW).is_empty());
     // Unrelated service: nothing sent.
     set(&store, "other", &["10.0.1.3:8080"]);
-    assert!(session.on_snapshot(&store.snapshot()).is_empty());
+    assert!(session.on_snapshot(&store.snapshot(), NOW).is_empty());
     // An endpoint change: only the assignment, stamped with the change time.
     set(&store, "greeter", &["10.0.0.3:8080"]);
     let snapshot = store.snapshot();
-    let update = session.on_snapshot(&snapshot);
+    let update = session.on_snapshot(&snapshot, NOW);
     assert_eq!(update.len(), 1);
     assert_eq!(update[0].kind, ResourceType::ClusterLoadAssignment);
     assert_eq!(
@@ -406,7 +406,7 @@ fn snapshots_send_only_what_subscribed_resources_need() {
     );
     // The service goes away: the Listener response no longer lists it.
     store.source_handle().remove("greeter", "test");
-    let update = session.on_snapshot(&store.snapshot());
+    let update = session.on_snapshot(&store.snapshot(), NOW);
     assert_eq!(update.len(), 1);
     assert_eq!(update[0].kind, ResourceType::Listener);
     assert!(update[0].response.resources.is_empty());
@@ -583,4 +583,47 @@ fn subscribed_names_are_sorted_deduplicated_and_compared() {
     assert_eq!(b.count_missing_from(&a), 1);
     assert_eq!(a.count_missing_from(&a), 0);
     assert_eq!(Names::listed(&[]).count_missing_from(&a), 0);
+}
+
+#[test]
+fn the_oldest_unacked_response_counts_until_it_is_answered() {
+    let store = store();
+    let mut session = session(&store);
+    assert_eq!(session.oldest_unacked(), None);
+    let first = one(
+        &mut session,
+        &store,
+        request(ResourceType::ClusterLoadAssignment, &[GREETER], ""),
+    );
+    assert_eq!(session.oldest_unacked(), Some(NOW));
+    // A newer response before the client answered: the older one still
+    // counts.
+    set(&store, "greeter", &["10.0.0.2:8080"]);
+    let later = NOW + std::time::Duration::from_secs(5);
+    let update = session.on_snapshot(&store.snapshot(), later);
+    assert_eq!(update.len(), 1);
+    assert_eq!(session.oldest_unacked(), Some(NOW));
+    // An answer to the older one is stale and changes nothing.
+    none(
+        &mut session,
+        &store,
+        request(
+            ResourceType::ClusterLoadAssignment,
+            &[GREETER],
+            &first.nonce,
+        ),
+    );
+    assert_eq!(session.oldest_unacked(), Some(NOW));
+    // The ACK of the latest clears it.
+    let latest = update[0].response.to_message();
+    none(
+        &mut session,
+        &store,
+        request(
+            ResourceType::ClusterLoadAssignment,
+            &[GREETER],
+            &latest.nonce,
+        ),
+    );
+    assert_eq!(session.oldest_unacked(), None);
 }

@@ -78,6 +78,19 @@ impl Harness {
         mpsc::Receiver<Queued>,
         tokio::task::JoinHandle<Ended>,
     ) {
+        self.open_aged(CancellationToken::new())
+    }
+
+    /// Like [`Harness::open`], on a connection that reaches its maximum age
+    /// when `aged` is cancelled.
+    fn open_aged(
+        &self,
+        aged: CancellationToken,
+    ) -> (
+        mpsc::Sender<DiscoveryRequest>,
+        mpsc::Receiver<Queued>,
+        tokio::task::JoinHandle<Ended>,
+    ) {
         let (requests, inbound) = mpsc::channel(8);
         let (queue, responses) = mpsc::channel(QUEUE_DEPTH);
         let task = StreamTask {
@@ -88,6 +101,7 @@ impl Harness {
             snapshots: self.store.subscribe(),
             metrics: self.metrics.clone(),
             stopped: self.stopped.clone(),
+            aged,
         };
         let inbound = ReceiverStream::new(inbound).map(Ok);
         (requests, responses, tokio::spawn(task.run(inbound, queue)))
@@ -192,6 +206,38 @@ async fn stopping_ends_the_stream_with_unavailable() {
         harness.registry.is_empty(),
         "unregistered when the task ends"
     );
+}
+
+#[tokio::test]
+async fn a_connection_reaching_its_age_ends_the_stream_with_unavailable() {
+    let harness = Harness::new();
+    let aged = CancellationToken::new();
+    let (requests, mut responses, task) = harness.open_aged(aged.clone());
+    requests.send(subscribe()).await.unwrap();
+    next(&mut responses).await.expect("first response");
+    aged.cancel();
+    let status = next(&mut responses).await.expect_err("an error status");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(status.message().contains("maximum age"), "{status}");
+    let ended = tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+    assert!(matches!(ended, Ended::MaxAge), "{ended:?}");
+    assert_eq!(ended.reason(), EndReason::MaxConnectionAge);
+    assert!(harness.registry.is_empty());
+}
+
+#[test]
+fn clients_leaving_are_told_apart_from_broken_clients() {
+    for (status, reason) in [
+        (Status::cancelled("cancelled"), EndReason::ClientClosed),
+        (
+            Status::unavailable("connection closed"),
+            EndReason::ClientClosed,
+        ),
+        (Status::internal("undecodable"), EndReason::ClientError),
+        (Status::out_of_range("too large"), EndReason::ClientError),
+    ] {
+        assert_eq!(Ended::ClientFailed(status).reason(), reason);
+    }
 }
 
 #[tokio::test]
