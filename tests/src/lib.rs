@@ -14,6 +14,12 @@
 //! - [`certs`]: a CA and leaf certificates (rcgen), PEM files swapped
 //!   atomically.
 //! - [`python`]: pinned Python virtualenvs under `target/`.
+//! - [`kube_apiserver`]: a real etcd, kube-apiserver and
+//!   kube-controller-manager per test; [`fake_kube`]: a protocol-level fake
+//!   API server.
+//! - [`netns`]: a network namespace joined to the host's by a veth pair, for
+//!   backends on addresses other than loopback that exist only on this
+//!   machine.
 //!
 //! # Finding binaries
 //!
@@ -48,6 +54,7 @@ use tokio::sync::Notify;
 
 pub mod fake_kube;
 pub mod kube_apiserver;
+pub mod netns;
 
 /// Upper bound for a spawned process to announce that it is listening.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -107,7 +114,30 @@ impl Process {
 
     /// Like [`Process::spawn`], with extra environment variables.
     pub fn spawn_with_env(name: &str, bin: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(bin_path(bin));
+        let program = bin_path(bin);
+        let program = program.to_str().expect("UTF-8 binary path");
+        Self::spawn_via(name, &[], program, args, env)
+    }
+
+    /// Starts `program` (a path) with `args`, `--log-format json` and `env`
+    /// through `wrapper`, a command line that execs the program it is given
+    /// (such as `ip netns exec <namespace>`), so the process is the program
+    /// itself; no wrapper when it is empty.
+    pub fn spawn_via(
+        name: &str,
+        wrapper: &[&str],
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut command = Command::new(first);
+                command.args(rest).arg(program);
+                command
+            }
+            None => Command::new(program),
+        };
         command
             .args(args)
             .args(["--log-format", "json"])
@@ -122,7 +152,7 @@ impl Process {
             .kill_on_drop(true);
         let mut child = command
             .spawn()
-            .unwrap_or_else(|error| panic!("failed to start {bin}: {error}"));
+            .unwrap_or_else(|error| panic!("failed to start {program}: {error}"));
         let logs = Arc::new(Logs::default());
         let stderr = child.stderr.take().expect("piped stderr");
         let sink = logs.clone();
