@@ -131,6 +131,8 @@ pub mod fuzzing;
 mod model;
 mod options;
 mod pool;
+mod router;
+mod routing;
 mod sniff;
 mod target;
 mod view;
