@@ -58,6 +58,7 @@ pub struct Builder {
     control_plane: Option<String>,
     bootstrap: Option<BootstrapSource>,
     node_id: Option<String>,
+    zone: Option<String>,
     certificate_providers: BTreeMap<String, CertificateProvider>,
     control_plane_tls: Option<ControlPlaneTls>,
     config: Config,
@@ -72,6 +73,7 @@ impl Builder {
             control_plane: None,
             bootstrap: None,
             node_id: None,
+            zone: None,
             certificate_providers: BTreeMap::new(),
             control_plane_tls: None,
             config: Config::default(),
@@ -107,6 +109,16 @@ impl Builder {
     #[must_use]
     pub fn node_id(mut self, id: impl Into<String>) -> Self {
         self.node_id = Some(id.into());
+        self
+    }
+
+    /// The zone this client runs in, sent as its node's `locality.zone`
+    /// (default: the bootstrap's `node.locality.zone`, else none). A control
+    /// plane that keeps calls in the caller's zone gives this client that
+    /// zone's endpoints at priority 0 and the others as failover.
+    #[must_use]
+    pub fn zone(mut self, zone: impl Into<String>) -> Self {
+        self.zone = Some(zone.into());
         self
     }
 
@@ -265,9 +277,10 @@ impl Builder {
                 .as_ref()
                 .and_then(|b| b.node_cluster.clone())
                 .unwrap_or_default(),
-            locality: bootstrap
-                .as_ref()
-                .and_then(|b| b.zone.clone())
+            locality: self
+                .zone
+                .or_else(|| bootstrap.as_ref().and_then(|b| b.zone.clone()))
+                .filter(|zone| !zone.is_empty())
                 .map(|zone| Locality {
                     zone,
                     ..Default::default()
@@ -474,5 +487,20 @@ mod tests {
         assert_eq!(prepared.control_plane, "http://cp.team-a:18000");
         assert_eq!(prepared.node.id, "n1");
         assert_eq!(prepared.node.locality.map(|l| l.zone).as_deref(), Some("z"));
+        let bootstrap = Bootstrap::from_json(
+            r#"{"xds_servers":[{"server_uri":"cp.team-a:18000"}],"node":{"id":"n1","locality":{"zone":"z"}}}"#,
+            "test",
+        )
+        .expect("bootstrap");
+        let prepared = Builder::new("greeter")
+            .bootstrap(bootstrap)
+            .zone("zone-a")
+            .prepare()
+            .expect("prepared");
+        assert_eq!(
+            prepared.node.locality.map(|l| l.zone).as_deref(),
+            Some("zone-a"),
+            "the builder's zone wins"
+        );
     }
 }

@@ -3,8 +3,11 @@
 //! 1. The request gets the target as `:authority`; its deadline comes from
 //!    `grpc-timeout` (otherwise waiting for an endpoint is bounded by
 //!    [`Config::default_wait`](crate::Config::default_wait)).
-//! 2. Pick the next ready connection; with none, wait for the picker to
-//!    change, or fail with UNAVAILABLE saying why ([`crate::why`]).
+//! 2. Route it: the first matching route names its cluster (one pool of
+//!    connections per cluster, [`crate::router`]); the cluster is chosen
+//!    once per call, retries stay in it. Pick the next ready connection of
+//!    that pool; with none, wait for the picker to change, or fail with
+//!    UNAVAILABLE saying why ([`crate::why`]).
 //! 3. Send. When hyper hands the request back (it never left this client:
 //!    the connection closed while it was queued), send it on another
 //!    connection: always safe, no policy needed.
@@ -26,6 +29,7 @@ use crate::body::{self, Buffered, ResponseBody};
 use crate::options::{Config, RetryPolicy};
 use crate::pool::Core;
 use crate::pool::conn::{ConnHandle, RequestBody, SendError, set_origin, transport_status};
+use crate::router::Router;
 use crate::xds::client::Subscription;
 
 /// Calls handed back unsent are retried at most this often (each time on
@@ -36,7 +40,7 @@ const MAX_UNSENT_RETRIES: u32 = 16;
 /// keeps the channel's pool and subscription alive.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) core: Arc<Core>,
+    pub(crate) router: Arc<Router>,
     pub(crate) config: Config,
     pub(crate) authority: Authority,
     pub(crate) target: Arc<str>,
@@ -94,6 +98,10 @@ pub(crate) async fn call(
         .as_ref()
         .filter(|policy| policy.applies_to(request.uri().path()));
 
+    let mut core = shared
+        .router
+        .route(request.uri().path(), request.headers())?;
+
     let mut kept = None;
     if let Some(policy) = policy {
         let (parts, body) = request.into_parts();
@@ -116,7 +124,15 @@ pub(crate) async fn call(
     let mut unsent = 0;
     let mut previous: Option<Arc<ConnHandle>> = None;
     loop {
-        let conn = wait_for_conn(&shared, started, wait_deadline, previous.as_ref()).await?;
+        let conn = wait_for_conn(
+            &shared,
+            &mut core,
+            (request.uri(), request.headers()),
+            started,
+            wait_deadline,
+            previous.as_ref(),
+        )
+        .await?;
         let in_flight = conn.enter();
         attempts += 1;
         let send = conn.send(request);
@@ -197,27 +213,34 @@ fn early_status<B>(response: &http::Response<B>) -> Option<Code> {
     }
 }
 
-/// The next connection to use, waiting for one within `wait_deadline`.
+/// The next connection of `core`'s pool to use, waiting for one within
+/// `wait_deadline`. When the routes stop leading to that pool meanwhile,
+/// the call (`uri`, `headers`) is routed again.
 async fn wait_for_conn(
     shared: &Shared,
+    core: &mut Arc<Core>,
+    (uri, headers): (&http::Uri, &http::HeaderMap),
     started: Instant,
     wait_deadline: Instant,
     avoid: Option<&Arc<ConnHandle>>,
 ) -> Result<Arc<ConnHandle>, Status> {
-    let picker = &shared.core.picker;
-    let pick = || match avoid {
-        Some(avoid) => picker.pick_other(avoid),
-        None => picker.pick(),
+    let pick = |core: &Core| match avoid {
+        Some(avoid) => core.picker.pick_other(avoid),
+        None => core.picker.pick(),
     };
-    if let Some(conn) = pick() {
+    if let Some(conn) = pick(core) {
         return Ok(conn);
     }
-    let mut changed = shared.core.changed.subscribe();
+    let mut changed = core.changed.subscribe();
     loop {
-        if let Some(conn) = pick() {
+        if core.retired() {
+            *core = shared.router.route(uri.path(), headers)?;
+            changed = core.changed.subscribe();
+        }
+        if let Some(conn) = pick(core) {
             return Ok(conn);
         }
-        let snapshot = picker.snapshot();
+        let snapshot = core.picker.snapshot();
         if let Some(status) = snapshot.why.fail_fast() {
             return Err(status);
         }

@@ -18,7 +18,7 @@ use crate::options::Config;
 use crate::pool::conn::{ConnSettings, RequestBody};
 use crate::pool::subchannel::PoolSettings;
 use crate::pool::tls::Providers;
-use crate::pool::{self, Core};
+use crate::router;
 use crate::target::Target;
 use crate::view::{ConnectionState, EndpointSet, ServiceStatus};
 use crate::xds::client::XdsClient;
@@ -54,7 +54,6 @@ impl Channel {
             .unwrap_or_else(|_| Authority::from_static("localhost"));
         let stop = CancellationToken::new();
         let subscription = client.subscribe(&name);
-        let core = Arc::new(Core::new(name.clone(), subscription.control_plane()));
         let settings = Arc::new(PoolSettings {
             conn: ConnSettings {
                 connect_timeout: config.connect_timeout,
@@ -66,17 +65,16 @@ impl Channel {
             authority: authority.clone(),
             providers,
         });
-        pool::spawn(
-            core.clone(),
-            settings,
+        let router = router::start(
             name.clone(),
+            settings,
             subscription.resolution.clone(),
             subscription.control_plane(),
             stop.clone(),
         );
         Ok(Self {
             shared: Arc::new(Shared {
-                core,
+                router,
                 config,
                 authority,
                 target: name,
@@ -94,7 +92,7 @@ impl Channel {
     /// The endpoints and their connections, updated on every change: for
     /// logs, metrics and readiness checks.
     pub fn endpoints(&self) -> watch::Receiver<EndpointSet> {
-        self.shared.core.view.subscribe()
+        self.shared.router.view.subscribe()
     }
 
     /// Waits (at most `timeout`) until the service is resolved and every
@@ -119,13 +117,15 @@ impl Channel {
             ServiceStatus::Waiting(_) => false,
         };
         let outcome = tokio::time::timeout(timeout, view.wait_for(settled)).await;
-        let snapshot = self.shared.core.picker.snapshot();
-        if let Some(status) = snapshot.why.fail_fast() {
+        let pools = self.shared.router.pools();
+        let snapshots: Vec<_> = pools.iter().map(|core| core.picker.snapshot()).collect();
+        if let Some(status) = snapshots.iter().find_map(|s| s.why.fail_fast()) {
             return Err(status);
         }
-        match outcome {
-            Ok(Ok(set)) => Ok(set.clone()),
-            _ => Err(snapshot.why.status(timeout)),
+        match (outcome, snapshots.first()) {
+            (Ok(Ok(set)), _) => Ok(set.clone()),
+            (_, Some(snapshot)) => Err(snapshot.why.status(timeout)),
+            (_, None) => Err(Status::unavailable("the channel has no endpoint pool")),
         }
     }
 }

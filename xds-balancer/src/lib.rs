@@ -20,7 +20,17 @@
 //!
 //! - **Strict round robin** over endpoints the control plane reports
 //!   HEALTHY and that are connected: N sequential calls over k endpoints
-//!   give each exactly N/k.
+//!   give each exactly N/k. Least request (gRPC A48: the fewest calls in
+//!   flight of `choice_count` random draws) where the Cluster asks for it.
+//! - **Traffic policy as gRPC's xDS clients read it**: the route table
+//!   (A28) sends each call to the first route whose path, header and
+//!   fraction matchers hold, then to one of its clusters by weight; every
+//!   cluster has its own connections, shared by the routes naming it. A call
+//!   no route matches fails with UNAVAILABLE naming its path. Endpoint
+//!   priorities (zone failover): calls go to the lowest priority with a
+//!   ready connection, and move at once when it has none. The client's zone
+//!   ([`Builder::zone`], or the bootstrap's) goes to the control plane. What
+//!   the client cannot honour is refused (NACK) with the reason.
 //! - **One connection per endpoint**, kept across updates that keep the
 //!   endpoint. DRAINING or removed endpoints take no new calls; their
 //!   in-flight calls finish, then the connection closes.
@@ -94,21 +104,25 @@
 //!
 //! # Layout
 //!
-//! - `config`: [`Builder`], [`Config`], [`RetryPolicy`]; `bootstrap`:
+//! - `builder`: [`Builder`]; `options`: [`Config`], [`RetryPolicy`]; `bootstrap`:
 //!   gRPC's `GRPC_XDS_BOOTSTRAP` ([`Bootstrap`]); `target`: parsing
 //!   `xds:///svc[:port]` ([`Target`]).
 //! - `channel`: the [`Channel`] (the tower service); `call`: one call's
 //!   life (pick, wait, send, retry); `body`: response bodies that hold their
 //!   connection open, request bodies kept for retries.
 //! - `xds`: the ADS client: `decode` (Envoy types → own model, gRPC's
-//!   validation), `state` (the pure protocol state machine), `task` (the
-//!   stream, reconnects).
-//! - `pool`: one subchannel task per endpoint (`subchannel`: connect,
-//!   re-probe, health checks, graceful close), its connection (`conn`, on
-//!   hyper's HTTP/2 client, with `frames` watching for GOAWAY), and the
-//!   manager reconciling discovery updates.
-//! - `picker`: the lock-free round-robin pick; `why`: messages for calls
-//!   with nothing to call.
+//!   validation; `routes` for route tables), `state` (the pure protocol
+//!   state machine), `task` (the stream, reconnects).
+//! - `routing`: the route table (gRPC A28) as the client's own type, and
+//!   matching a call to a cluster; `router`: a channel's pools, one per
+//!   cluster its routes name, and the per-call route lookup.
+//! - `pool`: one cluster's endpoints: one subchannel task per endpoint
+//!   (`subchannel`: connect, re-probe, health checks, graceful close), its
+//!   connection (`conn`, on hyper's HTTP/2 client, with `frames` watching
+//!   for GOAWAY), and the manager reconciling discovery updates
+//!   (`reconcile`: priorities, the first batch).
+//! - `picker`: the lock-free pick (round robin, least request); `why`:
+//!   messages for calls with nothing to call.
 //! - `model` and `view`: the client's own types: endpoints ([`Endpoint`]),
 //!   and what [`Channel::endpoints`] publishes ([`EndpointSet`]). `backoff`:
 //!   jittered exponential backoff ([`Backoff`]).
@@ -131,6 +145,8 @@ pub mod fuzzing;
 mod model;
 mod options;
 mod pool;
+mod router;
+mod routing;
 mod sniff;
 mod target;
 mod view;

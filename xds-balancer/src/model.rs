@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use tls_reload::SanMatcher;
 
+use crate::routing::Routes;
+
 /// An endpoint (a pod) of the target service, as the control plane
 /// describes it.
 #[non_exhaustive]
@@ -18,6 +20,9 @@ pub struct Endpoint {
     pub hostname: String,
     /// Zone of the endpoint's locality, empty when unknown.
     pub zone: String,
+    /// The locality's priority: calls go to the lowest priority that has a
+    /// ready endpoint (0 unless the control plane sets up failover).
+    pub priority: u32,
     /// Whether it may take calls.
     pub health: EndpointHealth,
 }
@@ -51,10 +56,10 @@ pub enum EndpointHealth {
     NotReady,
 }
 
-/// How far the Listener → RouteConfiguration → Cluster →
-/// ClusterLoadAssignment chain for the target is resolved.
+/// How far the Listener → RouteConfiguration chain of a target is
+/// resolved, and then each cluster its routes name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Resolution {
+pub(crate) enum TargetResolution {
     /// Still waiting for a resource, e.g. `listener "greeter"`.
     Waiting(String),
     /// The control plane says a resource does not exist, e.g.
@@ -62,14 +67,67 @@ pub(crate) enum Resolution {
     DoesNotExist(String),
     /// The resources exist but cannot be used by this client (the reason).
     Unusable(String),
+    /// The routes are known.
+    Routed {
+        /// The route table.
+        routes: Arc<Routes>,
+        /// Each cluster of `routes.clusters`, in that order.
+        clusters: Vec<Resolution>,
+    },
+}
+
+impl TargetResolution {
+    /// The target as one cluster, as tests of a single-cluster chain see
+    /// it: a target-level state as is, the first cluster's otherwise.
+    #[cfg(test)]
+    pub(crate) fn flat(&self) -> Resolution {
+        match self {
+            TargetResolution::Waiting(what) => Resolution::Waiting(what.clone()),
+            TargetResolution::DoesNotExist(what) => Resolution::DoesNotExist(what.clone()),
+            TargetResolution::Unusable(why) => Resolution::Unusable(why.clone()),
+            TargetResolution::Routed { clusters, .. } => clusters
+                .first()
+                .cloned()
+                .unwrap_or_else(|| Resolution::Unusable("no clusters".into())),
+        }
+    }
+}
+
+/// How far one cluster (Cluster → ClusterLoadAssignment) is resolved; what
+/// one endpoint pool follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Resolution {
+    /// Still waiting for a resource, e.g. `cluster "greeter"`.
+    Waiting(String),
+    /// The control plane says a resource does not exist, e.g.
+    /// `cluster "greeter"`.
+    DoesNotExist(String),
+    /// The resources exist but cannot be used by this client (the reason).
+    Unusable(String),
     /// Fully resolved.
     Endpoints {
-        /// The cluster the route leads to.
+        /// The cluster.
         cluster: String,
-        /// Its endpoints, in the control plane's order.
+        /// Its endpoints: by priority, then in the control plane's order.
         endpoints: Arc<[Endpoint]>,
         /// TLS to them, when the Cluster asks for it.
         tls: Option<Arc<UpstreamTls>>,
+        /// How calls are spread over them.
+        policy: PickPolicy,
+    },
+}
+
+/// How a cluster's calls are spread over its ready endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub(crate) enum PickPolicy {
+    /// Strict rotation.
+    #[default]
+    RoundRobin,
+    /// Of `choice_count` endpoints drawn at random, the one with the fewest
+    /// calls in flight (gRPC A48).
+    LeastRequest {
+        /// How many to draw, 2 to 10.
+        choice_count: u32,
     },
 }
 

@@ -52,7 +52,8 @@ pub enum ServiceStatus {
     Unusable(String),
     /// Resolved to this cluster.
     Resolved {
-        /// The cluster name.
+        /// The cluster name; when routes send calls to several clusters,
+        /// their names, comma-separated, in the order the routes name them.
         cluster: String,
     },
 }
@@ -67,6 +68,11 @@ pub struct EndpointState {
     pub hostname: String,
     /// Locality zone from the control plane.
     pub zone: String,
+    /// Locality priority from the control plane: calls go to the lowest
+    /// priority with a ready endpoint.
+    pub priority: u32,
+    /// The cluster it belongs to (a target's routes may name several).
+    pub cluster: String,
     /// Readiness as the control plane reports it; `None` once the control
     /// plane no longer lists the endpoint (its connection is closing).
     pub health: Option<EndpointHealth>,
@@ -86,6 +92,9 @@ pub enum ConnectionState {
     Connecting,
     /// Connected; takes calls.
     Ready,
+    /// Connected, but takes no calls while a lower priority (another zone,
+    /// say) has a ready endpoint; takes them at once when none has.
+    Standby,
     /// Connected, but its health service reports NOT_SERVING; takes no
     /// calls.
     NotServing,

@@ -44,6 +44,9 @@ pub(crate) struct Counts {
 #[derive(Debug, Clone)]
 pub(crate) struct Why {
     pub(crate) target: Arc<str>,
+    /// The cluster, named in messages when the target's routes lead to
+    /// several.
+    pub(crate) cluster: Option<Arc<str>>,
     pub(crate) service: ServiceStatus,
     pub(crate) counts: Counts,
     /// Read when a message is made, so its times are current.
@@ -86,6 +89,10 @@ impl Why {
 
     fn compose(&self, cp: &ControlPlaneStatus, waited: Duration, now: SystemTime) -> String {
         let target = &self.target;
+        let subject = match &self.cluster {
+            Some(cluster) => format!("{target:?} (cluster {cluster:?})"),
+            None => format!("{target:?}"),
+        };
         let uri = &cp.uri;
         let c = self.counts;
         let mut message = match &self.service {
@@ -99,21 +106,21 @@ impl Why {
             }
             ServiceStatus::Waiting(what) => {
                 format!(
-                    "no endpoints for {target:?} yet: waiting for {what} from the control plane at {uri}"
+                    "no endpoints for {subject} yet: waiting for {what} from the control plane at {uri}"
                 )
             }
             ServiceStatus::Resolved { .. }
                 if c.ready + c.connecting + c.ejected + c.not_serving == 0 =>
             {
                 format!(
-                    "no ready endpoints for {target:?}: 0 ready, {} not ready, {} draining",
+                    "no ready endpoints for {subject}: 0 ready, {} not ready, {} draining",
                     c.not_ready, c.draining
                 )
             }
             ServiceStatus::Resolved { .. } => {
                 let ready = c.ready + c.connecting + c.ejected + c.not_serving;
                 let mut text = format!(
-                    "no reachable endpoints for {target:?}: {ready} ready per the control plane \
+                    "no reachable endpoints for {subject}: {ready} ready per the control plane \
                      but none takes calls ({} connecting, {} failing, {} not serving; {} not \
                      ready, {} draining)",
                     c.connecting, c.ejected, c.not_serving, c.not_ready, c.draining
@@ -190,6 +197,7 @@ mod tests {
     fn why_with(service: ServiceStatus, counts: Counts, cp: ControlPlaneStatus) -> Why {
         Why {
             target: "greeter".into(),
+            cluster: None,
             service,
             counts,
             control_plane: watch::channel(cp).1,
@@ -286,6 +294,27 @@ mod tests {
         assert!(message.starts_with("no reachable endpoints for \"greeter\": 2 ready per the control plane but none takes calls (0 connecting, 2 failing"), "{message}");
         assert!(
             message.contains("last connect error: connect to a (127.0.0.1:1) failed: refused"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn names_the_cluster_when_routes_lead_to_several() {
+        let mut w = why(
+            ServiceStatus::Resolved {
+                cluster: "v2".into(),
+            },
+            Counts {
+                not_ready: 1,
+                ..Counts::default()
+            },
+        );
+        w.cluster = Some("v2".into());
+        let message = w.message(Duration::ZERO, at(1));
+        assert!(
+            message.starts_with(
+                "no ready endpoints for \"greeter\" (cluster \"v2\"): 0 ready, 1 not ready"
+            ),
             "{message}"
         );
     }

@@ -1,11 +1,11 @@
 //! The library's modules depend on each other one way: its own types at the
-//! bottom, then discovery, the connection pool, calls, the channel, and the
-//! builder that wires them together.
+//! bottom, then discovery, the connection pool, the router over pools,
+//! calls, the channel, and the builder that wires them together.
 
 use std::path::Path;
 
 /// Each layer may use only the layers before it (and itself).
-const LAYERS: [&[&str]; 7] = [
+const LAYERS: [&[&str]; 8] = [
     &[
         "backoff",
         "bootstrap",
@@ -13,6 +13,7 @@ const LAYERS: [&[&str]; 7] = [
         "frames",
         "model",
         "options",
+        "routing",
         "sniff",
         "target",
         "view",
@@ -20,6 +21,7 @@ const LAYERS: [&[&str]; 7] = [
     ],
     &["xds", "fuzzing"],
     &["pool"],
+    &["router"],
     &["body"],
     &["call"],
     &["channel"],

@@ -27,7 +27,8 @@
 //! - `subchannel`: one endpoint's connection over time, in its own task;
 //!   `conn`: the HTTP/2 connection on hyper; `health`: client-side health
 //!   checks.
-//! - `picker`: the lock-free round-robin pick over the published snapshot.
+//! - `picker`: the lock-free pick (round robin, or least request) over the
+//!   published snapshot.
 //! - `tls`: the certificate providers TLS Clusters name.
 
 pub(crate) mod conn;
@@ -39,12 +40,13 @@ pub(crate) mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::Resolution;
+use crate::model::{PickPolicy, Resolution};
 use crate::view::{ControlPlaneStatus, EndpointSet, ServiceStatus};
 use crate::why::{Counts, Why};
 use conn::ConnHandle;
@@ -58,13 +60,20 @@ pub(crate) struct Core {
     pub(crate) picker: Picker,
     /// Bumped on every published snapshot; waiting calls watch it.
     pub(crate) changed: watch::Sender<u64>,
-    /// The application's view.
+    /// This pool's part of the application's view.
     pub(crate) view: watch::Sender<EndpointSet>,
+    /// Set when the routes no longer lead here: calls waiting for an
+    /// endpoint of this pool choose their cluster again.
+    retired: AtomicBool,
+    /// The cluster, as messages name it (when routes lead to several).
+    label: Option<Arc<str>>,
 }
 
 impl Core {
+    /// A pool for `target`; `cluster` names it in messages.
     pub(crate) fn new(
         target: Arc<str>,
+        cluster: Option<Arc<str>>,
         control_plane: watch::Receiver<ControlPlaneStatus>,
     ) -> Self {
         let service = ServiceStatus::Waiting(format!("listener {target:?}"));
@@ -76,6 +85,7 @@ impl Core {
         };
         let why = Why {
             target,
+            cluster: cluster.clone(),
             service,
             counts: Counts::default(),
             control_plane,
@@ -84,21 +94,37 @@ impl Core {
         Self {
             picker: Picker::new(Snapshot {
                 ready: Vec::new(),
+                policy: PickPolicy::default(),
                 why,
             }),
             changed: watch::channel(0).0,
             view: watch::channel(view).0,
+            retired: AtomicBool::new(false),
+            label: cluster,
         }
+    }
+
+    /// Marks the pool retired and wakes the calls waiting on it.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.changed.send_modify(|generation| *generation += 1);
+    }
+
+    /// Whether the routes no longer lead here.
+    pub(crate) fn retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 }
 
-/// Starts the manager; it stops with `stop`.
+/// Starts the manager; it stops with `stop`. Every change of its view
+/// bumps `views`.
 pub(crate) fn spawn(
     core: Arc<Core>,
     settings: Arc<PoolSettings>,
     target: Arc<str>,
     resolution: watch::Receiver<Resolution>,
     control_plane: watch::Receiver<ControlPlaneStatus>,
+    views: watch::Sender<u64>,
     stop: CancellationToken,
 ) {
     let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -109,6 +135,7 @@ pub(crate) fn spawn(
         target,
         resolution,
         control_plane,
+        views,
         stop,
         events_tx,
         events_rx,
@@ -127,6 +154,8 @@ struct Manager {
     resolution: watch::Receiver<Resolution>,
     /// The control plane's state; `last_update` changes without waking us.
     control_plane: watch::Receiver<ControlPlaneStatus>,
+    /// Bumped when the view changes.
+    views: watch::Sender<u64>,
     stop: CancellationToken,
     events_tx: mpsc::UnboundedSender<SubEvent>,
     events_rx: mpsc::UnboundedReceiver<SubEvent>,
@@ -198,6 +227,7 @@ impl Manager {
         let published = self.reconciler.publish(Instant::now());
         let why = Why {
             target: self.target.clone(),
+            cluster: self.core.label.clone(),
             service: published.service.clone(),
             counts: published.counts,
             control_plane: self.control_plane.clone(),
@@ -205,6 +235,7 @@ impl Manager {
         };
         self.core.picker.publish(Snapshot {
             ready: published.ready,
+            policy: published.policy,
             why,
         });
         self.core.changed.send_modify(|generation| *generation += 1);
@@ -214,13 +245,16 @@ impl Manager {
             endpoints: published.endpoints,
             control_plane: self.control_plane.borrow().clone(),
         };
-        self.core.view.send_if_modified(|current| {
+        let changed = self.core.view.send_if_modified(|current| {
             let changed = *current != view;
             if changed {
                 *current = view;
             }
             changed
         });
+        if changed {
+            self.views.send_modify(|generation| *generation += 1);
+        }
     }
 }
 

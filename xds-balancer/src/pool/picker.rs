@@ -1,4 +1,5 @@
-//! Strict round robin over the ready connections, on every call's path.
+//! Strict round robin over the ready connections, on every call's path;
+//! or least request (gRPC A48) where the Cluster asks for it.
 //!
 //! The pool's manager publishes a [`Snapshot`] (the ready connections in the
 //! control plane's order, and what to say when there are none) through an
@@ -7,6 +8,10 @@
 //! lock is taken. The counter is never reset, so rotation continues across
 //! updates, and N sequential calls over k stable connections give each
 //! exactly N/k.
+//!
+//! Least request draws `choice_count` ready connections at random (with
+//! replacement, from a thread-local generator) and takes the one with the
+//! fewest calls in flight; still no lock and no allocation.
 //!
 //! A connection that went away since the snapshot was published (GOAWAY,
 //! reset) reports itself unusable through its signals; the picker skips it,
@@ -17,8 +22,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
+use rand::Rng;
 
 use super::conn::ConnHandle;
+use crate::model::PickPolicy;
 use crate::why::Why;
 
 /// What the picker needs of a connection.
@@ -27,6 +34,8 @@ pub(crate) trait Pickable: Clone {
     fn usable(&self) -> bool;
     /// The endpoint it goes to.
     fn addr(&self) -> SocketAddr;
+    /// Calls in flight on it.
+    fn in_flight(&self) -> usize;
 }
 
 impl Pickable for Arc<ConnHandle> {
@@ -37,6 +46,10 @@ impl Pickable for Arc<ConnHandle> {
     fn addr(&self) -> SocketAddr {
         self.addr
     }
+
+    fn in_flight(&self) -> usize {
+        ConnHandle::in_flight(self)
+    }
 }
 
 /// What the picker works from, replaced as a whole on every change.
@@ -44,6 +57,8 @@ impl Pickable for Arc<ConnHandle> {
 pub(crate) struct Snapshot<C = Arc<ConnHandle>> {
     /// Connections taking calls, in the control plane's order.
     pub(crate) ready: Vec<C>,
+    /// How calls are spread over them.
+    pub(crate) policy: PickPolicy,
     /// Why there is nothing to call, when there is not.
     pub(crate) why: Why,
 }
@@ -73,13 +88,19 @@ impl<C: Pickable> Picker<C> {
         self.snapshot.load_full()
     }
 
-    /// The next usable connection in rotation.
+    /// The next usable connection: in rotation, or the least loaded of a
+    /// few drawn at random.
     pub(crate) fn pick(&self) -> Option<C> {
         let snapshot = self.snapshot.load();
         let ready = &snapshot.ready;
         let len = ready.len();
         if len == 0 {
             return None;
+        }
+        if let PickPolicy::LeastRequest { choice_count } = snapshot.policy
+            && let Some(conn) = least_request(ready, choice_count, &mut rand::rng())
+        {
+            return Some(conn.clone());
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..len)
@@ -105,6 +126,28 @@ impl<C: Pickable> Picker<C> {
     }
 }
 
+/// Of `choice_count` usable connections drawn from `ready` with
+/// replacement, the one with the fewest calls in flight (the first drawn
+/// among equals); `None` when every draw was unusable.
+pub(crate) fn least_request<'a, C: Pickable>(
+    ready: &'a [C],
+    choice_count: u32,
+    rng: &mut impl Rng,
+) -> Option<&'a C> {
+    let mut best: Option<(&C, usize)> = None;
+    for _ in 0..choice_count {
+        let conn = &ready[rng.random_range(0..ready.len())];
+        if !conn.usable() {
+            continue;
+        }
+        let load = conn.in_flight();
+        if best.is_none_or(|(_, fewest)| load < fewest) {
+            best = Some((conn, load));
+        }
+    }
+    best.map(|(conn, _)| conn)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -116,9 +159,10 @@ mod tests {
     use crate::view::{ControlPlaneStatus, ServiceStatus};
     use crate::why::Counts;
 
-    /// A connection to port `.0`, usable while `.1` says so.
+    /// A connection to port `.0`, usable while `.1` says so, with `.2`
+    /// calls in flight.
     #[derive(Debug, Clone)]
-    struct Conn(u16, Arc<AtomicBool>);
+    struct Conn(u16, Arc<AtomicBool>, Arc<AtomicUsize>);
 
     impl Pickable for Conn {
         fn usable(&self) -> bool {
@@ -128,20 +172,26 @@ mod tests {
         fn addr(&self) -> SocketAddr {
             SocketAddr::from(([10, 0, 0, 1], self.0))
         }
+
+        fn in_flight(&self) -> usize {
+            self.2.load(Ordering::Relaxed)
+        }
     }
 
     fn conns(ports: &[u16]) -> Vec<Conn> {
         ports
             .iter()
-            .map(|p| Conn(*p, Arc::new(AtomicBool::new(true))))
+            .map(|p| Conn(*p, Arc::new(AtomicBool::new(true)), Arc::default()))
             .collect()
     }
 
     fn snapshot(ready: Vec<Conn>) -> Snapshot<Conn> {
         Snapshot {
             ready,
+            policy: PickPolicy::RoundRobin,
             why: Why {
                 target: "greeter".into(),
+                cluster: None,
                 service: ServiceStatus::Waiting(String::new()),
                 counts: Counts::default(),
                 control_plane: watch::channel(ControlPlaneStatus::new("http://cp:18000")).1,
@@ -200,5 +250,53 @@ mod tests {
         assert_eq!(alone.pick_other(&first).expect("the only one").0, 1);
         let none = Picker::new(snapshot(Vec::new()));
         assert!(none.pick().is_none());
+    }
+
+    #[test]
+    fn least_request_takes_the_least_loaded_of_its_draws() {
+        use rand::SeedableRng;
+        use rand::rngs::StdRng;
+
+        let ready = conns(&[1, 2, 3, 4]);
+        for (conn, load) in ready.iter().zip([5, 0, 9, 1]) {
+            conn.2.store(load, Ordering::Relaxed);
+        }
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut chosen = BTreeMap::new();
+        for _ in 0..10_000 {
+            let conn = least_request(&ready, 2, &mut rng).expect("one");
+            *chosen.entry(conn.0).or_insert(0) += 1;
+        }
+        // Two draws with replacement out of four: the idle one wins every
+        // pair it is in (7/16 of them), the busiest only when drawn twice
+        // (1/16).
+        let share = |port| f64::from(chosen.get(&port).copied().unwrap_or(0)) / 10_000.0;
+        assert!((share(2) - 7.0 / 16.0).abs() < 0.03, "{chosen:?}");
+        assert!((share(3) - 1.0 / 16.0).abs() < 0.02, "{chosen:?}");
+        assert!(share(4) > share(1) && share(1) > share(3), "{chosen:?}");
+
+        // Ten draws miss the idle one only (3/4)^10 of the time (6 %).
+        let mut all = StdRng::seed_from_u64(1);
+        let idle_wins = (0..1000)
+            .filter(|_| least_request(&ready, 10, &mut all).expect("one").0 == 2)
+            .count();
+        assert!((910..980).contains(&idle_wins), "{idle_wins}");
+        // Unusable connections are never taken.
+        ready[1].1.store(false, Ordering::Relaxed);
+        for _ in 0..100 {
+            assert_ne!(least_request(&ready, 10, &mut all).expect("one").0, 2);
+        }
+    }
+
+    #[test]
+    fn a_least_request_picker_avoids_the_busy_connection() {
+        let ready = conns(&[1, 2]);
+        ready[0].2.store(3, Ordering::Relaxed);
+        let mut snap = snapshot(ready);
+        snap.policy = PickPolicy::LeastRequest { choice_count: 2 };
+        let picker = Picker::new(snap);
+        let counts = spread(&picker, 1000);
+        // Port 1 is taken only when both draws land on it: about 1/4.
+        assert!(counts[&1] < 330 && counts[&2] > 670, "{counts:?}");
     }
 }

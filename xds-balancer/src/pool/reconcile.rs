@@ -9,6 +9,11 @@
 //! connections the picker rotates over, the counts that explain an empty
 //! picker, and the endpoints the application sees.
 //!
+//! Priorities (failover between localities, e.g. zones): every HEALTHY
+//! endpoint of every priority gets a connection, so failing over needs no
+//! connect; calls go to the ready connections of the lowest priority that
+//! has one. The view shows the others' connected endpoints `Standby`.
+//!
 //! It is generic over the connection handle `C`, so its tests use plain
 //! values where the pool uses `Arc<ConnHandle>`.
 
@@ -20,7 +25,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::subchannel::Spec;
-use crate::model::{Endpoint, EndpointHealth, Resolution, UpstreamTls};
+use crate::model::{Endpoint, EndpointHealth, PickPolicy, Resolution, UpstreamTls};
 use crate::view::{ConnectionState, EndpointState, ServiceStatus};
 use crate::why::Counts;
 
@@ -45,8 +50,11 @@ pub(crate) enum Command<C> {
 /// What a snapshot publishes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Published<C> {
-    /// Connections taking calls, in the control plane's order.
+    /// Connections taking calls (of the lowest priority that has any), in
+    /// the control plane's order.
     pub(crate) ready: Vec<C>,
+    /// How calls are spread over `ready`.
+    pub(crate) policy: PickPolicy,
     /// Endpoints by state, to explain an empty `ready`.
     pub(crate) counts: Counts,
     /// How far discovery got.
@@ -102,6 +110,9 @@ pub(crate) struct Reconciler<C> {
     published_empty: bool,
     /// TLS to the endpoints, as the current Cluster says.
     tls: Option<Arc<UpstreamTls>>,
+    /// The current Cluster's name and policy.
+    cluster: String,
+    policy: PickPolicy,
 }
 
 impl<C: Clone> Reconciler<C> {
@@ -117,6 +128,8 @@ impl<C: Clone> Reconciler<C> {
             hold: Hold::Off,
             published_empty: true,
             tls: None,
+            cluster: String::new(),
+            policy: PickPolicy::default(),
         }
     }
 
@@ -133,10 +146,13 @@ impl<C: Clone> Reconciler<C> {
                 cluster,
                 endpoints,
                 tls,
+                policy,
             } => {
                 self.service = ServiceStatus::Resolved {
                     cluster: cluster.clone(),
                 };
+                self.cluster.clone_from(cluster);
+                self.policy = *policy;
                 let mut commands = Vec::new();
                 if *tls != self.tls {
                     // Other TLS settings: every connection is made anew.
@@ -310,6 +326,7 @@ impl<C: Clone> Reconciler<C> {
         let mut counts = Counts::default();
         let mut ready = Vec::new();
         let mut first_attempts_pending = false;
+        let active = self.active_priority();
         for entry in &self.entries {
             match entry.endpoint.health {
                 EndpointHealth::Draining => counts.draining += 1,
@@ -318,7 +335,9 @@ impl<C: Clone> Reconciler<C> {
                     Some(sub) => match (sub.state, &sub.conn) {
                         (ConnectionState::Ready, Some(conn)) => {
                             counts.ready += 1;
-                            ready.push(conn.clone());
+                            if Some(entry.endpoint.priority) == active {
+                                ready.push(conn.clone());
+                            }
                         }
                         (ConnectionState::NotServing, _) => counts.not_serving += 1,
                         (ConnectionState::Ejected, _) => counts.ejected += 1,
@@ -347,19 +366,40 @@ impl<C: Clone> Reconciler<C> {
         self.published_empty = ready.is_empty();
         Published {
             ready,
+            policy: self.policy,
             counts,
             service: self.service.clone(),
             last_connect_error: self.last_connect_error.clone(),
-            endpoints: self.view(),
+            endpoints: self.view(active),
         }
     }
 
-    fn view(&self) -> Vec<EndpointState> {
+    /// The lowest priority with a ready connection, if any.
+    fn active_priority(&self) -> Option<u32> {
+        self.entries
+            .iter()
+            .filter(|entry| {
+                entry.endpoint.health == EndpointHealth::Healthy
+                    && entry.sub.as_ref().is_some_and(|sub| {
+                        sub.state == ConnectionState::Ready && sub.conn.is_some()
+                    })
+            })
+            .map(|entry| entry.endpoint.priority)
+            .min()
+    }
+
+    fn view(&self, active: Option<u32>) -> Vec<EndpointState> {
         let mut endpoints: Vec<EndpointState> = self
             .entries
             .iter()
             .map(|entry| {
                 let (connection, last_error) = match &entry.sub {
+                    Some(sub)
+                        if sub.state == ConnectionState::Ready
+                            && Some(entry.endpoint.priority) != active =>
+                    {
+                        (ConnectionState::Standby, None)
+                    }
                     Some(sub) => (sub.state, sub.error.clone()),
                     None if self.closing.iter().any(|s| s.addr == entry.endpoint.addr) => {
                         (ConnectionState::Closing, None)
@@ -370,6 +410,8 @@ impl<C: Clone> Reconciler<C> {
                     addr: entry.endpoint.addr,
                     hostname: entry.endpoint.hostname.clone(),
                     zone: entry.endpoint.zone.clone(),
+                    priority: entry.endpoint.priority,
+                    cluster: self.cluster.clone(),
                     health: Some(entry.endpoint.health),
                     connection,
                     last_error,
@@ -386,6 +428,8 @@ impl<C: Clone> Reconciler<C> {
                     addr: sub.addr,
                     hostname: sub.hostname.to_string(),
                     zone: String::new(),
+                    priority: 0,
+                    cluster: self.cluster.clone(),
                     health: None,
                     connection: ConnectionState::Closing,
                     last_error: None,
@@ -397,285 +441,4 @@ impl<C: Clone> Reconciler<C> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A connection, as the tests see it: its endpoint's port.
-    type Conn = u16;
-
-    fn endpoint(port: u16, health: EndpointHealth) -> Endpoint {
-        Endpoint {
-            addr: SocketAddr::from(([10, 0, 0, 1], port)),
-            hostname: format!("pod-{port}"),
-            zone: String::new(),
-            health,
-        }
-    }
-
-    fn resolved(endpoints: &[(u16, EndpointHealth)]) -> Resolution {
-        Resolution::Endpoints {
-            cluster: "greeter".into(),
-            endpoints: endpoints
-                .iter()
-                .map(|(port, health)| endpoint(*port, *health))
-                .collect::<Vec<_>>()
-                .into(),
-            tls: None,
-        }
-    }
-
-    fn started(commands: &[Command<Conn>]) -> Vec<(u64, u16)> {
-        commands
-            .iter()
-            .filter_map(|c| match c {
-                Command::Start(spec) => Some((spec.id, spec.addr.port())),
-                Command::Retire { .. } => None,
-            })
-            .collect()
-    }
-
-    /// Retirements, by subchannel id (their order does not matter).
-    fn retired(commands: &[Command<Conn>]) -> Vec<(u64, Option<Conn>)> {
-        let mut retired: Vec<_> = commands
-            .iter()
-            .filter_map(|c| match c {
-                Command::Retire { id, conn } => Some((*id, *conn)),
-                Command::Start(_) => None,
-            })
-            .collect();
-        retired.sort_unstable();
-        retired
-    }
-
-    /// A reconciler with `ports` all HEALTHY and connected (ids 1..).
-    fn connected(ports: &[u16]) -> Reconciler<Conn> {
-        let mut r = Reconciler::new("greeter".into());
-        let endpoints: Vec<_> = ports
-            .iter()
-            .map(|p| (*p, EndpointHealth::Healthy))
-            .collect();
-        let commands = r.on_resolution(&resolved(&endpoints));
-        for (id, port) in started(&commands) {
-            r.on_state(id, ConnectionState::Ready, Some(port), None);
-        }
-        r
-    }
-
-    use EndpointHealth::{Draining, Healthy, NotReady};
-
-    #[test]
-    fn starts_one_subchannel_per_healthy_endpoint() {
-        let mut r: Reconciler<Conn> = Reconciler::new("greeter".into());
-        let commands = r.on_resolution(&resolved(&[(1, Healthy), (2, NotReady), (3, Healthy)]));
-        assert_eq!(started(&commands), [(1, 1), (2, 3)]);
-        assert!(retired(&commands).is_empty());
-        let published = r.publish(Instant::now());
-        assert!(published.ready.is_empty());
-        assert_eq!(
-            published.counts,
-            Counts {
-                connecting: 2,
-                not_ready: 1,
-                ..Counts::default()
-            }
-        );
-    }
-
-    #[test]
-    fn an_update_that_keeps_an_endpoint_keeps_its_subchannel() {
-        let mut r = connected(&[1, 2]);
-        let commands = r.on_resolution(&resolved(&[(1, Healthy), (2, Healthy), (3, Healthy)]));
-        assert_eq!(started(&commands), [(3, 3)], "only the new endpoint");
-        assert!(retired(&commands).is_empty());
-        let commands = r.on_resolution(&resolved(&[(2, Healthy), (1, Healthy), (3, Healthy)]));
-        assert!(
-            commands.is_empty(),
-            "reordered, nothing to do: {commands:?}"
-        );
-    }
-
-    #[test]
-    fn draining_not_ready_and_removed_endpoints_are_retired_with_their_connections() {
-        let mut r = connected(&[1, 2, 3, 4]);
-        let commands = r.on_resolution(&resolved(&[(1, Healthy), (2, Draining), (3, NotReady)]));
-        assert_eq!(
-            retired(&commands),
-            [(2, Some(2)), (3, Some(3)), (4, Some(4))]
-        );
-        assert!(started(&commands).is_empty());
-        let published = r.publish(Instant::now());
-        assert_eq!(published.ready, [1]);
-        let closing: Vec<u16> = published
-            .endpoints
-            .iter()
-            .filter(|e| e.connection == ConnectionState::Closing)
-            .map(|e| e.addr.port())
-            .collect();
-        assert_eq!(closing, [2, 3, 4], "closing until their sockets close");
-        // A retired subchannel's late report changes nothing.
-        r.on_state(4, ConnectionState::Ready, Some(4), None);
-        assert_eq!(r.publish(Instant::now()).ready, [1]);
-        for id in [2, 3, 4] {
-            r.on_closed(id);
-        }
-        let published = r.publish(Instant::now());
-        let states: Vec<(u16, ConnectionState)> = published
-            .endpoints
-            .iter()
-            .map(|e| (e.addr.port(), e.connection))
-            .collect();
-        assert_eq!(
-            states,
-            [
-                (1, ConnectionState::Ready),
-                (2, ConnectionState::Idle),
-                (3, ConnectionState::Idle)
-            ]
-        );
-    }
-
-    #[test]
-    fn another_instance_at_the_same_address_gets_a_new_connection() {
-        let mut r = connected(&[1]);
-        let mut moved = endpoint(1, Healthy);
-        moved.hostname = "pod-1-replacement".into();
-        let commands = r.on_resolution(&Resolution::Endpoints {
-            cluster: "greeter".into(),
-            endpoints: vec![moved].into(),
-            tls: None,
-        });
-        assert_eq!(retired(&commands), [(1, Some(1))]);
-        assert_eq!(started(&commands), [(2, 1)]);
-    }
-
-    #[test]
-    fn waiting_keeps_the_endpoints_and_deletion_retires_them() {
-        let mut r = connected(&[1, 2]);
-        assert!(
-            r.on_resolution(&Resolution::Waiting("cluster \"c2\"".into()))
-                .is_empty()
-        );
-        let published = r.publish(Instant::now());
-        assert_eq!(published.ready, [1, 2], "static stability");
-        assert_eq!(
-            published.service,
-            ServiceStatus::Waiting("cluster \"c2\"".into())
-        );
-        let commands = r.on_resolution(&Resolution::DoesNotExist("listener \"greeter\"".into()));
-        assert_eq!(retired(&commands), [(1, Some(1)), (2, Some(2))]);
-        assert!(r.publish(Instant::now()).ready.is_empty());
-    }
-
-    #[test]
-    fn a_first_batch_is_published_together() {
-        let mut r: Reconciler<Conn> = Reconciler::new("greeter".into());
-        let start = Instant::now();
-        r.on_resolution(&resolved(&[(1, Healthy), (2, Healthy), (3, Healthy)]));
-        r.on_state(1, ConnectionState::Ready, Some(1), None);
-        assert!(
-            r.publish(start).ready.is_empty(),
-            "held: 2 and 3 still connecting"
-        );
-        assert_eq!(r.hold_until(), Some(start + FIRST_BATCH_WAIT));
-        r.on_state(2, ConnectionState::Ready, Some(2), None);
-        assert!(
-            r.publish(start + Duration::from_millis(10))
-                .ready
-                .is_empty()
-        );
-        r.on_state(3, ConnectionState::Ready, Some(3), None);
-        assert_eq!(
-            r.publish(start + Duration::from_millis(20)).ready,
-            [1, 2, 3],
-            "every first attempt done"
-        );
-        assert_eq!(r.hold_until(), None);
-    }
-
-    #[test]
-    fn a_slow_member_holds_a_first_batch_only_so_long() {
-        let mut r: Reconciler<Conn> = Reconciler::new("greeter".into());
-        let start = Instant::now();
-        r.on_resolution(&resolved(&[(1, Healthy), (2, Healthy)]));
-        r.on_state(1, ConnectionState::Ready, Some(1), None);
-        assert!(r.publish(start).ready.is_empty());
-        assert_eq!(r.publish(start + FIRST_BATCH_WAIT).ready, [1], "hold over");
-        // Once calls flow, a newcomer joins as soon as it is connected.
-        r.on_resolution(&resolved(&[(1, Healthy), (2, Healthy), (3, Healthy)]));
-        r.on_state(3, ConnectionState::Ready, Some(3), None);
-        assert_eq!(r.publish(start + FIRST_BATCH_WAIT).ready, [1, 3]);
-    }
-
-    #[test]
-    fn failures_are_counted_and_the_last_error_kept() {
-        let mut r = connected(&[1, 2, 3]);
-        r.on_state(
-            1,
-            ConnectionState::Ejected,
-            None,
-            Some("connect to pod-1 failed: refused".into()),
-        );
-        r.on_state(2, ConnectionState::NotServing, Some(2), None);
-        let published = r.publish(Instant::now());
-        assert_eq!(published.ready, [3]);
-        assert_eq!(
-            published.counts,
-            Counts {
-                ready: 1,
-                ejected: 1,
-                not_serving: 1,
-                ..Counts::default()
-            }
-        );
-        assert_eq!(
-            published.last_connect_error.as_deref(),
-            Some("connect to pod-1 failed: refused")
-        );
-        assert_eq!(
-            published.endpoints[0].last_error.as_deref(),
-            Some("connect to pod-1 failed: refused")
-        );
-        r.on_state(1, ConnectionState::Ready, Some(1), None);
-        let published = r.publish(Instant::now());
-        assert_eq!(published.ready, [1, 3]);
-        assert_eq!(
-            published.endpoints[0].last_error, None,
-            "cleared once connected"
-        );
-    }
-
-    #[test]
-    fn other_tls_settings_make_every_connection_anew() {
-        let mut r = connected(&[1, 2]);
-        let with_tls = |tls| match resolved(&[(1, Healthy), (2, Healthy)]) {
-            Resolution::Endpoints {
-                cluster, endpoints, ..
-            } => Resolution::Endpoints {
-                cluster,
-                endpoints,
-                tls,
-            },
-            other => other,
-        };
-        let tls = Arc::new(UpstreamTls {
-            identity: Some("default".into()),
-            roots: "default".into(),
-            san_matchers: Vec::new(),
-            sni: None,
-        });
-        let commands = r.on_resolution(&with_tls(Some(tls.clone())));
-        assert_eq!(retired(&commands), [(1, Some(1)), (2, Some(2))]);
-        let specs: Vec<_> = commands
-            .iter()
-            .filter_map(|c| match c {
-                Command::Start(spec) => Some((spec.addr.port(), spec.tls.clone())),
-                Command::Retire { .. } => None,
-            })
-            .collect();
-        assert_eq!(specs, [(1, Some(tls.clone())), (2, Some(tls.clone()))]);
-        assert!(
-            r.on_resolution(&with_tls(Some(tls))).is_empty(),
-            "the same settings keep the connections"
-        );
-    }
-}
+mod tests;

@@ -18,13 +18,26 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::state::AdsState;
 use super::task::{self, Command, ConnectError, TaskSettings};
 use crate::bootstrap::ControlPlaneTls;
-use crate::model::Resolution;
+use crate::model::TargetResolution;
 use crate::view::ControlPlaneStatus;
 
 /// What identifies a shared client: the control plane, who we are to it
-/// (node id, TLS identity), and the certificate provider instances its
-/// Clusters may name.
-type Key = (String, String, Option<ControlPlaneTls>, Vec<String>);
+/// (node id, zone, TLS identity), and the certificate provider instances
+/// its Clusters may name.
+type Key = (String, String, String, Option<ControlPlaneTls>, Vec<String>);
+
+fn key(settings: &TaskSettings, node: &Node, providers: &BTreeSet<String>) -> Key {
+    (
+        settings.uri.clone(),
+        node.id.clone(),
+        node.locality
+            .as_ref()
+            .map(|l| l.zone.clone())
+            .unwrap_or_default(),
+        settings.tls_files.clone(),
+        providers.iter().cloned().collect(),
+    )
+}
 
 /// The live clients of this process.
 fn registry() -> &'static Mutex<HashMap<Key, Weak<XdsClient>>> {
@@ -60,12 +73,7 @@ impl XdsClient {
         node: Node,
         providers: BTreeSet<String>,
     ) -> Result<Arc<XdsClient>, ConnectError> {
-        let key = (
-            settings.uri.clone(),
-            node.id.clone(),
-            settings.tls_files.clone(),
-            providers.iter().cloned().collect(),
-        );
+        let key = key(&settings, &node, &providers);
         if let Some(client) = Self::existing(&key) {
             return Ok(client);
         }
@@ -80,12 +88,7 @@ impl XdsClient {
         node: Node,
         providers: BTreeSet<String>,
     ) -> Arc<XdsClient> {
-        let key = (
-            settings.uri.clone(),
-            node.id.clone(),
-            settings.tls_files.clone(),
-            providers.iter().cloned().collect(),
-        );
+        let key = key(&settings, &node, &providers);
         match Self::existing(&key) {
             Some(client) => client,
             None => Self::start(key, settings, node, providers, None),
@@ -133,7 +136,7 @@ impl XdsClient {
     /// Follows `target` (a Listener name) until the subscription is dropped.
     pub(crate) fn subscribe(self: &Arc<Self>, target: &str) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = watch::channel(Resolution::Waiting(format!("listener {target:?}")));
+        let (tx, rx) = watch::channel(TargetResolution::Waiting(format!("listener {target:?}")));
         let _ = self.commands.send(Command::Subscribe {
             id,
             target: target.to_owned(),
@@ -152,7 +155,7 @@ impl XdsClient {
 pub(crate) struct Subscription {
     id: u64,
     /// The target's resolution; changes only when it changes.
-    pub(crate) resolution: watch::Receiver<Resolution>,
+    pub(crate) resolution: watch::Receiver<TargetResolution>,
     client: Arc<XdsClient>,
 }
 
@@ -182,6 +185,7 @@ mod tests {
 
     use super::*;
     use crate::backoff::Backoff;
+    use crate::model::Resolution;
 
     fn settings(uri: String) -> TaskSettings {
         TaskSettings {
@@ -222,7 +226,7 @@ mod tests {
         let mut control_plane = subscription.control_plane();
         subscription
             .resolution
-            .wait_for(|r| matches!(r, Resolution::Endpoints { .. }))
+            .wait_for(|r| matches!(r.flat(), Resolution::Endpoints { .. }))
             .await
             .expect("resolved");
         let first = acked_after(&fake, "").await;

@@ -8,10 +8,11 @@
 //! - Listener: an `api_listener` holding an HttpConnectionManager, whose
 //!   route configuration comes by RDS over ADS (or inline), and whose HTTP
 //!   filters end with the router filter.
-//! - RouteConfiguration: virtual hosts are matched against the target like
-//!   gRPC (exact, `*suffix`, `prefix*`, `*`); within the chosen one the first
-//!   route matching every method (prefix `""` or `"/"`) names the cluster.
-//! - Cluster: `type: EDS` with `eds_config` over ADS, round robin; TLS as
+//! - RouteConfiguration: every virtual host's routes as gRPC A28 reads
+//!   them (see [`super::routes`]); virtual hosts are matched against the
+//!   target like gRPC (exact, `*suffix`, `prefix*`, `*`).
+//! - Cluster: `type: EDS` with `eds_config` over ADS; round robin, or least
+//!   request (gRPC A48) by `lb_policy` or `load_balancing_policy`; TLS as
 //!   gRPC A29 defines it (see [`super::tls`]).
 //! - ClusterLoadAssignment: localities without `locality` or with weight 0
 //!   are dropped silently; priorities must not have gaps; an address may
@@ -22,15 +23,17 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, LbPolicy,
+    ClusterDiscoveryType, DiscoveryType, LbConfig, LbPolicy,
 };
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, LoadBalancingPolicy};
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 use envoy_types::pb::envoy::config::core::v3::ConfigSource;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::wrr_locality::v3::WrrLocality;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -43,7 +46,7 @@ use prost::Message;
 use super::endpoints::endpoints;
 pub(crate) use super::routes::RouteTable;
 use super::routes::route_table;
-use crate::model::{Endpoint, UpstreamTls};
+use crate::model::{Endpoint, PickPolicy, UpstreamTls};
 
 /// Type URL of `envoy.config.listener.v3.Listener`.
 pub(crate) const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -57,11 +60,17 @@ pub(crate) const ENDPOINTS_TYPE: &str =
 const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 pub(crate) const RESOURCE_TYPE: &str = "type.googleapis.com/envoy.service.discovery.v3.Resource";
-const ROUND_ROBIN_TYPES: [&str; 2] = [
-    "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin",
-    // What gRPC turns ROUND_ROBIN into: round robin within weighted localities.
-    "type.googleapis.com/envoy.extensions.load_balancing_policies.wrr_locality.v3.WrrLocality",
-];
+const ROUND_ROBIN_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
+const LEAST_REQUEST_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest";
+/// What gRPC turns `lb_policy` into: its endpoint picking policy within
+/// weighted localities.
+const WRR_LOCALITY_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.load_balancing_policies.wrr_locality.v3.WrrLocality";
+/// gRPC A48: least request's default `choice_count`, and the cap on it.
+const DEFAULT_CHOICE_COUNT: u32 = 2;
+const MAX_CHOICE_COUNT: u32 = 10;
 
 /// The four resource types of the chain, in the order they are resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -142,6 +151,8 @@ pub(crate) struct ClusterInfo {
     pub(crate) eds_name: String,
     /// TLS to its endpoints, when its `transport_socket` asks for it.
     pub(crate) tls: Option<Arc<UpstreamTls>>,
+    /// How calls are spread over its endpoints.
+    pub(crate) policy: PickPolicy,
 }
 
 /// One decoded resource.
@@ -198,7 +209,9 @@ pub(crate) fn decode(kind: Kind, any: &Any) -> Result<(String, Decoded), DecodeE
             let config = RouteConfiguration::decode(bytes)
                 .map_err(|e| malformed("RouteConfiguration", e))?;
             let name = config.name.clone();
-            Ok((name, Decoded::Route(route_table(config.virtual_hosts))))
+            let table =
+                route_table(config.virtual_hosts).map_err(|reason| invalid(&name, reason))?;
+            Ok((name, Decoded::Route(table)))
         }
         Kind::Cluster => {
             let cluster = Cluster::decode(bytes).map_err(|e| malformed("Cluster", e))?;
@@ -247,9 +260,9 @@ fn listener_routes(listener: Listener) -> Result<ListenerRoutes, String> {
             }
             Ok(ListenerRoutes::Rds(rds.route_config_name))
         }
-        Some(RouteSpecifier::RouteConfig(config)) => {
-            Ok(ListenerRoutes::Inline(route_table(config.virtual_hosts)))
-        }
+        Some(RouteSpecifier::RouteConfig(config)) => route_table(config.virtual_hosts)
+            .map(ListenerRoutes::Inline)
+            .map_err(|reason| format!("its inline route configuration: {reason}")),
         Some(RouteSpecifier::ScopedRoutes(_)) => {
             Err("scoped routes are not supported; use rds or route_config".into())
         }
@@ -324,26 +337,25 @@ fn cluster_info(cluster: Cluster) -> Result<ClusterInfo, String> {
     if !is_ads(eds.eds_config.as_ref()) {
         return Err("eds_cluster_config.eds_config must be `ads` (or `self`)".into());
     }
-    match cluster.load_balancing_policy {
-        Some(policy) => {
-            let supported = policy.policies.iter().any(|p| {
-                p.typed_extension_config
-                    .as_ref()
-                    .and_then(|c| c.typed_config.as_ref())
-                    .is_some_and(|any| ROUND_ROBIN_TYPES.contains(&any.type_url.as_str()))
-            });
-            if !supported {
-                return Err("load_balancing_policy lists no round robin policy".into());
-            }
+    let policy = match &cluster.load_balancing_policy {
+        Some(policy) => policy_from_list(policy, 0)?,
+        None if cluster.lb_policy == LbPolicy::RoundRobin as i32 => PickPolicy::RoundRobin,
+        None if cluster.lb_policy == LbPolicy::LeastRequest as i32 => {
+            let count = match &cluster.lb_config {
+                Some(LbConfig::LeastRequestLbConfig(config)) => {
+                    config.choice_count.map(|c| c.value)
+                }
+                _ => None,
+            };
+            least_request(count)?
         }
-        None if cluster.lb_policy == LbPolicy::RoundRobin as i32 => {}
         None => {
             let name = LbPolicy::try_from(cluster.lb_policy).map_or("unknown", |p| p.as_str_name());
             return Err(format!(
-                "lb_policy is {name}; only ROUND_ROBIN is supported"
+                "lb_policy is {name}; only ROUND_ROBIN and LEAST_REQUEST are supported"
             ));
         }
-    }
+    };
     if !cluster.transport_socket_matches.is_empty() {
         return Err(
             "transport_socket_matches is not supported: put TLS in transport_socket".into(),
@@ -360,5 +372,62 @@ fn cluster_info(cluster: Cluster) -> Result<ClusterInfo, String> {
     } else {
         eds.service_name
     };
-    Ok(ClusterInfo { eds_name, tls })
+    Ok(ClusterInfo {
+        eds_name,
+        tls,
+        policy,
+    })
+}
+
+/// The first policy of `load_balancing_policy` this client implements, as
+/// gRPC A52 reads the list (an unknown one is skipped; a known one with a
+/// bad configuration is refused).
+fn policy_from_list(list: &LoadBalancingPolicy, depth: usize) -> Result<PickPolicy, String> {
+    for policy in &list.policies {
+        let Some(any) = policy
+            .typed_extension_config
+            .as_ref()
+            .and_then(|c| c.typed_config.as_ref())
+        else {
+            continue;
+        };
+        match any.type_url.as_str() {
+            ROUND_ROBIN_TYPE => return Ok(PickPolicy::RoundRobin),
+            LEAST_REQUEST_TYPE => {
+                let config = LeastRequest::decode(any.value.as_slice())
+                    .map_err(|e| format!("cannot decode its LeastRequest policy: {e}"))?;
+                return least_request(config.choice_count.map(|c| c.value));
+            }
+            // One level of nesting is what gRPC sends; more is refused
+            // rather than followed without bound.
+            WRR_LOCALITY_TYPE if depth == 0 => {
+                let wrapper = WrrLocality::decode(any.value.as_slice())
+                    .map_err(|e| format!("cannot decode its WrrLocality policy: {e}"))?;
+                let inner = wrapper
+                    .endpoint_picking_policy
+                    .ok_or("its WrrLocality policy has no endpoint_picking_policy")?;
+                return policy_from_list(&inner, depth + 1);
+            }
+            _ => {}
+        }
+    }
+    Err(
+        "load_balancing_policy lists no policy this client supports (round robin, least \
+         request)"
+            .into(),
+    )
+}
+
+/// Least request with `choice_count` (gRPC A48: default 2, below 2 refused,
+/// above 10 capped).
+fn least_request(choice_count: Option<u32>) -> Result<PickPolicy, String> {
+    let choice_count = choice_count.unwrap_or(DEFAULT_CHOICE_COUNT);
+    if choice_count < 2 {
+        return Err(format!(
+            "least request choice_count is {choice_count}; it must be at least 2"
+        ));
+    }
+    Ok(PickPolicy::LeastRequest {
+        choice_count: choice_count.min(MAX_CHOICE_COUNT),
+    })
 }

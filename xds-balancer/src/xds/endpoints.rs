@@ -1,8 +1,11 @@
 //! ClusterLoadAssignments → endpoints, with gRPC's rules: localities
 //! without `locality` or with weight 0 are dropped silently; priorities must
-//! not have gaps (the first one with a healthy endpoint is used); an address
-//! may appear once; endpoint weights, when set, are at least 1; addresses
-//! are IP literals with a port number.
+//! not have gaps; an address may appear once; endpoint weights, when set,
+//! are at least 1; addresses are IP literals with a port number.
+//!
+//! Every priority's endpoints are kept, each with its priority: the pool
+//! sends calls to the lowest priority that has a ready endpoint, judged by
+//! its own connections, not only by the control plane's health.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -61,6 +64,7 @@ pub(crate) fn endpoints(assignment: ClusterLoadAssignment) -> Result<Vec<Endpoin
                 addr,
                 hostname: endpoint.hostname,
                 zone: locality.zone.clone(),
+                priority: group.priority,
                 health,
             });
         }
@@ -72,14 +76,7 @@ pub(crate) fn endpoints(assignment: ClusterLoadAssignment) -> Result<Vec<Endpoin
             ));
         }
     }
-    // Like gRPC's priority policy: the first priority that can take calls.
-    let chosen = by_priority
-        .values()
-        .find(|list| list.iter().any(|e| e.health == EndpointHealth::Healthy))
-        .or_else(|| by_priority.values().next())
-        .cloned()
-        .unwrap_or_default();
-    Ok(chosen)
+    Ok(by_priority.into_values().flatten().collect())
 }
 
 fn socket_addr(address: Option<address::Address>) -> Result<SocketAddr, String> {

@@ -7,7 +7,7 @@
 //! [`AdsState::remove_target`]) on one stream, as gRPC's XdsClient does. Fed
 //! a `DiscoveryResponse`, it decides ACK or NACK, updates the cache, follows
 //! the chain Listener → RouteConfiguration → Cluster → ClusterLoadAssignment
-//! of every target, and returns the requests to send (the ACK/NACK first,
+//! of every target (to every cluster its routes name), and returns the requests to send (the ACK/NACK first,
 //! then subscription changes of the next types down the chain).
 //!
 //! Rules, as in gRPC's clients and our control plane's contract:
@@ -33,7 +33,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, Discovery
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 
 use super::decode::{self, ClusterInfo, Decoded, Kind, ListenerRoutes, RouteTable};
-use crate::model::{Endpoint, Resolution};
+use crate::model::{Endpoint, Resolution, TargetResolution};
 
 /// `google.rpc.Code.INVALID_ARGUMENT`, the code of a NACK's error detail.
 const INVALID_ARGUMENT: i32 = 3;
@@ -240,28 +240,39 @@ impl AdsState {
         }
     }
 
-    /// Where the chain for the target `listener` stands.
-    pub(crate) fn resolution(&self, listener: &str) -> Resolution {
+    /// Where the chain for the target `listener` stands: its routes, and
+    /// each cluster they name.
+    pub(crate) fn resolution(&self, listener: &str) -> TargetResolution {
         if self
             .missing
             .contains(&(Kind::Listener, listener.to_owned()))
         {
-            return Resolution::DoesNotExist(format!("listener {listener:?}"));
+            return TargetResolution::DoesNotExist(format!("listener {listener:?}"));
         }
         let Some(routes) = self.listeners.get(listener) else {
-            return Resolution::Waiting(format!("listener {listener:?}"));
+            return TargetResolution::Waiting(format!("listener {listener:?}"));
         };
         let table = match routes {
             ListenerRoutes::Inline(table) => table,
             ListenerRoutes::Rds(name) => match self.routes.get(name) {
                 Some(table) => table,
-                None => return Resolution::Waiting(format!("route configuration {name:?}")),
+                None => return TargetResolution::Waiting(format!("route configuration {name:?}")),
             },
         };
-        let cluster = match table.cluster_for(listener) {
-            Ok(cluster) => cluster,
-            Err(reason) => return Resolution::Unusable(reason),
+        let routes = match table.routes_for(listener) {
+            Ok(routes) => routes.clone(),
+            Err(reason) => return TargetResolution::Unusable(reason),
         };
+        let clusters = routes
+            .clusters
+            .iter()
+            .map(|cluster| self.cluster_resolution(cluster))
+            .collect();
+        TargetResolution::Routed { routes, clusters }
+    }
+
+    /// Where the Cluster → ClusterLoadAssignment chain of `cluster` stands.
+    fn cluster_resolution(&self, cluster: &str) -> Resolution {
         if self.missing.contains(&(Kind::Cluster, cluster.to_owned())) {
             return Resolution::DoesNotExist(format!("cluster {cluster:?}"));
         }
@@ -273,6 +284,7 @@ impl AdsState {
                 cluster: cluster.to_owned(),
                 endpoints: endpoints.clone().into(),
                 tls: info.tls.clone(),
+                policy: info.policy,
             },
             None => Resolution::Waiting(format!("endpoints of cluster {cluster:?}")),
         }
@@ -291,8 +303,13 @@ impl AdsState {
                 }
                 None => None,
             };
-            if let Some(cluster) = table.and_then(|t| t.cluster_for(listener).ok()) {
-                wanted[Kind::Cluster.index()].insert(cluster.to_owned());
+            // Every cluster the target's routes name, each with its
+            // endpoints.
+            let Some(routes) = table.and_then(|t| t.routes_for(listener).ok()) else {
+                continue;
+            };
+            for cluster in &routes.clusters {
+                wanted[Kind::Cluster.index()].insert(cluster.clone());
                 if let Some(info) = self.clusters.get(cluster) {
                     wanted[Kind::Endpoints.index()].insert(info.eds_name.clone());
                 }

@@ -18,7 +18,7 @@ use super::state::AdsState;
 use crate::backoff::{Backoff, BackoffState};
 use crate::bootstrap::ControlPlaneTls;
 use crate::error::error_chain;
-use crate::model::{EndpointHealth, Resolution};
+use crate::model::{EndpointHealth, Resolution, TargetResolution};
 use crate::view::ControlPlaneStatus;
 
 /// How to reach the control plane.
@@ -179,7 +179,7 @@ pub(crate) enum Command {
     Subscribe {
         id: u64,
         target: String,
-        tx: watch::Sender<Resolution>,
+        tx: watch::Sender<TargetResolution>,
     },
     /// The subscription `id` is gone.
     Unsubscribe { id: u64 },
@@ -214,7 +214,7 @@ pub(crate) fn spawn(
 #[derive(Debug)]
 struct Watcher {
     target: String,
-    tx: watch::Sender<Resolution>,
+    tx: watch::Sender<TargetResolution>,
 }
 
 /// The control plane's word on a missing target.
@@ -419,12 +419,12 @@ impl Task {
 
     /// The resolution of `target`, with the control plane's explanation
     /// when its Listener does not exist.
-    fn resolution(&self, target: &str) -> Resolution {
+    fn resolution(&self, target: &str) -> TargetResolution {
         let mut resolution = self.state.resolution(target);
-        if let Resolution::DoesNotExist(what) = &mut resolution {
+        if let TargetResolution::DoesNotExist(what) = &mut resolution {
             match self.explained.get(target) {
                 Some(Explanation::Asking) => {
-                    return Resolution::Waiting(format!("listener {target:?}"));
+                    return TargetResolution::Waiting(format!("listener {target:?}"));
                 }
                 Some(Explanation::Answered(Some(hint))) => {
                     what.push_str(": ");
@@ -466,7 +466,7 @@ impl Task {
     /// Sends every subscription whose resolution changed its new value.
     fn publish(&mut self) {
         self.ask_about_missing();
-        let mut resolved: HashMap<&str, Resolution> = HashMap::new();
+        let mut resolved: HashMap<&str, TargetResolution> = HashMap::new();
         for watcher in self.watchers.values() {
             let resolution = resolved
                 .entry(watcher.target.as_str())
@@ -483,12 +483,40 @@ impl Task {
     }
 }
 
-fn log_resolution(target: &str, resolution: &Resolution) {
+fn log_resolution(target: &str, resolution: &TargetResolution) {
+    match resolution {
+        TargetResolution::Routed { routes, clusters } => {
+            for cluster in clusters {
+                log_cluster(target, cluster);
+            }
+            if routes.clusters.len() > 1 {
+                tracing::info!(
+                    target,
+                    routes = routes.routes().len(),
+                    clusters = ?routes.clusters,
+                    "routes updated"
+                );
+            }
+        }
+        TargetResolution::Waiting(what) => {
+            tracing::info!(target, %what, "waiting for discovery");
+        }
+        TargetResolution::DoesNotExist(what) => {
+            tracing::warn!(target, %what, "the control plane says the service does not exist");
+        }
+        TargetResolution::Unusable(reason) => {
+            tracing::warn!(target, %reason, "the service cannot be used");
+        }
+    }
+}
+
+fn log_cluster(target: &str, resolution: &Resolution) {
     match resolution {
         Resolution::Endpoints {
             cluster,
             endpoints,
             tls,
+            policy,
         } => {
             let count = |health| endpoints.iter().filter(|e| e.health == health).count();
             tracing::info!(
@@ -497,16 +525,22 @@ fn log_resolution(target: &str, resolution: &Resolution) {
                 healthy = count(EndpointHealth::Healthy),
                 draining = count(EndpointHealth::Draining),
                 not_ready = count(EndpointHealth::NotReady),
+                priorities = endpoints
+                    .iter()
+                    .map(|e| e.priority)
+                    .max()
+                    .map_or(0, |p| p + 1),
                 tls = tls.is_some(),
+                ?policy,
                 "endpoints updated"
             );
         }
         Resolution::Waiting(what) => tracing::info!(target, %what, "waiting for discovery"),
         Resolution::DoesNotExist(what) => {
-            tracing::warn!(target, %what, "the control plane says the service does not exist");
+            tracing::warn!(target, %what, "the control plane says a cluster does not exist");
         }
         Resolution::Unusable(reason) => {
-            tracing::warn!(target, %reason, "the service cannot be used");
+            tracing::warn!(target, %reason, "a cluster cannot be used");
         }
     }
 }

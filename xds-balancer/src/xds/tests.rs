@@ -2,8 +2,11 @@
 //!
 //! - `state`: subscriptions, ACK/NACK, does-not-exist, reconnects.
 //! - `decode`: gRPC's validation rules per resource type.
+//! - `routes`: route tables (A28), cluster policies (A48), and the
+//!   subscriptions several clusters make.
 
 mod decode;
+mod routes;
 mod state;
 
 use std::net::SocketAddr;

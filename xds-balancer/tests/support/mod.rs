@@ -1,7 +1,10 @@
 //! Shared set-up for the channel's end-to-end tests: greeter-server
-//! processes, the scripted control plane, and observations.
+//! processes, the scripted control plane, and observations; `traffic`:
+//! hand-built traffic policy (routes, priorities, least request).
 
 #![allow(dead_code)]
+
+pub(crate) mod traffic;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -118,6 +118,7 @@ fn clusters_are_validated_like_grpc() {
         decode::Decoded::Cluster(decode::ClusterInfo {
             eds_name: "svc-endpoints".into(),
             tls: None,
+            policy: crate::model::PickPolicy::RoundRobin,
         })
     );
 }
@@ -144,16 +145,20 @@ fn load_assignments_are_validated_like_grpc() {
     let list = endpoints_of(cla);
     assert_eq!(list.iter().map(|e| e.addr).collect::<Vec<_>>(), [addr(1)]);
 
-    // Priorities: no gaps; the first with a healthy endpoint is used.
+    // Priorities: no gaps; every priority's endpoints are kept, lowest
+    // priority first, each with its priority.
     let mut cla = good(&[(addr(1), Health::Unhealthy, "a")]);
     let mut backup = cla.endpoints[0].clone();
     backup.priority = 1;
     backup.locality.as_mut().expect("locality").zone = "zone-b".into();
     backup.lb_endpoints = vec![fake_xds::lb_endpoint((addr(2), Health::Healthy, "b"))];
-    cla.endpoints.push(backup.clone());
+    cla.endpoints.insert(0, backup.clone());
     assert_eq!(
-        endpoints_of(cla).iter().map(|e| e.addr).collect::<Vec<_>>(),
-        [addr(2)]
+        endpoints_of(cla)
+            .iter()
+            .map(|e| (e.addr, e.priority, e.zone.as_str()))
+            .collect::<Vec<_>>(),
+        [(addr(1), 0, "zone-a"), (addr(2), 1, "zone-b")]
     );
     let mut gap = good(&[(addr(1), Health::Healthy, "a")]);
     backup.priority = 2;
@@ -223,19 +228,26 @@ fn virtual_hosts_are_chosen_like_grpc() {
         ("*greeter:80", "long-suffix"),
         ("greeter:80", "exact"),
     ]);
-    assert_eq!(table.cluster_for("greeter:80"), Ok("exact"));
+    let cluster_for = |table: &decode::RouteTable, host: &str| {
+        table
+            .routes_for(host)
+            .map(|routes| routes.clusters[0].clone())
+    };
+    assert_eq!(cluster_for(&table, "greeter:80").as_deref(), Ok("exact"));
     assert_eq!(
-        table.cluster_for("Greeter:80"),
+        cluster_for(&table, "Greeter:80").as_deref(),
         Ok("exact"),
         "case-insensitive"
     );
-    assert_eq!(table.cluster_for("my-greeter:80"), Ok("long-suffix"));
-    assert_eq!(table.cluster_for("greeter:81"), Ok("prefix"));
-    assert_eq!(table.cluster_for("other"), Ok("universal"));
+    assert_eq!(
+        cluster_for(&table, "my-greeter:80").as_deref(),
+        Ok("long-suffix")
+    );
+    assert_eq!(cluster_for(&table, "greeter:81").as_deref(), Ok("prefix"));
+    assert_eq!(cluster_for(&table, "other").as_deref(), Ok("universal"));
     let narrow = table_for(&[("greeter", "only")]);
     assert!(
-        narrow
-            .cluster_for("other")
+        cluster_for(&narrow, "other")
             .unwrap_err()
             .contains("no virtual host")
     );

@@ -16,7 +16,7 @@ use crate::xds::decode::Kind;
 use crate::xds::state::AdsState;
 
 /// A session for one target, as a channel makes it.
-fn state(target: &str) -> AdsState {
+pub(super) fn state(target: &str) -> AdsState {
     let mut state = AdsState::new(Node {
         id: "test-node".into(),
         ..Default::default()
@@ -25,7 +25,12 @@ fn state(target: &str) -> AdsState {
     state
 }
 
-fn response(type_url: &str, version: &str, nonce: &str, resources: Vec<Any>) -> DiscoveryResponse {
+pub(super) fn response(
+    type_url: &str,
+    version: &str,
+    nonce: &str,
+    resources: Vec<Any>,
+) -> DiscoveryResponse {
     DiscoveryResponse {
         version_info: version.into(),
         resources,
@@ -104,7 +109,7 @@ fn follows_the_chain_acking_each_step() {
         Some("test-node")
     );
     assert_eq!(
-        s.resolution("greeter"),
+        s.resolution("greeter").flat(),
         Resolution::Waiting("listener \"greeter\"".into())
     );
 
@@ -140,7 +145,7 @@ fn follows_the_chain_acking_each_step() {
     );
     assert_eq!(next.version_info, "");
     assert_eq!(
-        s.resolution("greeter"),
+        s.resolution("greeter").flat(),
         Resolution::Waiting("route configuration \"routes\"".into())
     );
 
@@ -173,7 +178,7 @@ fn follows_the_chain_acking_each_step() {
         (fake_xds::ENDPOINTS, vec!["c1"])
     );
     assert_eq!(
-        s.resolution("greeter"),
+        s.resolution("greeter").flat(),
         Resolution::Waiting("endpoints of cluster \"c1\"".into())
     );
 
@@ -194,9 +199,9 @@ fn follows_the_chain_acking_each_step() {
     assert_eq!(outcome.requests[0].version_info, "v7");
     let Resolution::Endpoints {
         cluster, endpoints, ..
-    } = s.resolution("greeter")
+    } = s.resolution("greeter").flat()
     else {
-        panic!("not resolved: {:?}", s.resolution("greeter"));
+        panic!("not resolved: {:?}", s.resolution("greeter").flat());
     };
     assert_eq!(cluster, "c1");
     let summary: Vec<_> = endpoints
@@ -221,7 +226,7 @@ fn a_listener_left_out_does_not_exist_until_it_appears() {
     assert!(outcome.nack.is_none());
     assert_eq!(outcome.requests.len(), 1, "ACK only");
     assert_eq!(
-        s.resolution("greeter"),
+        s.resolution("greeter").flat(),
         Resolution::DoesNotExist("listener \"greeter\"".into())
     );
     s.on_response(response(
@@ -231,7 +236,7 @@ fn a_listener_left_out_does_not_exist_until_it_appears() {
         vec![any(fake_xds::listener("greeter", "r"))],
     ));
     assert_eq!(
-        s.resolution("greeter"),
+        s.resolution("greeter").flat(),
         Resolution::Waiting("route configuration \"r\"".into())
     );
 }
@@ -241,20 +246,20 @@ fn deleted_resources_are_noticed() {
     let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
     s.on_response(response(fake_xds::CLUSTER, "2", "n5", vec![]));
     assert_eq!(
-        s.resolution("greeter"),
+        s.resolution("greeter").flat(),
         Resolution::DoesNotExist("cluster \"greeter-cluster\"".into())
     );
     let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
     s.on_response(response(fake_xds::LISTENER, "2", "n5", vec![]));
     assert_eq!(
-        s.resolution("greeter"),
+        s.resolution("greeter").flat(),
         Resolution::DoesNotExist("listener \"greeter\"".into())
     );
     // Leaving out endpoints or routes is not deletion.
     let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
     s.on_response(response(fake_xds::ENDPOINTS, "2", "n5", vec![]));
     assert!(matches!(
-        s.resolution("greeter"),
+        s.resolution("greeter").flat(),
         Resolution::Endpoints { .. }
     ));
 }
@@ -265,7 +270,7 @@ fn an_invalid_update_is_nacked_and_the_last_good_one_kept() {
         (addr(1), Health::Healthy, "a"),
         (addr(2), Health::Healthy, "b"),
     ]);
-    let before = s.resolution("greeter");
+    let before = s.resolution("greeter").flat();
     let outcome = s.on_response(response(
         fake_xds::ENDPOINTS,
         "2",
@@ -292,7 +297,7 @@ fn an_invalid_update_is_nacked_and_the_last_good_one_kept() {
         "{}",
         detail.message
     );
-    assert_eq!(s.resolution("greeter"), before);
+    assert_eq!(s.resolution("greeter").flat(), before);
     // The next good update is taken.
     let outcome = s.on_response(response(
         fake_xds::ENDPOINTS,
@@ -333,7 +338,7 @@ fn resubscribes_everything_after_a_reconnect() {
         ]
     );
     assert!(
-        matches!(s.resolution("greeter"), Resolution::Endpoints { .. }),
+        matches!(s.resolution("greeter").flat(), Resolution::Endpoints { .. }),
         "kept across the reconnect"
     );
 }
@@ -362,13 +367,13 @@ fn a_response_older_than_the_subscription_says_nothing_about_absence() {
         vec![any(fake_xds::cluster("greeter-cluster"))],
     ));
     assert_eq!(
-        s.resolution("greeter"),
+        s.resolution("greeter").flat(),
         Resolution::Waiting("cluster \"c2\"".into())
     );
     // The answer to the new subscription, without c2: it does not exist.
     s.on_response(response(fake_xds::CLUSTER, "3", "n7", vec![]));
     assert_eq!(
-        s.resolution("greeter"),
+        s.resolution("greeter").flat(),
         Resolution::DoesNotExist("cluster \"c2\"".into())
     );
 }
@@ -428,7 +433,7 @@ fn targets_share_one_session_and_leave_without_disturbing_the_others() {
     assert_eq!(added[0].type_url, fake_xds::LISTENER);
     assert_eq!(names(&added[0]), ["echo", "greeter"]);
     assert_eq!(
-        s.resolution("echo"),
+        s.resolution("echo").flat(),
         Resolution::Waiting("listener \"echo\"".into())
     );
 
@@ -477,9 +482,12 @@ fn targets_share_one_session_and_leave_without_disturbing_the_others() {
             &[(addr(2), Health::Healthy, "e")],
         ))],
     ));
-    assert!(matches!(s.resolution("echo"), Resolution::Endpoints { .. }));
     assert!(matches!(
-        s.resolution("greeter"),
+        s.resolution("echo").flat(),
+        Resolution::Endpoints { .. }
+    ));
+    assert!(matches!(
+        s.resolution("greeter").flat(),
         Resolution::Endpoints { .. }
     ));
 
@@ -499,7 +507,10 @@ fn targets_share_one_session_and_leave_without_disturbing_the_others() {
             (fake_xds::ENDPOINTS, vec!["echo-cluster"]),
         ]
     );
-    assert!(matches!(s.resolution("echo"), Resolution::Endpoints { .. }));
+    assert!(matches!(
+        s.resolution("echo").flat(),
+        Resolution::Endpoints { .. }
+    ));
     assert_eq!(s.targets().collect::<Vec<_>>(), ["echo"]);
     assert!(s.remove_target("greeter").is_empty(), "already gone");
 }
@@ -545,7 +556,10 @@ fn a_tls_cluster_naming_an_unknown_provider_instance_is_nacked() {
         "{nack}"
     );
     assert!(
-        matches!(plain.resolution("greeter"), Resolution::Endpoints { .. }),
+        matches!(
+            plain.resolution("greeter").flat(),
+            Resolution::Endpoints { .. }
+        ),
         "the last good cluster stays"
     );
 
