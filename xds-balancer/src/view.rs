@@ -54,6 +54,8 @@ pub enum ServiceStatus {
     Resolved {
         /// The cluster name.
         cluster: String,
+        /// Whether the Cluster asks for TLS to its endpoints.
+        tls: bool,
     },
 }
 

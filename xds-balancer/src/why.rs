@@ -224,6 +224,7 @@ mod tests {
         let w = why(
             ServiceStatus::Resolved {
                 cluster: "greeter".into(),
+                tls: false,
             },
             Counts {
                 not_ready: 2,
@@ -275,6 +276,7 @@ mod tests {
         let mut w = why(
             ServiceStatus::Resolved {
                 cluster: "greeter".into(),
+                tls: false,
             },
             Counts {
                 ejected: 2,

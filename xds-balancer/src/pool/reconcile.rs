@@ -136,6 +136,7 @@ impl<C: Clone> Reconciler<C> {
             } => {
                 self.service = ServiceStatus::Resolved {
                     cluster: cluster.clone(),
+                    tls: tls.is_some(),
                 };
                 let mut commands = Vec::new();
                 if *tls != self.tls {
