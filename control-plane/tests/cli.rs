@@ -249,7 +249,13 @@ async fn status_says_what_failed_when_nothing_listens() {
         // In text logs: one `error:` line, no log record. The address
         // written as for the client (`--control-plane`, `host:port`).
         let output = tokio::process::Command::new(BIN)
-            .args(["status", "--control-plane", &free.to_string(), "--timeout", "2s"])
+            .args([
+                "status",
+                "--control-plane",
+                &free.to_string(),
+                "--timeout",
+                "2s",
+            ])
             .env_remove("RUST_LOG")
             .env_remove("LOG_FORMAT")
             .stdin(std::process::Stdio::null())

@@ -52,17 +52,21 @@ impl PrefaceAnswer {
     pub fn problem(&self) -> Option<String> {
         let text = match self {
             PrefaceAnswer::Http2 => return None,
-            PrefaceAnswer::Http11Required => "it refused cleartext HTTP/2 with GOAWAY HTTP_1_1_REQUIRED: \
+            PrefaceAnswer::Http11Required => {
+                "it refused cleartext HTTP/2 with GOAWAY HTTP_1_1_REQUIRED: \
                  it serves only HTTP/1.1 without TLS on this port (ASP.NET Core's Kestrel does \
                  this for an endpoint with Protocols = Http1AndHttp2 and no TLS: set Http2 for \
                  the gRPC endpoint)"
-                .to_owned(),
+                    .to_owned()
+            }
             PrefaceAnswer::Http1 => "not an HTTP/2 server: it answered the HTTP/2 preface with an \
-                 HTTP/1.1 response (gRPC needs HTTP/2; is this the right port?)"
+                 HTTP/1.x response (gRPC needs HTTP/2; is this the right port?)"
                 .to_owned(),
-            PrefaceAnswer::Tls => "the port speaks TLS: it answered the cleartext HTTP/2 preface with \
+            PrefaceAnswer::Tls => {
+                "the port speaks TLS: it answered the cleartext HTTP/2 preface with \
                  a TLS record; use https:// with TLS settings, or the plaintext port"
-                .to_owned(),
+                    .to_owned()
+            }
             PrefaceAnswer::Closed => {
                 "the server closed the connection without answering the HTTP/2 preface (a \
                  TLS-only port or a non-gRPC service does this)"
@@ -84,6 +88,18 @@ impl PrefaceAnswer {
         if bytes.starts_with(b"HTTP/") {
             return Some(PrefaceAnswer::Http1);
         }
+        // An error page without a status line: what an HTTP/1.x server
+        // that reads the preface as an HTTP/0.9 request sends (Python's
+        // http.server does).
+        let head = String::from_utf8_lossy(&bytes[..bytes.len().min(14)]).to_ascii_lowercase();
+        for page in ["<!doctype html", "<html"] {
+            if head.starts_with(page) {
+                return Some(PrefaceAnswer::Http1);
+            }
+            if page.starts_with(&head) {
+                return None;
+            }
+        }
         if let [0x15 | 0x16, 0x03, ..] = bytes {
             return Some(PrefaceAnswer::Tls);
         }
@@ -99,7 +115,9 @@ impl PrefaceAnswer {
             // A GOAWAY may follow the SETTINGS: keep reading.
             None
         } else if bytes.len() >= 9 {
-            Some(PrefaceAnswer::Other(bytes.iter().copied().take(32).collect()))
+            Some(PrefaceAnswer::Other(
+                bytes.iter().copied().take(32).collect(),
+            ))
         } else {
             None
         }
@@ -179,7 +197,10 @@ mod tests {
             Some(PrefaceAnswer::Tls)
         );
         let goaway = frame(0x7, &[0, 0, 0, 0, 0, 0, 0, 0xd]);
-        assert_eq!(PrefaceAnswer::classify(&goaway), Some(PrefaceAnswer::Http11Required));
+        assert_eq!(
+            PrefaceAnswer::classify(&goaway),
+            Some(PrefaceAnswer::Http11Required)
+        );
         let mut settings_then_goaway = frame(0x4, &[]);
         assert_eq!(
             PrefaceAnswer::classify(&settings_then_goaway),
@@ -191,7 +212,21 @@ mod tests {
             PrefaceAnswer::classify(&settings_then_goaway),
             Some(PrefaceAnswer::Http11Required)
         );
-        assert_eq!(PrefaceAnswer::classify(b"SSH-2.0-"), None, "too short to tell");
+        assert_eq!(
+            PrefaceAnswer::classify(b"<!DOCTYPE HTML>\n<html lang=\"en\">"),
+            Some(PrefaceAnswer::Http1),
+            "an error page without a status line"
+        );
+        assert_eq!(
+            PrefaceAnswer::classify(b"<!DOCTYPE H"),
+            None,
+            "too short to tell"
+        );
+        assert_eq!(
+            PrefaceAnswer::classify(b"SSH-2.0-"),
+            None,
+            "too short to tell"
+        );
         assert!(matches!(
             PrefaceAnswer::classify(b"SSH-2.0-OpenSSH_9.2\r\n"),
             Some(PrefaceAnswer::Other(_))

@@ -260,7 +260,10 @@ mod tests {
             ("greeter:81", TargetProblem::NoSuchPort),
             ("multi", TargetProblem::PortRequired),
             ("greeter.staging:80", TargetProblem::OtherNamespace),
-            ("greeter.prod.svc.example.org:80", TargetProblem::NotAServiceName),
+            (
+                "greeter.prod.svc.example.org:80",
+                TargetProblem::NotAServiceName,
+            ),
             ("nope", TargetProblem::UnknownService),
         ] {
             assert_eq!(problem(name), Some(expected), "{name}");
