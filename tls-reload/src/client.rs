@@ -693,8 +693,8 @@ pub async fn speaks_tls(authority: &str, limit: std::time::Duration) -> bool {
         let Ok(tcp) = TcpStream::connect(authority).await else {
             return false;
         };
-        let Ok(builder) = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
+        let Ok(builder) =
+            ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()
         else {
             return false;
         };
@@ -714,7 +714,10 @@ pub async fn speaks_tls(authority: &str, limit: std::time::Duration) -> bool {
                 Err(_) => return false,
             },
         };
-        match TlsConnector::from(Arc::new(config)).connect(name, tcp).await {
+        match TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+        {
             // No CA is trusted, so this cannot succeed; if it did, it is TLS.
             Ok(_) => true,
             Err(error) => error
