@@ -13,7 +13,8 @@
 //! - [`health`]: `grpc.health.v1` (tonic-health) whose `Watch` streams end
 //!   when the server stops, so a graceful drain is not held up by them.
 //! - [`signal`]: SIGTERM / SIGINT as a stream of stop requests.
-//! - [`logging`]: `tracing` set-up (`RUST_LOG`, text or JSON).
+//! - [`logging`]: `tracing` set-up (`RUST_LOG`, text or JSON), and the
+//!   error that ends a program (one `error:` line, or a JSON record).
 //! - [`hostname`]: the default instance name.
 
 pub mod error;

@@ -18,7 +18,13 @@ pub enum LogFormat {
 /// Installs the global subscriber. `RUST_LOG` selects what is logged; without
 /// it, `info` and above.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default(format, "info");
+}
+
+/// Like [`init`], with `default` (e.g. `error`) as the filter when
+/// `RUST_LOG` is not set: for commands whose output says it all.
+pub fn init_with_default(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -31,6 +37,19 @@ pub fn init(format: LogFormat) {
     // A second call (tests starting several servers in one process) keeps
     // the first subscriber.
     let _ = result;
+}
+
+/// Reports the error that ends the program (a set-up error, or a server
+/// that cannot go on) in the way its log format asks: in the text format
+/// one `error: <error>: <cause>: ...` line on standard error, for people;
+/// in the JSON format one record (`message`, with the error and its causes
+/// in the `error` field), for log collectors.
+pub fn fatal(format: LogFormat, message: &str, error: &(dyn std::error::Error + 'static)) {
+    let text = crate::error::chain(error);
+    match format {
+        LogFormat::Text => eprintln!("error: {text}"),
+        LogFormat::Json => tracing::error!(error = text, "{message}"),
+    }
 }
 
 /// The `addr` of a JSON `listening` log line: what the project's servers

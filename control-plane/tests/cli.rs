@@ -246,6 +246,35 @@ async fn status_says_what_failed_when_nothing_listens() {
         );
         let exit = process.wait_exit(Duration::from_secs(20)).await;
         assert_eq!(exit.code(), Some(1));
+
+        // In text logs: one `error:` line, no log record. The address
+        // written as for the client (`--control-plane`, `host:port`).
+        let output = tokio::process::Command::new(BIN)
+            .args([
+                "status",
+                "--control-plane",
+                &free.to_string(),
+                "--timeout",
+                "2s",
+            ])
+            .env_remove("RUST_LOG")
+            .env_remove("LOG_FORMAT")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(20), output)
+            .await
+            .expect("status finished")
+            .expect("status ran");
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "error: failed to connect to the control plane at {free}: "
+            )),
+            "{stderr}"
+        );
     })
     .await;
 }

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime.block_on(run::run(args)),
         Err(error) => {
-            eprintln!("demo: failed to start the Tokio runtime: {error}");
+            eprintln!("error: failed to start the Tokio runtime: {error}");
             ExitCode::FAILURE
         }
     }

@@ -62,14 +62,14 @@ pub(crate) async fn run(args: Args) -> ExitCode {
     ) {
         (Ok(term), Ok(int)) => (term, int),
         (Err(error), _) | (_, Err(error)) => {
-            eprintln!("demo: failed to install signal handlers: {error}");
+            eprintln!("error: failed to install signal handlers: {error}");
             return ExitCode::FAILURE;
         }
     };
     let mut cluster = match Cluster::new(settings.timings, args.tls) {
         Ok(cluster) => cluster,
         Err(error) => {
-            eprintln!("demo: {error}");
+            eprintln!("error: {error}");
             return ExitCode::FAILURE;
         }
     };

@@ -179,18 +179,47 @@ async fn setup_errors_exit_with_3() {
         );
 
         // A backend's port given as the control plane: named, at once, as
-        // one `error:` line.
+        // one record in JSON logs...
         let servers = backends(&["a"]).await;
         let backend = format!("http://{}", servers[0].addr);
         let (code, output, process) =
             run(&["--control-plane", &backend, "--target", "greeter"], &[]).await;
         assert_eq!(code, Some(3), "{output}");
-        let log = process.log_text();
+        let records = process.recent_logs(100);
         assert!(
-            log.lines()
-                .any(|line| line.starts_with("error: the server at ")
-                    && line.contains("does not implement xDS ADS")),
-            "{log}"
+            records
+                .iter()
+                .any(|line| line["message"] == "cannot set up the channel"
+                    && line["level"] == "ERROR"
+                    && line["error"]
+                        .as_str()
+                        .is_some_and(|e| e.starts_with("the server at ")
+                            && e.contains("does not implement xDS ADS"))),
+            "{}",
+            process.log_text()
+        );
+
+        // ... and as one `error:` line in text logs.
+        let output = tokio::process::Command::new(tests::bin_path(BIN))
+            .args(["--control-plane", &backend, "--target", "greeter"])
+            .env_remove("RUST_LOG")
+            .env_remove("LOG_FORMAT")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(30), output)
+            .await
+            .expect("finished")
+            .expect("ran");
+        assert_eq!(output.status.code(), Some(3));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(!stderr.contains(" ERROR "), "no tracing record: {stderr}");
+        assert!(
+            errors[0].starts_with("error: the server at ")
+                && errors[0].contains("does not implement xDS ADS"),
+            "{stderr}"
         );
     })
     .await;

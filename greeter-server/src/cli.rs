@@ -147,12 +147,13 @@ pub enum Error {
 /// a stop signal, drains, and returns the process's exit code.
 pub async fn run(args: Args) -> ExitCode {
     logging::init(args.log_format);
+    let format = args.log_format;
     match serve(args).await {
         Ok(DrainOutcome::Clean) => ExitCode::SUCCESS,
         Ok(DrainOutcome::GraceExpired { .. }) => ExitCode::from(EXIT_GRACE_EXPIRED),
         Ok(DrainOutcome::Forced) => ExitCode::from(EXIT_FORCED),
         Err(error) => {
-            tracing::error!("{}", common::error::chain(&error));
+            logging::fatal(format, "serve failed", &error);
             ExitCode::FAILURE
         }
     }

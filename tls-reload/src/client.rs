@@ -683,6 +683,60 @@ pub async fn plaintext_to_tls(
     tokio::time::timeout(limit, look).await.ok().flatten()
 }
 
+/// Whether the server at `authority` speaks TLS: a TLS handshake that
+/// trusts no CA gets as far as the server's certificate (or a TLS alert)
+/// from a TLS server, and plaintext, a reset or silence from anything else.
+/// Nothing is sent after the ClientHello. For telling a TLS-only port
+/// apart from one that closes connections it cannot make sense of.
+pub async fn speaks_tls(authority: &str, limit: std::time::Duration) -> bool {
+    let look = async {
+        let Ok(tcp) = TcpStream::connect(authority).await else {
+            return false;
+        };
+        let Ok(builder) =
+            ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()
+        else {
+            return false;
+        };
+        let mut config = builder
+            .with_root_certificates(RootCertStore::empty())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => ServerName::IpAddress(ip.into()),
+            Err(_) => match ServerName::try_from(host.to_owned()) {
+                Ok(name) => name,
+                Err(_) => return false,
+            },
+        };
+        match TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+        {
+            // No CA is trusted, so this cannot succeed; if it did, it is TLS.
+            Ok(_) => true,
+            Err(error) => error
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .is_some_and(|tls| {
+                    matches!(
+                        tls,
+                        rustls::Error::InvalidCertificate(_)
+                            | rustls::Error::AlertReceived(_)
+                            | rustls::Error::PeerIncompatible(_)
+                            | rustls::Error::NoApplicationProtocol
+                    )
+                }),
+        }
+    };
+    tokio::time::timeout(limit, look).await.unwrap_or(false)
+}
+
 /// Runs the TLS handshake over `tcp` when `tls` says so (plaintext
 /// otherwise); failures that surface later on the connection (a client
 /// certificate refused after a TLS 1.3 handshake, a TLS answer to

@@ -15,7 +15,7 @@ use crate::channel::Channel;
 use crate::error::{Error, Result};
 use crate::options::{Config, RetryPolicy};
 use crate::pool::tls::Providers;
-use crate::sniff::Answer;
+use crate::sniff::PrefaceAnswer;
 use crate::target::Target;
 use crate::xds::client::XdsClient;
 use crate::xds::task::{ConnectError, TaskSettings};
@@ -41,8 +41,9 @@ pub const CONTROL_PLANE_ENV: &str = "CONTROL_PLANE";
 /// `CONTROL_PLANE`. Those three variables are all the library reads from
 /// the environment (besides `POD_NAME` for the default node id).
 ///
-/// An address is `http://host:port`, or `host:port` for the same (as
-/// `control-plane status --addr` takes it).
+/// An address is `http://host:port`, or `host:port` for the same, or
+/// `https://host:port` with [`Builder::control_plane_tls`] (as
+/// `control-plane status --control-plane` takes it).
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), xds_balancer::Error> {
@@ -321,11 +322,11 @@ async fn diagnose(settings: &TaskSettings, error: &ConnectError) -> String {
         return cause;
     };
     match crate::sniff::sniff(&authority, settings.connect_timeout).await {
-        answer @ (Answer::Http1
-        | Answer::Http11Required
-        | Answer::Tls
-        | Answer::Closed
-        | Answer::Other(_)) => answer.problem().unwrap_or(cause),
+        answer @ (PrefaceAnswer::Http1
+        | PrefaceAnswer::Http11Required
+        | PrefaceAnswer::Tls
+        | PrefaceAnswer::Closed
+        | PrefaceAnswer::Other(_)) => answer.problem().unwrap_or(cause),
         _ => cause,
     }
 }
@@ -465,7 +466,7 @@ mod tests {
             .expect("valid");
         assert_eq!(prepared.target.name(), "greeter:80");
         assert_eq!(prepared.node.id, "me");
-        // The address syntax of `control-plane status --addr`.
+        // The address syntax of `control-plane status --control-plane`.
         let bare = Builder::new("greeter")
             .control_plane("127.0.0.1:18000")
             .prepare()

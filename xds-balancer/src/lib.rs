@@ -123,6 +123,9 @@
 //!   (`reconcile`: priorities, the first batch).
 //! - `picker`: the lock-free pick (round robin, least request); `why`:
 //!   messages for calls with nothing to call.
+//! - `sniff`: naming what answers at an address that is not the gRPC
+//!   server expected ([`sniff`], [`PrefaceAnswer`]): an HTTP/1.1 server,
+//!   Kestrel's HTTP_1_1_REQUIRED, a TLS port.
 //! - `model` and `view`: the client's own types: endpoints ([`Endpoint`]),
 //!   and what [`Channel::endpoints`] publishes ([`EndpointSet`]). `backoff`:
 //!   jittered exponential backoff ([`Backoff`]).
@@ -164,6 +167,7 @@ pub use channel::{Channel, ResponseFuture};
 pub use error::{Error, Result};
 pub use model::{Endpoint, EndpointHealth};
 pub use options::{Config, RetryPolicy};
+pub use sniff::{PrefaceAnswer, sniff};
 pub use target::{Target, TargetError};
 pub use view::{ConnectionState, ControlPlaneStatus, EndpointSet, EndpointState, ServiceStatus};
 

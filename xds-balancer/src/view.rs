@@ -55,6 +55,8 @@ pub enum ServiceStatus {
         /// The cluster name; when routes send calls to several clusters,
         /// their names, comma-separated, in the order the routes name them.
         cluster: String,
+        /// Whether the Cluster asks for TLS to its endpoints.
+        tls: bool,
     },
 }
 

@@ -232,6 +232,7 @@ mod tests {
         let w = why(
             ServiceStatus::Resolved {
                 cluster: "greeter".into(),
+                tls: false,
             },
             Counts {
                 not_ready: 2,
@@ -283,6 +284,7 @@ mod tests {
         let mut w = why(
             ServiceStatus::Resolved {
                 cluster: "greeter".into(),
+                tls: false,
             },
             Counts {
                 ejected: 2,

@@ -21,6 +21,11 @@ use crate::xds::names::{DEFAULT_CLUSTER_DOMAIN, DEFAULT_TLS_PROVIDER_INSTANCE};
 pub(crate) const DEFAULT_LISTEN: &str = "0.0.0.0:18000";
 /// Where `status` looks by default.
 pub(crate) const DEFAULT_ADDR: &str = "http://127.0.0.1:18000";
+/// The control plane's address for `status`, as for greeter-client and the
+/// client library.
+const CONTROL_PLANE_ENV: &str = "CONTROL_PLANE";
+/// `status`'s former variable for its address, still read.
+const FORMER_ADDR_ENV: &str = "CONTROL_PLANE_ADDR";
 /// `--grace` default as written on the command line; matches `DEFAULT_GRACE`.
 const DEFAULT_GRACE_ARG: &str = "5s";
 /// `--max-connection-age` default; matches `DEFAULT_MAX_CONNECTION_AGE`.
@@ -85,6 +90,11 @@ pub(crate) enum Command {
     /// UNAVAILABLE (clients keep their endpoints and reconnect), open calls
     /// get --grace; exit 0. A second signal stops at once (exit 130); exit 3
     /// when --grace ran out.
+    ///
+    /// Exit codes: 0 after a clean stop, 1 when it cannot start (the error
+    /// is printed as one `error: ...` line, or a JSON record with
+    /// --log-format json) or its source fails, 2 on bad arguments, 3 when
+    /// --grace cut calls, 130 after a second stop signal.
     Serve(Box<ServeArgs>),
     /// Show a running control plane's services, endpoint states and clients.
     ///
@@ -92,6 +102,9 @@ pub(crate) enum Command {
     /// state) and a table of xDS clients (one row per resource type, with the
     /// names subscribed, the version sent, the version ACKed and the latest
     /// NACK). --json prints the same as one JSON object.
+    ///
+    /// Exit codes: 0 when the report was printed, 1 when it could not be
+    /// fetched (one `error: ...` line says why), 2 on bad arguments.
     Status(StatusArgs),
 }
 
@@ -384,9 +397,18 @@ fn other_source_flag(source: SourceChoice, explicit: bool, matches: &ArgMatches)
 /// Flags of `status`.
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
-    /// The control plane's address (its `serve --listen` port).
-    #[arg(long, env = "CONTROL_PLANE_ADDR", default_value = DEFAULT_ADDR)]
-    pub(crate) addr: String,
+    /// The control plane's address (its `serve --listen` port), written as
+    /// for greeter-client: `host:port` or `http://host:port` for plaintext,
+    /// `https://host:port` for TLS (with --ca). Default: CONTROL_PLANE, else
+    /// CONTROL_PLANE_ADDR (this flag's former variable), else
+    /// http://127.0.0.1:18000. `--addr` is its former name.
+    #[arg(
+        long = "control-plane",
+        visible_alias = "addr",
+        env = CONTROL_PLANE_ENV,
+        value_name = "ADDR"
+    )]
+    pub(crate) control_plane: Option<String>,
 
     /// Print one JSON object instead of tables (field names as in
     /// status.proto, states as words).
@@ -416,6 +438,18 @@ pub(crate) struct StatusArgs {
         requires = "cert"
     )]
     pub(crate) key: Option<PathBuf>,
+}
+
+impl StatusArgs {
+    /// The address to ask: --control-plane (or CONTROL_PLANE), else
+    /// CONTROL_PLANE_ADDR as read through `env`, else the default.
+    pub(crate) fn address(&self, env: impl Fn(&str) -> Option<String>) -> String {
+        self.control_plane
+            .clone()
+            .filter(|addr| !addr.trim().is_empty())
+            .or_else(|| env(FORMER_ADDR_ENV).filter(|addr| !addr.trim().is_empty()))
+            .unwrap_or_else(|| DEFAULT_ADDR.to_owned())
+    }
 }
 
 #[cfg(test)]
@@ -544,7 +578,32 @@ mod tests {
             panic!("not status");
         };
         assert!(args.json);
-        assert_eq!(args.addr, DEFAULT_ADDR);
+        assert_eq!(args.address(|_| None), DEFAULT_ADDR);
         assert_eq!(args.timeout, DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn status_takes_the_address_as_the_client_does_and_its_former_spelling() {
+        let address = |argv: &[&str], former: Option<&str>| {
+            let mut all = vec!["control-plane", "status"];
+            all.extend_from_slice(argv);
+            let cli = Cli::try_parse_from(all).expect("parses");
+            let Command::Status(args) = cli.command else {
+                panic!("not status");
+            };
+            args.address(|name| {
+                assert_eq!(name, FORMER_ADDR_ENV);
+                former.map(str::to_owned)
+            })
+        };
+        for flag in ["--control-plane", "--addr"] {
+            assert_eq!(address(&[flag, "cp:18000"], None), "cp:18000");
+            assert_eq!(
+                address(&[flag, "https://cp:18000"], Some("http://x:1")),
+                "https://cp:18000"
+            );
+        }
+        assert_eq!(address(&[], Some("http://x:1")), "http://x:1");
+        assert_eq!(address(&[], Some("")), DEFAULT_ADDR);
     }
 }

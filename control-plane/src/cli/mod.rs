@@ -112,10 +112,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Status(args) => ("status", status_command(args).await),
     };
     result.unwrap_or_else(|error| {
-        // A fixed message with the cause as a field, so log collectors (and
-        // tests) can match it.
-        let error = common::error::chain(&error);
-        tracing::error!(error, "{what} failed");
+        // In JSON, a fixed message with the cause as a field, so log
+        // collectors (and tests) can match it.
+        common::logging::fatal(cli.log_format, &format!("{what} failed"), &error);
         ExitCode::FAILURE
     })
 }
@@ -126,7 +125,8 @@ async fn status_command(args: StatusArgs) -> Result<ExitCode, Error> {
         cert: args.cert.clone(),
         key: args.key.clone(),
     });
-    let report = status::fetch(&args.addr, args.timeout, tls.as_ref()).await?;
+    let addr = args.address(|name| std::env::var(name).ok());
+    let report = status::fetch(&addr, args.timeout, tls.as_ref()).await?;
     if args.json {
         let json = serde_json::to_string_pretty(&report.to_json()).map_err(Error::Json)?;
         println!("{json}");

@@ -12,16 +12,28 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use proto::controlplane::v1::TargetProblem;
+
 use crate::model::Service;
 use crate::store::ServiceEntry;
 use crate::xds::names::Naming;
+
+/// Why a Listener name does not resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Explanation {
+    /// Which mistake.
+    pub(crate) problem: TargetProblem,
+    /// Why, and what to write instead.
+    pub(crate) reason: String,
+}
 
 /// `None` when `name` names a Listener that exists; otherwise why not.
 pub(crate) fn explain(
     naming: &Naming,
     services: &BTreeMap<String, Arc<ServiceEntry>>,
     name: &str,
-) -> Option<String> {
+) -> Option<Explanation> {
+    let explained = |problem, reason| Some(Explanation { problem, reason });
     let (host, port) = match name.rsplit_once(':') {
         Some((host, port)) => (host, Some(port)),
         None => (name, None),
@@ -31,11 +43,14 @@ pub(crate) fn explain(
     if let Some(namespace) = labels.next()
         && namespace != naming.namespace
     {
-        return Some(format!(
-            "{name:?} names namespace {namespace:?}, but this control plane serves namespace \
-             {:?}; use the control plane of that namespace, or a Service of this one",
-            naming.namespace
-        ));
+        return explained(
+            TargetProblem::OtherNamespace,
+            format!(
+                "{name:?} names namespace {namespace:?}, but this control plane serves namespace \
+                 {:?}; use the control plane of that namespace, or a Service of this one",
+                naming.namespace
+            ),
+        );
     }
     let Some(entry) = services.get(service_name) else {
         let mut reason = format!(
@@ -46,7 +61,7 @@ pub(crate) fn explain(
             let known: Vec<&str> = services.keys().map(String::as_str).collect();
             let _ = write!(reason, "; its services: {}", known.join(", "));
         }
-        return Some(reason);
+        return explained(TargetProblem::UnknownService, reason);
     };
     if naming
         .listener_names(&entry.service)
@@ -66,18 +81,24 @@ pub(crate) fn explain(
         ),
     ];
     if !hosts.iter().any(|h| h == host) {
-        return Some(format!(
-            "{host:?} is not a name of service {service_name}: use one of {}",
-            hosts.join(", ")
-        ));
+        return explained(
+            TargetProblem::NotAServiceName,
+            format!(
+                "{host:?} is not a name of service {service_name}: use one of {}",
+                hosts.join(", ")
+            ),
+        );
     }
     let ports = ports_text(service);
-    Some(match port {
-        None => format!(
-            "service {service_name} has {} ports: {ports}; a target must name one, e.g. \
-             {service_name}:{}",
-            service.ports.len(),
-            service.ports.first().map_or(0, |p| p.port)
+    match port {
+        None => explained(
+            TargetProblem::PortRequired,
+            format!(
+                "service {service_name} has {} ports: {ports}; a target must name one, e.g. \
+                 {service_name}:{}",
+                service.ports.len(),
+                service.ports.first().map_or(0, |p| p.port)
+            ),
         ),
         Some(port) => {
             let mut reason =
@@ -94,16 +115,19 @@ pub(crate) fn explain(
                         .collect()
                 })
                 .unwrap_or_default();
-            if let [service_port, ..] = target_of.as_slice() {
+            let problem = if let [service_port, ..] = target_of.as_slice() {
                 let _ = write!(
                     reason,
                     ". {port} is the container port (targetPort) of port {service_port}"
                 );
-            }
+                TargetProblem::ContainerPort
+            } else {
+                TargetProblem::NoSuchPort
+            };
             reason.push_str(". A target names the Service port, not the container port");
-            reason
+            explained(problem, reason)
         }
-    })
+    }
 }
 
 /// `80 (grpc), 9090`: each port, with its name when it has one.
@@ -178,7 +202,8 @@ mod tests {
     fn names_each_mistake() {
         let naming = Naming::new("prod");
         let services = services();
-        let explain = |name| explain(&naming, &services, name);
+        let explain = |name| explain(&naming, &services, name).map(|e| e.reason);
+        let problem = |name| explain_problem(&naming, &services, name);
         for exists in [
             "greeter",
             "greeter:80",
@@ -230,5 +255,27 @@ mod tests {
                 "there is no service \"nope\" in namespace \"prod\"; its services: greeter, multi"
             )
         );
+        for (name, expected) in [
+            ("greeter:8080", TargetProblem::ContainerPort),
+            ("greeter:81", TargetProblem::NoSuchPort),
+            ("multi", TargetProblem::PortRequired),
+            ("greeter.staging:80", TargetProblem::OtherNamespace),
+            (
+                "greeter.prod.svc.example.org:80",
+                TargetProblem::NotAServiceName,
+            ),
+            ("nope", TargetProblem::UnknownService),
+        ] {
+            assert_eq!(problem(name), Some(expected), "{name}");
+        }
+        assert_eq!(problem("greeter:80"), None);
+    }
+
+    fn explain_problem(
+        naming: &Naming,
+        services: &BTreeMap<String, Arc<ServiceEntry>>,
+        name: &str,
+    ) -> Option<TargetProblem> {
+        explain(naming, services, name).map(|e| e.problem)
     }
 }

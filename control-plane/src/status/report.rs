@@ -106,6 +106,15 @@ pub async fn fetch(addr: &str, timeout: Duration, tls: Option<&ClientTlsFiles>) 
             message: "no host".to_owned(),
         });
     };
+    // As the client library takes it: the port is never guessed.
+    if authority.port_u16().is_none() {
+        return Err(Error::InvalidAddress {
+            addr: addr.to_owned(),
+            message: "no port (or not a number): the control plane listens on 18000 unless told \
+                      otherwise"
+                .to_owned(),
+        });
+    }
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
@@ -376,5 +385,25 @@ async fn explain(
         Some(failure) => Some(failure),
         None if plaintext => common::tls::client::plaintext_to_tls(authority, timeout).await,
         None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn addresses_are_read_as_the_client_library_reads_them() {
+        for (addr, expected) in [
+            ("cp", "no port"),
+            ("http://cp", "no port"),
+            ("ftp://cp:18000", "neither http nor https"),
+            ("https://cp:18000", "no --ca was given"),
+        ] {
+            let error = fetch(addr, Duration::from_secs(1), None)
+                .await
+                .expect_err(addr);
+            assert!(error.to_string().contains(expected), "{addr}: {error}");
+        }
     }
 }

@@ -120,10 +120,17 @@ impl ControlPlaneStatus for StatusService {
                 "the control plane has not completed its first sync with its source yet",
             ));
         }
-        let reason = super::explain::explain(self.store.naming(), &snapshot.services, &name);
-        Ok(Response::new(pb::ExplainTargetResponse {
-            exists: reason.is_none(),
-            reason: reason.unwrap_or_default(),
+        let explanation = super::explain::explain(self.store.naming(), &snapshot.services, &name);
+        Ok(Response::new(match explanation {
+            None => pb::ExplainTargetResponse {
+                exists: true,
+                ..Default::default()
+            },
+            Some(explanation) => pb::ExplainTargetResponse {
+                exists: false,
+                reason: explanation.reason,
+                problem: explanation.problem.into(),
+            },
         }))
     }
 }

@@ -44,7 +44,7 @@ fn documents() -> Vec<(String, String)> {
         .collect()
 }
 
-fn command_lines() -> Vec<CommandLine> {
+pub(crate) fn command_lines() -> Vec<CommandLine> {
     documents()
         .iter()
         .flat_map(|(file, text)| commands::extract(file, text))

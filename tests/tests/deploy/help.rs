@@ -3,7 +3,8 @@
 //!
 //! This reads clap's long help layout: option headers indented by at most
 //! six spaces (`  -n, --calls <CALLS>`, `      --listen <LISTEN>`), their
-//! text indented deeper with `[env: NAME=]`, `[default: X]` and either
+//! text indented deeper with `[env: NAME=]`, `[default: X]`, `[alias:
+//! --other]` (or `[aliases: ...]`) and either
 //! `[possible values: a, b]` or a `Possible values:` list of `- a: ...`
 //! lines; subcommands listed under `Commands:`.
 
@@ -79,7 +80,20 @@ impl Help {
             let Some(option) = help.options.last_mut() else {
                 continue;
             };
-            if let Some(rest) = trimmed.strip_prefix("[env: ") {
+            if let Some(rest) = trimmed
+                .strip_prefix("[aliases: ")
+                .or_else(|| trimmed.strip_prefix("[alias: "))
+            {
+                // Visible aliases: other spellings of the same option.
+                option
+                    .spellings
+                    .extend(rest.trim_end_matches(']').split(", ").map(|alias| {
+                        match alias.starts_with('-') {
+                            true => alias.to_owned(),
+                            false => format!("--{alias}"),
+                        }
+                    }));
+            } else if let Some(rest) = trimmed.strip_prefix("[env: ") {
                 option.env = rest.split('=').next().map(str::to_owned);
             } else if let Some(rest) = trimmed.strip_prefix("[default: ") {
                 option.default = Some(rest.trim_end_matches(']').to_owned());
@@ -201,6 +215,7 @@ Options:
 
           [env: TOOL_LISTEN=]
           [default: 0.0.0.0:8080]
+          [alias: --bind]
 
   -n, --calls <CALLS>
           Number of calls. Defaults to POD_NAME_X when set.
@@ -226,6 +241,7 @@ Options:
         let listen = help.option("--listen").expect("--listen");
         assert_eq!(listen.env.as_deref(), Some("TOOL_LISTEN"));
         assert_eq!(listen.default.as_deref(), Some("0.0.0.0:8080"));
+        assert_eq!(help.option("--bind"), Some(listen), "an alias");
         assert!(help.option("-n").is_some() && help.option("--calls").is_some());
         let format = help.option_for_env("LOG_FORMAT").expect("LOG_FORMAT");
         assert_eq!(format.possible_values, ["text", "json"]);

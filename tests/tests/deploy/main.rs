@@ -42,8 +42,11 @@
 //! - `mutations`, `mutations_cli`: every check, shown to fail on a broken
 //!   copy.
 //! - `docs`: the documentation tests.
+//! - `cli`: the binaries' help (wrapped) and the documents' `diagnose`
+//!   commands.
 
 mod checks;
+mod cli;
 mod commands;
 mod containers;
 mod dockerfile;

@@ -150,6 +150,7 @@ impl<C: Clone> Reconciler<C> {
             } => {
                 self.service = ServiceStatus::Resolved {
                     cluster: cluster.clone(),
+                    tls: tls.is_some(),
                 };
                 self.cluster.clone_from(cluster);
                 self.policy = *policy;
