@@ -26,6 +26,7 @@ use tests::kube_apiserver::{Cluster, KUBERNETES, Options, skipped};
 use crate::kustomize::{self, CRDS, KUBECTL_KUSTOMIZE};
 use crate::real::FOLDERS;
 use crate::repo::{self, Manifest, Object, root};
+use crate::schema;
 
 /// Upper bound for the cluster's start and every request (not the one-time
 /// builds, which happen before).
@@ -143,6 +144,38 @@ fn every_folder_renders_with_kubectls_kustomize_as_the_checks_read_it() {
     let (texts, problems) = render_all();
     assert_eq!(texts.len(), FOLDERS.len(), "{problems:#?}");
     crate::assert_no_problems("kustomize renders", &problems);
+}
+
+#[test]
+fn every_folder_passes_kubernetes_1_33_schemas_strictly() {
+    if skipped() {
+        return;
+    }
+    let (texts, mut problems) = render_all();
+    let schemas = schema::load().unwrap_or_else(|e| panic!("{e}"));
+    for (dir, text) in &texts {
+        problems.extend(schema::validate_yaml(&schemas, dir, text));
+    }
+    assert_eq!(texts.len(), FOLDERS.len(), "{problems:#?}");
+    crate::assert_no_problems(
+        &format!("the schemas of Kubernetes {}", schema::KUBERNETES_133),
+        &problems,
+    );
+    // The same validation refuses a misspelled field, a wrong type and a
+    // missing required field.
+    let (_, base) = texts.iter().find(|(d, _)| d == "deploy/base").expect("base");
+    for (good, bad, complaint) in [
+        ("  replicas: 2\n", "  replicas: 2\n  replicaz: 2\n", ".spec.replicaz: unknown field"),
+        ("maxUnavailable: 1\n", "maxUnavailable: [1]\n", "neither an integer nor a string"),
+        ("topologyKey: kubernetes.io/hostname\n", "\n", "required field topologyKey is missing"),
+    ] {
+        assert!(base.contains(good), "the rendered base has no {good:?}");
+        let refused = schema::validate_yaml(&schemas, "broken", &base.replacen(good, bad, 1));
+        assert!(
+            refused.iter().any(|p| p.contains(complaint)),
+            "{bad:?} was not refused with {complaint:?}: {refused:?}"
+        );
+    }
 }
 
 /// Creates the CRDs of [`CRDS`] and waits until each is established.

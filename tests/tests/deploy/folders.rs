@@ -252,6 +252,14 @@ fn transform(objects: &mut [Manifest], k: &Kustomization) {
         };
         if let Some(namespace) = &k.namespace {
             metadata.namespace = Some(namespace.clone());
+            // kustomize moves a binding's ServiceAccount subjects along.
+            if let Object::RoleBinding(binding) = &mut manifest.object {
+                for subject in binding.subjects.iter_mut().flatten() {
+                    if subject.kind == "ServiceAccount" {
+                        subject.namespace = Some(namespace.clone());
+                    }
+                }
+            }
         }
         let Object::Deployment(deployment) = &mut manifest.object else {
             continue;

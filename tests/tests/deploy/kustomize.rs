@@ -123,19 +123,24 @@ pub(crate) fn render(binary: &Path, root: &Path, dir: &str) -> Result<String, St
     run(command, &format!("{} build {dir}", binary.display()))
 }
 
-/// The text of `crd`, from its module (downloaded through the Go module
-/// proxy into the module cache on first use).
-pub(crate) fn crd(crd: &Crd) -> Result<String, String> {
+/// The directory of `module` at `version` in the module cache, downloaded
+/// through the Go module proxy on first use.
+pub(crate) fn module_dir(module: &str, version: &str) -> Result<PathBuf, String> {
     let mut command = go();
     command
         .args(["mod", "download", "-json"])
-        .arg(format!("{}@{}", crd.module, crd.version));
-    let json = run(command, &format!("go mod download {}@{}", crd.module, crd.version))?;
+        .arg(format!("{module}@{version}"));
+    let json = run(command, &format!("go mod download {module}@{version}"))?;
     let info: serde_json::Value =
         serde_json::from_str(&json).map_err(|e| format!("go mod download output: {e}"))?;
-    let dir = info["Dir"]
+    info["Dir"]
         .as_str()
-        .ok_or_else(|| format!("go mod download gave no Dir: {json}"))?;
-    let path = Path::new(dir).join(crd.path);
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("go mod download gave no Dir: {json}"))
+}
+
+/// The text of `crd`, from its module.
+pub(crate) fn crd(crd: &Crd) -> Result<String, String> {
+    let path = module_dir(crd.module, crd.version)?.join(crd.path);
     std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))
 }

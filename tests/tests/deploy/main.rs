@@ -51,8 +51,11 @@
 //! - `containers`: each container against its binary's `--help` (pure).
 //! - `real`: the tests of the real files.
 //! - `kustomize`: the real kustomize and the CRDs, from pinned Go modules.
+//! - `schema`: strict validation against Kubernetes 1.33's OpenAPI
+//!   schemas and the CRDs'.
 //! - `apiserver`: every folder rendered by kustomize, compared with the
-//!   hand-following, and validated strictly by a real kube-apiserver.
+//!   hand-following, and validated strictly against Kubernetes 1.33's
+//!   schemas and by a real kube-apiserver.
 //! - `mutations`, `mutations_cli`, `mutations_ops`: every check, shown to
 //!   fail on a broken copy.
 //! - `docs`: the documentation tests.
@@ -76,6 +79,7 @@ mod netpol;
 mod rbac;
 mod real;
 mod repo;
+mod schema;
 mod tree;
 mod wiring;
 mod workspace;

@@ -101,12 +101,17 @@ pub(crate) fn metrics(objects: &[Manifest], container: &str, env_name: &str) -> 
                 continue;
             }
             let ok = spec.ports.iter().flatten().any(|p| {
-                p.name.as_deref() == Some("metrics")
-                    && match &p.target_port {
-                        Some(IntOrString::String(s)) => s == "metrics",
-                        Some(IntOrString::Int(n)) => *n == port,
-                        None => p.port == port,
-                    }
+                let target = match &p.target_port {
+                    Some(IntOrString::String(name)) => c
+                        .ports
+                        .iter()
+                        .flatten()
+                        .find(|cp| cp.name.as_ref() == Some(name))
+                        .map(|cp| cp.container_port),
+                    Some(IntOrString::Int(n)) => Some(*n),
+                    None => Some(p.port),
+                };
+                p.name.as_deref() == Some("metrics") && target == Some(port)
             });
             if ok {
                 services.push(service.metadata.labels.clone().unwrap_or_default());
