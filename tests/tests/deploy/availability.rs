@@ -53,7 +53,11 @@ pub(crate) fn disruption_budgets(objects: &[Manifest]) -> Vec<String> {
     let mut out = Vec::new();
     for (manifest, deployment) in deployments(objects) {
         let (name, labels, _) = pod_of(deployment);
-        let replicas = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let replicas = deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(1);
         let covering: Vec<_> = budgets(objects)
             .filter(|(_, p)| {
                 p.spec
@@ -85,7 +89,10 @@ pub(crate) fn disruption_budgets(objects: &[Manifest]) -> Vec<String> {
             )),
             Ok(_) => {}
         }
-        let policy = pdb.spec.as_ref().and_then(|s| s.unhealthy_pod_eviction_policy.as_deref());
+        let policy = pdb
+            .spec
+            .as_ref()
+            .and_then(|s| s.unhealthy_pod_eviction_policy.as_deref());
         if policy != Some("AlwaysAllow") {
             out.push(format!(
                 "{}: unhealthyPodEvictionPolicy is {policy:?}; AlwaysAllow lets a drain evict pods \
@@ -95,7 +102,11 @@ pub(crate) fn disruption_budgets(objects: &[Manifest]) -> Vec<String> {
         }
     }
     for (budget, pdb) in budgets(objects) {
-        let selector = pdb.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+        let selector = pdb
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.clone())
+            .unwrap_or_default();
         let covers = deployments(objects).any(|(_, d)| selects(&selector, &pod_of(d).1));
         if !covers {
             out.push(format!("{}: selects no Deployment's pods", budget.label()));
@@ -113,7 +124,11 @@ pub(crate) fn disruption_budgets(objects: &[Manifest]) -> Vec<String> {
 pub(crate) fn spreads(objects: &[Manifest]) -> Vec<String> {
     let mut out = Vec::new();
     for (manifest, deployment) in deployments(objects) {
-        let replicas = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let replicas = deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(1);
         if replicas < 2 {
             continue;
         }
@@ -130,7 +145,11 @@ pub(crate) fn spreads(objects: &[Manifest]) -> Vec<String> {
                 continue;
             };
             if c.max_skew != 1 {
-                out.push(format!("{}: {key} spread has maxSkew {}", manifest.label(), c.max_skew));
+                out.push(format!(
+                    "{}: {key} spread has maxSkew {}",
+                    manifest.label(),
+                    c.max_skew
+                ));
             }
             let required = c.when_unsatisfiable == "DoNotSchedule";
             if key == HOSTNAME && !required {

@@ -166,7 +166,7 @@ pub(crate) fn bundle(
 /// Applies the strategic-merge patch in `text` (file `path`) to the object
 /// of its kind and name, as kustomize does for the fields used here: maps
 /// merge key by key; lists of maps that all have a `name` merge item by
-/// name (new names are appended); other values are replaced.
+/// name (new names go first); other values are replaced.
 fn apply_patch(objects: &mut [Manifest], path: &str, text: &str) -> Result<(), String> {
     let patch: Value =
         serde_yaml::from_str(text).map_err(|error| format!("{path}: bad YAML: {error}"))?;
@@ -225,12 +225,16 @@ fn merge(base: &mut Value, patch: &Value) {
                 .chain(patch)
                 .all(|item| item.get("name").is_some()) =>
         {
+            let mut fresh = Vec::new();
             for item in patch {
                 match base.iter_mut().find(|b| b.get("name") == item.get("name")) {
                     Some(existing) => merge(existing, item),
-                    None => base.push(item.clone()),
+                    None => fresh.push(item.clone()),
                 }
             }
+            // kustomize puts the patch's new items first.
+            fresh.append(base);
+            *base = fresh;
         }
         (base, patch) => *base = patch.clone(),
     }
@@ -271,7 +275,11 @@ fn transform(objects: &mut [Manifest], k: &Kustomization) {
         if let Some(replicas) = k.replicas.iter().find(|r| r.name == name) {
             spec.replicas = Some(replicas.count);
         }
-        let containers = spec.template.spec.iter_mut().flat_map(|pod| &mut pod.containers);
+        let containers = spec
+            .template
+            .spec
+            .iter_mut()
+            .flat_map(|pod| &mut pod.containers);
         for container in containers {
             let Some(image) = &container.image else {
                 continue;

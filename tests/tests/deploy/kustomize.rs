@@ -86,7 +86,9 @@ fn run(mut command: Command, what: &str) -> Result<String, String> {
 pub(crate) fn kustomize(version: &str) -> Result<PathBuf, String> {
     // One build at a time in this process; the file lock covers others.
     static BUILDING: Mutex<()> = Mutex::new(());
-    let _guard = BUILDING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _guard = BUILDING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = cache_root().join(format!("kustomize-{version}"));
     let binary = dir.join("kustomize");
     if binary.exists() {
@@ -101,7 +103,10 @@ pub(crate) fn kustomize(version: &str) -> Result<PathBuf, String> {
     }
     let partial = dir.join(format!("bin.{}.partial", std::process::id()));
     let started = std::time::Instant::now();
-    eprintln!("building kustomize {version} from the Go module proxy into {}", dir.display());
+    eprintln!(
+        "building kustomize {version} from the Go module proxy into {}",
+        dir.display()
+    );
     let mut command = go();
     command
         .args(["install", "-ldflags", "-s -w"])

@@ -111,9 +111,17 @@ fn all_selectors(objects: &[Manifest]) -> Vec<(String, LabelSelector, bool)> {
                     out.push((format!("{label} selector"), spec.selector.clone(), false));
                 }
                 let pod = spec.and_then(|s| s.template.spec.as_ref());
-                for c in pod.and_then(|p| p.topology_spread_constraints.as_ref()).into_iter().flatten() {
+                for c in pod
+                    .and_then(|p| p.topology_spread_constraints.as_ref())
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(selector) = &c.label_selector {
-                        out.push((format!("{label} {} spread", c.topology_key), selector.clone(), false));
+                        out.push((
+                            format!("{label} {} spread", c.topology_key),
+                            selector.clone(),
+                            false,
+                        ));
                     }
                 }
             }
@@ -129,17 +137,28 @@ fn all_selectors(objects: &[Manifest]) -> Vec<(String, LabelSelector, bool)> {
             }
             Object::NetworkPolicy(p) => {
                 let spec = p.spec.clone().unwrap_or_default();
-                out.push((format!("{label} podSelector"), spec.pod_selector.unwrap_or_default(), false));
+                out.push((
+                    format!("{label} podSelector"),
+                    spec.pod_selector.unwrap_or_default(),
+                    false,
+                ));
                 let peers = spec
                     .ingress
                     .iter()
                     .flatten()
                     .flat_map(|r| r.from.iter().flatten())
-                    .chain(spec.egress.iter().flatten().flat_map(|r| r.to.iter().flatten()));
+                    .chain(
+                        spec.egress
+                            .iter()
+                            .flatten()
+                            .flat_map(|r| r.to.iter().flatten()),
+                    );
                 for peer in peers {
                     // Peers in other namespaces (DNS, Prometheus) and the
                     // client role label are not this project's pods.
-                    let Some(selector) = &peer.pod_selector else { continue };
+                    let Some(selector) = &peer.pod_selector else {
+                        continue;
+                    };
                     let ours = selector
                         .match_labels
                         .iter()
@@ -207,8 +226,14 @@ pub(crate) fn selectors_unique(objects: &[Manifest], app: &str) -> Vec<String> {
             .flatten()
             .map(|(k, _)| k.as_str())
             .collect();
-        if selector.match_expressions.as_ref().is_some_and(|e| !e.is_empty()) {
-            out.push(format!("{what}: uses matchExpressions; match on name, instance and component"));
+        if selector
+            .match_expressions
+            .as_ref()
+            .is_some_and(|e| !e.is_empty())
+        {
+            out.push(format!(
+                "{what}: uses matchExpressions; match on name, instance and component"
+            ));
         }
         if keys != BTreeSet::from(SELECTOR_KEYS) {
             out.push(format!(
@@ -219,7 +244,9 @@ pub(crate) fn selectors_unique(objects: &[Manifest], app: &str) -> Vec<String> {
         if let Some(name) = selector.match_labels.as_ref().and_then(|m| m.get(NAME))
             && name != app
         {
-            out.push(format!("{what}: selects {NAME}={name:?}, not this project's {app:?}"));
+            out.push(format!(
+                "{what}: selects {NAME}={name:?}, not this project's {app:?}"
+            ));
         }
         let matched: Vec<String> = if for_services {
             services
@@ -235,8 +262,14 @@ pub(crate) fn selectors_unique(objects: &[Manifest], app: &str) -> Vec<String> {
                 .collect()
         };
         if matched.len() != 1 {
-            let kind = if for_services { "Service" } else { "Deployment's pods" };
-            out.push(format!("{what}: should select exactly one {kind}, selects {matched:?}"));
+            let kind = if for_services {
+                "Service"
+            } else {
+                "Deployment's pods"
+            };
+            out.push(format!(
+                "{what}: should select exactly one {kind}, selects {matched:?}"
+            ));
         }
         if !for_services {
             for pod in &foreign {

@@ -60,18 +60,18 @@
 //!   fail on a broken copy.
 //! - `docs`: the documentation tests.
 
+mod apiserver;
+mod availability;
 mod checks;
 mod commands;
 mod containers;
-mod apiserver;
-mod availability;
 mod dockerfile;
 mod docs;
 mod folders;
-mod labels;
-mod metrics;
 mod help;
 mod kustomize;
+mod labels;
+mod metrics;
 mod mutations;
 mod mutations_cli;
 mod mutations_ops;

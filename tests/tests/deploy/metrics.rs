@@ -32,7 +32,13 @@ fn runners<'a>(objects: &'a [Manifest], container: &str) -> Vec<Runner<'a>> {
             .unwrap_or_default();
         for c in spec.iter().flat_map(|s| &s.containers) {
             if c.name == container {
-                out.push((name, labels.clone(), annotations.clone(), spec.expect("spec"), c));
+                out.push((
+                    name,
+                    labels.clone(),
+                    annotations.clone(),
+                    spec.expect("spec"),
+                    c,
+                ));
             }
         }
     }
@@ -50,7 +56,11 @@ fn env<'a>(container: &'a Container, name: &str) -> Option<&'a str> {
 
 /// Whether a NetworkPolicy port list (empty: every port) admits `port`,
 /// named `name` in the pod.
-fn admits(ports: Option<&Vec<k8s_openapi::api::networking::v1::NetworkPolicyPort>>, port: i32, name: &str) -> bool {
+fn admits(
+    ports: Option<&Vec<k8s_openapi::api::networking::v1::NetworkPolicyPort>>,
+    port: i32,
+    name: &str,
+) -> bool {
     ports.is_none_or(|ports| {
         ports.is_empty()
             || ports.iter().any(|p| match &p.port {
@@ -75,7 +85,10 @@ pub(crate) fn metrics(objects: &[Manifest], container: &str, env_name: &str) -> 
             out.push(format!("{label}: metrics are off ({env_name} is not set)"));
             continue;
         };
-        let Some(port) = listen.rsplit_once(':').and_then(|(_, p)| p.parse::<i32>().ok()) else {
+        let Some(port) = listen
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<i32>().ok())
+        else {
             out.push(format!("{label}: {env_name}={listen} has no port"));
             continue;
         };
@@ -89,12 +102,17 @@ pub(crate) fn metrics(objects: &[Manifest], container: &str, env_name: &str) -> 
             ("prometheus.io/path", "/metrics".to_owned()),
         ] {
             if annotations.get(key) != Some(&expected) {
-                out.push(format!("{label}: pod annotation {key} is {:?}, not {expected:?}", annotations.get(key)));
+                out.push(format!(
+                    "{label}: pod annotation {key} is {:?}, not {expected:?}",
+                    annotations.get(key)
+                ));
             }
         }
         let mut services = Vec::new();
         for manifest in objects {
-            let Object::Service(service) = &manifest.object else { continue };
+            let Object::Service(service) = &manifest.object else {
+                continue;
+            };
             let spec = service.spec.clone().unwrap_or_default();
             let selector = crate::checks::map_selector(&spec.selector.unwrap_or_default());
             if !selects(&selector, &labels) {
@@ -118,7 +136,9 @@ pub(crate) fn metrics(objects: &[Manifest], container: &str, env_name: &str) -> 
             }
         }
         if services.is_empty() {
-            out.push(format!("{label}: no Service selecting it has a port named metrics targeting {port}"));
+            out.push(format!(
+                "{label}: no Service selecting it has a port named metrics targeting {port}"
+            ));
         }
         for manifest in objects {
             match &manifest.object {
@@ -132,7 +152,10 @@ pub(crate) fn metrics(objects: &[Manifest], container: &str, env_name: &str) -> 
                         .flatten()
                         .any(|rule| admits(rule.ports.as_ref(), port, "metrics"));
                     if applies && !admitted {
-                        out.push(format!("{}: admits no traffic to {label}'s metrics port {port}", manifest.label()));
+                        out.push(format!(
+                            "{}: admits no traffic to {label}'s metrics port {port}",
+                            manifest.label()
+                        ));
                     }
                 }
                 Object::ServiceMonitor(monitor) => {
@@ -143,7 +166,10 @@ pub(crate) fn metrics(objects: &[Manifest], container: &str, env_name: &str) -> 
                         .and_then(|s| serde_yaml::from_value(s).ok())
                         .unwrap_or_default();
                     if !services.iter().any(|labels| selects(&selector, labels)) {
-                        out.push(format!("{}: selects no Service with {label}'s metrics port", manifest.label()));
+                        out.push(format!(
+                            "{}: selects no Service with {label}'s metrics port",
+                            manifest.label()
+                        ));
                     }
                     let ports: Vec<&str> = monitor
                         .spec
@@ -154,7 +180,10 @@ pub(crate) fn metrics(objects: &[Manifest], container: &str, env_name: &str) -> 
                         .filter_map(|e| e.get("port").and_then(serde_yaml::Value::as_str))
                         .collect();
                     if ports != ["metrics"] {
-                        out.push(format!("{}: scrapes ports {ports:?}, not the Service port named metrics", manifest.label()));
+                        out.push(format!(
+                            "{}: scrapes ports {ports:?}, not the Service port named metrics",
+                            manifest.label()
+                        ));
                     }
                 }
                 _ => {}
@@ -180,13 +209,23 @@ impl Formula {
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let number_after = |marker: &str| -> Result<u64, String> {
             let at = text.find(marker).ok_or_else(|| format!("no {marker:?}"))? + marker.len();
-            let digits: String = text[at..].trim_start().chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().map_err(|_| format!("no number after {marker:?}"))
+            let digits: String = text[at..]
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits
+                .parse()
+                .map_err(|_| format!("no number after {marker:?}"))
         };
         let base_mib = number_after("memory = ")?;
         let per_subscriber_kib = number_after("MiB + ")?;
         let subscribers = number_after("sized for ")?;
-        Ok(Self { base_mib, per_subscriber_kib, subscribers })
+        Ok(Self {
+            base_mib,
+            per_subscriber_kib,
+            subscribers,
+        })
     }
 
     /// Bytes for the stated count.
@@ -198,7 +237,9 @@ impl Formula {
 /// A memory quantity in bytes (binary and decimal suffixes).
 pub(crate) fn bytes(quantity: &Quantity) -> Option<u64> {
     let text = quantity.0.as_str();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
     let number: u64 = number.parse().ok()?;
     let scale: u64 = match suffix {
@@ -219,20 +260,39 @@ pub(crate) fn bytes(quantity: &Quantity) -> Option<u64> {
 /// evicted under pressure), at least `formula.bytes()`, and its subscriber
 /// cap (`env`, else `default`) the count the formula is stated for, so
 /// streams are refused before memory runs out.
-pub(crate) fn memory(objects: &[Manifest], container: &str, formula: Formula, env_name: &str, default: u64) -> Vec<String> {
+pub(crate) fn memory(
+    objects: &[Manifest],
+    container: &str,
+    formula: Formula,
+    env_name: &str,
+    default: u64,
+) -> Vec<String> {
     let mut out = Vec::new();
     for (deployment, _, _, _, c) in runners(objects, container) {
         let label = format!("Deployment/{deployment} container {}", c.name);
         let resources = c.resources.clone().unwrap_or_default();
-        let limit = resources.limits.as_ref().and_then(|l| l.get("memory")).and_then(bytes);
-        let request = resources.requests.as_ref().and_then(|l| l.get("memory")).and_then(bytes);
+        let limit = resources
+            .limits
+            .as_ref()
+            .and_then(|l| l.get("memory"))
+            .and_then(bytes);
+        let request = resources
+            .requests
+            .as_ref()
+            .and_then(|l| l.get("memory"))
+            .and_then(bytes);
         if limit != request {
-            out.push(format!("{label}: memory request {request:?} differs from the limit {limit:?}"));
+            out.push(format!(
+                "{label}: memory request {request:?} differs from the limit {limit:?}"
+            ));
         }
         if limit.is_none_or(|l| l < formula.bytes()) {
             out.push(format!(
                 "{label}: memory limit {limit:?} bytes is below {} MiB + {} x {} KiB = {} bytes",
-                formula.base_mib, formula.subscribers, formula.per_subscriber_kib, formula.bytes()
+                formula.base_mib,
+                formula.subscribers,
+                formula.per_subscriber_kib,
+                formula.bytes()
             ));
         }
         let cap = match env(c, env_name) {

@@ -8,7 +8,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::real::{base, image_ref, the_dockerfile};
+use crate::real::{everything, image_ref, the_dockerfile};
 use crate::repo::{self, Manifest, Object};
 use crate::{assert_complains, assert_no_problems, checks, netpol, rbac, tree, wiring};
 

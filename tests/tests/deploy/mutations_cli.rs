@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::EnvVar;
 
 use crate::help::help_for_args;
 use crate::mutations::{container, pod};
-use crate::real::{base, the_dockerfile};
+use crate::real::{everything, the_dockerfile};
 use crate::repo::{self, Manifest};
 use crate::{assert_complains, assert_no_problems, commands, containers, dockerfile, tree};
 

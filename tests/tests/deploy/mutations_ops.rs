@@ -43,11 +43,18 @@ fn overlay(dir: &str) -> Vec<Manifest> {
 
 #[test]
 fn label_check_catches_missing_and_stale_labels() {
-    assert_no_problems("unbroken", &labels::recommended(&everything(), APP, VERSION));
+    assert_no_problems(
+        "unbroken",
+        &labels::recommended(&everything(), APP, VERSION),
+    );
 
     let mut objects = everything();
     let d = deployment(&mut objects, "greeter-server");
-    d.metadata.labels.as_mut().unwrap().remove("app.kubernetes.io/managed-by");
+    d.metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .remove("app.kubernetes.io/managed-by");
     let template = d.spec.as_mut().unwrap().template.metadata.as_mut().unwrap();
     template
         .labels
@@ -55,7 +62,13 @@ fn label_check_catches_missing_and_stale_labels() {
         .unwrap()
         .insert("app.kubernetes.io/version".into(), "0.0.9".into());
     let problems = labels::recommended(&objects, APP, VERSION);
-    assert_complains(&problems, &["Deployment/greeter-server", "no app.kubernetes.io/managed-by"]);
+    assert_complains(
+        &problems,
+        &[
+            "Deployment/greeter-server",
+            "no app.kubernetes.io/managed-by",
+        ],
+    );
     assert_complains(&problems, &["pod template", "version is \"0.0.9\""]);
 }
 
@@ -65,11 +78,34 @@ fn selector_check_catches_generic_overlapping_and_versioned_selectors() {
 
     // The old generic selector: any application's `control-plane` matches.
     let mut objects = everything();
-    let spec = deployment(&mut objects, "control-plane").spec.as_mut().unwrap();
-    spec.selector.match_labels = Some([("app.kubernetes.io/name".to_owned(), "control-plane".to_owned())].into());
-    spec.template.metadata.as_mut().unwrap().labels.as_mut().unwrap().insert("app.kubernetes.io/name".into(), "control-plane".into());
+    let spec = deployment(&mut objects, "control-plane")
+        .spec
+        .as_mut()
+        .unwrap();
+    spec.selector.match_labels = Some(
+        [(
+            "app.kubernetes.io/name".to_owned(),
+            "control-plane".to_owned(),
+        )]
+        .into(),
+    );
+    spec.template
+        .metadata
+        .as_mut()
+        .unwrap()
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("app.kubernetes.io/name".into(), "control-plane".into());
     let problems = labels::selectors_unique(&objects, APP);
-    assert_complains(&problems, &["Deployment/control-plane", "selector", "must match on exactly"]);
+    assert_complains(
+        &problems,
+        &[
+            "Deployment/control-plane",
+            "selector",
+            "must match on exactly",
+        ],
+    );
     assert_complains(&problems, &["also selects a pod of another application"]);
 
     // A Service without the component selects two Deployments' pods.
@@ -78,7 +114,13 @@ fn selector_check_catches_generic_overlapping_and_versioned_selectors() {
         if let Object::Service(s) = &mut m.object
             && s.metadata.name.as_deref() == Some("greeter-service")
         {
-            s.spec.as_mut().unwrap().selector.as_mut().unwrap().remove(labels::COMPONENT);
+            s.spec
+                .as_mut()
+                .unwrap()
+                .selector
+                .as_mut()
+                .unwrap()
+                .remove(labels::COMPONENT);
         }
     }
     assert_complains(
@@ -118,8 +160,15 @@ fn budget_check_catches_a_missing_budget_and_one_that_allows_all_or_none() {
     );
 
     let mut broken = objects.clone();
-    budget(&mut broken, "control-plane").spec.as_mut().unwrap().max_unavailable = Some(IntOrString::String("100%".into()));
-    assert_complains(&availability::disruption_budgets(&broken), &["evict 2 of control-plane's 2 pods at once"]);
+    budget(&mut broken, "control-plane")
+        .spec
+        .as_mut()
+        .unwrap()
+        .max_unavailable = Some(IntOrString::String("100%".into()));
+    assert_complains(
+        &availability::disruption_budgets(&broken),
+        &["evict 2 of control-plane's 2 pods at once"],
+    );
 
     let mut broken = objects.clone();
     let spec = budget(&mut broken, "greeter-server").spec.as_mut().unwrap();
@@ -127,7 +176,10 @@ fn budget_check_catches_a_missing_budget_and_one_that_allows_all_or_none() {
     spec.min_available = Some(IntOrString::Int(3));
     spec.unhealthy_pod_eviction_policy = None;
     let problems = availability::disruption_budgets(&broken);
-    assert_complains(&problems, &["evict 0 of greeter-server's 3 pods", "never finish"]);
+    assert_complains(
+        &problems,
+        &["evict 0 of greeter-server's 3 pods", "never finish"],
+    );
     assert_complains(&problems, &["unhealthyPodEvictionPolicy"]);
 }
 
@@ -137,40 +189,83 @@ fn spread_check_catches_soft_hostname_and_missing_zone_spreads() {
     assert_no_problems("unbroken", &availability::spreads(&objects));
 
     let mut broken = objects.clone();
-    let constraints = pod(&mut broken, "control-plane").topology_spread_constraints.as_mut().unwrap();
+    let constraints = pod(&mut broken, "control-plane")
+        .topology_spread_constraints
+        .as_mut()
+        .unwrap();
     constraints.retain(|c| c.topology_key != availability::ZONE);
     constraints[0].when_unsatisfiable = "ScheduleAnyway".into();
     let problems = availability::spreads(&broken);
-    assert_complains(&problems, &["control-plane", "no topology spread by topology.kubernetes.io/zone"]);
+    assert_complains(
+        &problems,
+        &[
+            "control-plane",
+            "no topology spread by topology.kubernetes.io/zone",
+        ],
+    );
     assert_complains(&problems, &["control-plane", "must be DoNotSchedule"]);
 
     let mut broken = objects;
-    pod(&mut broken, "greeter-server").topology_spread_constraints.as_mut().unwrap()[0].node_taints_policy = None;
-    assert_complains(&availability::spreads(&broken), &["greeter-server", "nodeTaintsPolicy: Honor"]);
+    pod(&mut broken, "greeter-server")
+        .topology_spread_constraints
+        .as_mut()
+        .unwrap()[0]
+        .node_taints_policy = None;
+    assert_complains(
+        &availability::spreads(&broken),
+        &["greeter-server", "nodeTaintsPolicy: Honor"],
+    );
 }
 
 #[test]
 fn metrics_check_catches_each_broken_link() {
     let (env, _) = serve_option("--metrics-listen");
     let objects = overlay("deploy/overlays/network-policy");
-    assert_no_problems("unbroken", &metrics::metrics(&objects, "control-plane", &env));
+    assert_no_problems(
+        "unbroken",
+        &metrics::metrics(&objects, "control-plane", &env),
+    );
 
     let mut broken = objects.clone();
-    container(&mut broken, "control-plane").env.as_mut().unwrap().retain(|e| e.name != env);
-    assert_complains(&metrics::metrics(&broken, "control-plane", &env), &["metrics are off"]);
+    container(&mut broken, "control-plane")
+        .env
+        .as_mut()
+        .unwrap()
+        .retain(|e| e.name != env);
+    assert_complains(
+        &metrics::metrics(&broken, "control-plane", &env),
+        &["metrics are off"],
+    );
 
     let mut broken = objects.clone();
     let c = container(&mut broken, "control-plane");
     c.env.as_mut().unwrap().retain(|e| e.name != env);
-    c.env.as_mut().unwrap().push(EnvVar { name: env.clone(), value: Some("0.0.0.0:9091".into()), ..EnvVar::default() });
+    c.env.as_mut().unwrap().push(EnvVar {
+        name: env.clone(),
+        value: Some("0.0.0.0:9091".into()),
+        ..EnvVar::default()
+    });
     let problems = metrics::metrics(&broken, "control-plane", &env);
     assert_complains(&problems, &["declares no container port 9091"]);
     assert_complains(&problems, &["prometheus.io/port"]);
-    assert_complains(&problems, &["no Service selecting it has a port named metrics"]);
-    assert_complains(&problems, &["NetworkPolicy/control-plane-from-clients", "admits no traffic", "9091"]);
+    assert_complains(
+        &problems,
+        &["no Service selecting it has a port named metrics"],
+    );
+    assert_complains(
+        &problems,
+        &[
+            "NetworkPolicy/control-plane-from-clients",
+            "admits no traffic",
+            "9091",
+        ],
+    );
 
     let monitored = overlay("deploy/overlays/service-monitor");
-    assert_no_problems("unbroken", &metrics::metrics(&monitored, "control-plane", &env));
+    assert_no_problems(
+        "unbroken",
+        &metrics::metrics(&monitored, "control-plane", &env),
+    );
     let mut broken = monitored;
     for m in &mut broken {
         if let Object::ServiceMonitor(o) = &mut m.object {
@@ -179,8 +274,14 @@ fn metrics_check_catches_each_broken_link() {
         }
     }
     let problems = metrics::metrics(&broken, "control-plane", &env);
-    assert_complains(&problems, &["ServiceMonitor/control-plane", "scrapes ports [\"grpc\"]"]);
-    assert_complains(&problems, &["ServiceMonitor/control-plane", "selects no Service"]);
+    assert_complains(
+        &problems,
+        &["ServiceMonitor/control-plane", "scrapes ports [\"grpc\"]"],
+    );
+    assert_complains(
+        &problems,
+        &["ServiceMonitor/control-plane", "selects no Service"],
+    );
 }
 
 #[test]
@@ -188,20 +289,29 @@ fn memory_check_catches_a_small_limit_and_an_uncapped_subscriber_count() {
     let formula = crate::real::documented_formula();
     let (env, _) = serve_option("--max-streams");
     let objects = everything();
-    assert_no_problems("unbroken", &metrics::memory(&objects, "control-plane", formula, &env, 4096));
+    assert_no_problems(
+        "unbroken",
+        &metrics::memory(&objects, "control-plane", formula, &env, 4096),
+    );
 
     let mut broken = objects;
     let c = container(&mut broken, "control-plane");
     let resources = c.resources.as_mut().unwrap();
-    resources.limits.as_mut().unwrap().insert("memory".into(), Quantity("128Mi".into()));
+    resources
+        .limits
+        .as_mut()
+        .unwrap()
+        .insert("memory".into(), Quantity("128Mi".into()));
     c.env.as_mut().unwrap().retain(|e| e.name != env);
     let problems = metrics::memory(&broken, "control-plane", formula, &env, 8192);
     assert_complains(&problems, &["memory request", "differs from the limit"]);
     assert_complains(&problems, &["memory limit Some(134217728)", "below"]);
     assert_complains(&problems, &["is Some(8192), but the memory is sized for"]);
 
-    let parsed = metrics::Formula::parse("so memory = 10 MiB + 20 KiB × subscribers, sized for 30 subscribers")
-        .expect("parses");
+    let parsed = metrics::Formula::parse(
+        "so memory = 10 MiB + 20 KiB × subscribers, sized for 30 subscribers",
+    )
+    .expect("parses");
     assert_eq!(parsed.bytes(), 10 * 1024 * 1024 + 30 * 20 * 1024);
     assert!(metrics::Formula::parse("memory: plenty").is_err());
 }
@@ -212,9 +322,19 @@ fn kustomize_comparison_catches_an_object_the_checks_would_misjudge() {
     assert_no_problems("unbroken", &apiserver::compare("x", &objects, &objects));
 
     let mut hand = objects.clone();
-    deployment(&mut hand, "greeter-server").spec.as_mut().unwrap().replicas = Some(3);
+    deployment(&mut hand, "greeter-server")
+        .spec
+        .as_mut()
+        .unwrap()
+        .replicas = Some(3);
     hand.retain(|m| !matches!(m.object, Object::Namespace(_)));
     let problems = apiserver::compare("x", &objects, &hand);
-    assert_complains(&problems, &["Deployment/greeter-server differs", ".spec.replicas"]);
-    assert_complains(&problems, &["kustomize renders Namespace/greeter-demo, the checks never saw it"]);
+    assert_complains(
+        &problems,
+        &["Deployment/greeter-server differs", ".spec.replicas"],
+    );
+    assert_complains(
+        &problems,
+        &["kustomize renders Namespace/greeter-demo, the checks never saw it"],
+    );
 }

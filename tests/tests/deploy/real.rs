@@ -54,8 +54,10 @@ fn bundles() -> Vec<(Folder, Vec<Manifest>)> {
 /// The control plane (`deploy/base`) and the example (`deploy/example`).
 pub(crate) fn everything() -> Vec<Manifest> {
     let folders = folders();
-    let mut objects = repo::bundle(&folders, "deploy/base").unwrap_or_else(|error| panic!("{error}"));
-    objects.extend(repo::bundle(&folders, "deploy/example").unwrap_or_else(|error| panic!("{error}")));
+    let mut objects =
+        repo::bundle(&folders, "deploy/base").unwrap_or_else(|error| panic!("{error}"));
+    objects
+        .extend(repo::bundle(&folders, "deploy/example").unwrap_or_else(|error| panic!("{error}")));
     objects
 }
 
@@ -303,7 +305,9 @@ fn every_object_carries_the_recommended_labels() {
 #[test]
 fn selectors_select_one_component_and_no_other_applications_pods() {
     let app = app_name();
-    each_bundle("selectors", |objects| labels::selectors_unique(objects, &app));
+    each_bundle("selectors", |objects| {
+        labels::selectors_unique(objects, &app)
+    });
 }
 
 #[test]
@@ -314,13 +318,17 @@ fn replicated_deployments_have_disruption_budgets_and_spreads() {
         .iter()
         .filter(|m| matches!(m.object, repo::Object::PodDisruptionBudget(_)))
         .count();
-    assert_eq!(budgets, 1, "deploy/base should hold the control plane's budget");
+    assert_eq!(
+        budgets, 1,
+        "deploy/base should hold the control plane's budget"
+    );
 }
 
 /// The environment variable behind `flag` of `control-plane serve`, and
 /// its default.
 pub(crate) fn serve_option(flag: &str) -> (String, Option<String>) {
-    let help = help_for_args(CONTROL_PLANE, &["serve".to_owned()]).unwrap_or_else(|e| panic!("{e}"));
+    let help =
+        help_for_args(CONTROL_PLANE, &["serve".to_owned()]).unwrap_or_else(|e| panic!("{e}"));
     let option = help
         .option(flag)
         .unwrap_or_else(|| panic!("`control-plane serve --help` has no {flag}"));
@@ -334,14 +342,19 @@ pub(crate) fn serve_option(flag: &str) -> (String, Option<String>) {
 #[test]
 fn control_plane_metrics_are_wired_from_flag_to_scraper() {
     let (env, _) = serve_option("--metrics-listen");
-    each_bundle("metrics", |objects| metrics::metrics(objects, CONTROL_PLANE, &env));
+    each_bundle("metrics", |objects| {
+        metrics::metrics(objects, CONTROL_PLANE, &env)
+    });
     let folders = folders();
     let monitored = repo::bundle(&folders, "deploy/overlays/service-monitor").expect("bundle");
     let monitors = monitored
         .iter()
         .filter(|m| matches!(m.object, repo::Object::ServiceMonitor(_)))
         .count();
-    assert_eq!(monitors, 1, "the service-monitor overlay should hold one ServiceMonitor");
+    assert_eq!(
+        monitors, 1,
+        "the service-monitor overlay should hold one ServiceMonitor"
+    );
 }
 
 /// The formula and count docs/deploy.md states.
@@ -354,7 +367,9 @@ pub(crate) fn documented_formula() -> metrics::Formula {
 fn control_plane_memory_follows_the_documented_formula() {
     let formula = documented_formula();
     let (env, default) = serve_option("--max-streams");
-    let default = default.and_then(|d| d.parse().ok()).expect("--max-streams default");
+    let default = default
+        .and_then(|d| d.parse().ok())
+        .expect("--max-streams default");
     each_bundle("memory", |objects| {
         metrics::memory(objects, CONTROL_PLANE, formula, &env, default)
     });

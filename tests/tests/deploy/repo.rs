@@ -111,7 +111,10 @@ pub(crate) fn pod_of(
 }
 
 /// `value` read as a `T`, refusing any field `T` does not know.
-pub(crate) fn typed<T: DeserializeOwned + serde::Serialize>(value: Value, origin: &str) -> Result<T, String> {
+pub(crate) fn typed<T: DeserializeOwned + serde::Serialize>(
+    value: Value,
+    origin: &str,
+) -> Result<T, String> {
     let object: T = serde_yaml::from_value(value.clone())
         .map_err(|error| format!("{origin}: not a valid object of its kind: {error}"))?;
     // k8s-openapi skips fields it does not know; a field that does not come
@@ -223,7 +226,12 @@ fn service_monitor(value: &Value, origin: &str) -> Result<Object, String> {
 
 /// An object of a custom resource of `api_version`: a name, a spec, and
 /// only metadata fields these checks know.
-fn custom(kind: &str, api_version: &str, value: &Value, origin: &str) -> Result<CustomObject, String> {
+fn custom(
+    kind: &str,
+    api_version: &str,
+    value: &Value,
+    origin: &str,
+) -> Result<CustomObject, String> {
     if value.get("apiVersion").and_then(Value::as_str) != Some(api_version) {
         return Err(format!("{origin}: a {kind} must be {api_version}"));
     }
@@ -241,7 +249,6 @@ fn custom(kind: &str, api_version: &str, value: &Value, origin: &str) -> Result<
         spec,
     })
 }
-
 
 /// Kustomization folders, read by `folders.rs`, are part of reading the
 /// repository.

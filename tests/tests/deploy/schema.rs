@@ -34,7 +34,11 @@ impl Schemas {
             return;
         };
         for (name, schema) in schemas {
-            for gvk in schema["x-kubernetes-group-version-kind"].as_array().into_iter().flatten() {
+            for gvk in schema["x-kubernetes-group-version-kind"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 let group = gvk["group"].as_str().unwrap_or_default();
                 let version = gvk["version"].as_str().unwrap_or_default();
                 let api_version = if group.is_empty() {
@@ -43,7 +47,8 @@ impl Schemas {
                     format!("{group}/{version}")
                 };
                 let kind = gvk["kind"].as_str().unwrap_or_default();
-                self.kinds.insert(format!("{api_version}/{kind}"), name.clone());
+                self.kinds
+                    .insert(format!("{api_version}/{kind}"), name.clone());
             }
             self.by_name.insert(name.clone(), schema.clone());
         }
@@ -61,7 +66,8 @@ impl Schemas {
                 "$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
             });
             let key = format!("crd.{group}.{name}.{kind}");
-            self.kinds.insert(format!("{group}/{name}/{kind}"), key.clone());
+            self.kinds
+                .insert(format!("{group}/{name}/{kind}"), key.clone());
             self.by_name.insert(key, schema);
         }
     }
@@ -100,7 +106,9 @@ impl Schemas {
             || schema["format"] == "int-or-string";
         if int_or_string {
             if !(value.is_i64() || value.is_u64() || value.is_string()) {
-                out.push(format!("{path}: {value} is neither an integer nor a string"));
+                out.push(format!(
+                    "{path}: {value} is neither an integer nor a string"
+                ));
             }
             return;
         }
@@ -172,19 +180,24 @@ impl Schemas {
 
 /// Kubernetes 1.33's schemas and the CRDs' (each CRD's YAML read as JSON).
 pub(crate) fn load() -> Result<Schemas, String> {
-    let dir = kustomize::module_dir("k8s.io/kubernetes", KUBERNETES_133)?.join("api/openapi-spec/v3");
+    let dir =
+        kustomize::module_dir("k8s.io/kubernetes", KUBERNETES_133)?.join("api/openapi-spec/v3");
     let mut schemas = Schemas::default();
     let entries = std::fs::read_dir(&dir).map_err(|e| format!("list {}: {e}", dir.display()))?;
     for entry in entries {
-        let path = entry.map_err(|e| format!("list {}: {e}", dir.display()))?.path();
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+        let path = entry
+            .map_err(|e| format!("list {}: {e}", dir.display()))?
+            .path();
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
         let document: Value =
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         schemas.add_openapi(&document);
     }
     for crd in &CRDS {
         let text = kustomize::crd(crd)?;
-        let yaml: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", crd.path))?;
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", crd.path))?;
         let json = serde_json::to_value(&yaml).map_err(|e| format!("{}: {e}", crd.path))?;
         schemas.add_crd(&json);
     }
