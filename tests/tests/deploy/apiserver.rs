@@ -30,6 +30,10 @@ use crate::real::FOLDERS;
 use crate::repo::{self, Manifest, Object, root};
 use crate::schema;
 
+/// Held by the schema and API server tests, so they do not compete for
+/// the cores with each other.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Upper bound for the cluster's start and every request (not the one-time
 /// builds, which happen before).
 const LIMIT: Duration = Duration::from_secs(240);
@@ -116,9 +120,18 @@ pub(crate) fn compare(dir: &str, rendered: &[Manifest], by_hand: &[Manifest]) ->
     out
 }
 
+/// Every folder rendered by every kustomize, once per test process (the
+/// tests that need it share it, and run one at a time: a loaded machine
+/// starts the API server slowly enough already).
+fn render_all() -> (Vec<(String, String)>, Vec<String>) {
+    static RENDERED: std::sync::OnceLock<(Vec<(String, String)>, Vec<String>)> =
+        std::sync::OnceLock::new();
+    RENDERED.get_or_init(render_every_folder).clone()
+}
+
 /// Renders every folder with every kustomize; returns each folder's
 /// rendered YAML (of the newest kustomize) and the problems found.
-fn render_all() -> (Vec<(String, String)>, Vec<String>) {
+fn render_every_folder() -> (Vec<(String, String)>, Vec<String>) {
     let folders = repo::folders().unwrap_or_else(|e| panic!("{e}"));
     let mut problems = Vec::new();
     let mut texts = Vec::new();
@@ -166,6 +179,7 @@ fn every_folder_passes_kubernetes_1_33_schemas_strictly() {
     if skipped() {
         return;
     }
+    let _one_at_a_time = HEAVY.blocking_lock();
     let (texts, mut problems) = render_all();
     let schemas = schema::load().unwrap_or_else(|e| panic!("{e}"));
     for (dir, text) in &texts {
@@ -302,6 +316,7 @@ async fn every_folder_passes_strict_server_side_validation() {
         .expect("render");
     // Build (or find) the cluster's binaries outside the time limit.
     tests::kube_apiserver::binaries().await;
+    let _one_at_a_time = HEAVY.lock().await;
     let checked = tokio::time::timeout(LIMIT, async {
         let cluster = Cluster::start(Options::default()).await;
         install_crds(&cluster).await;
