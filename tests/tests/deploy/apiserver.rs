@@ -120,18 +120,20 @@ pub(crate) fn compare(dir: &str, rendered: &[Manifest], by_hand: &[Manifest]) ->
     out
 }
 
+/// Each folder with its rendered YAML, and the problems found rendering.
+type Rendered = (Vec<(String, String)>, Vec<String>);
+
 /// Every folder rendered by every kustomize, once per test process (the
 /// tests that need it share it, and run one at a time: a loaded machine
 /// starts the API server slowly enough already).
-fn render_all() -> (Vec<(String, String)>, Vec<String>) {
-    static RENDERED: std::sync::OnceLock<(Vec<(String, String)>, Vec<String>)> =
-        std::sync::OnceLock::new();
+fn render_all() -> Rendered {
+    static RENDERED: std::sync::OnceLock<Rendered> = std::sync::OnceLock::new();
     RENDERED.get_or_init(render_every_folder).clone()
 }
 
 /// Renders every folder with every kustomize; returns each folder's
 /// rendered YAML (of the newest kustomize) and the problems found.
-fn render_every_folder() -> (Vec<(String, String)>, Vec<String>) {
+fn render_every_folder() -> Rendered {
     let folders = repo::folders().unwrap_or_else(|e| panic!("{e}"));
     let mut problems = Vec::new();
     let mut texts = Vec::new();
