@@ -45,7 +45,8 @@ COPY --from=build /out/greeter-client /usr/local/bin/greeter-client
 # distroless's "nonroot" user, by number so that Kubernetes' runAsNonRoot can
 # verify it without reading /etc/passwd.
 USER 65532:65532
-# greeter-server (h2c), control-plane (xDS, status API, health; h2c).
-EXPOSE 8080 18000
+# greeter-server (h2c), control-plane metrics (HTTP), control-plane (xDS,
+# status API, health; h2c).
+EXPOSE 8080 9090 18000
 ENV PATH=/usr/local/bin:/usr/bin:/bin
 CMD ["greeter-server"]

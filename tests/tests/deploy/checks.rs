@@ -31,7 +31,7 @@ pub(crate) fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String
     labels_match && expressions_match
 }
 
-fn map_selector(labels: &BTreeMap<String, String>) -> LabelSelector {
+pub(crate) fn map_selector(labels: &BTreeMap<String, String>) -> LabelSelector {
     LabelSelector {
         match_labels: Some(labels.clone()),
         ..LabelSelector::default()

@@ -20,14 +20,21 @@
 //! `cargo test --workspace` (which builds every binary first), or run
 //! `cargo build --bins` before `cargo test -p tests --test deploy`.
 //!
-//! Docker and kustomize are not needed: the Dockerfile is read as text, and
-//! kustomizations are followed by hand (resources only; the overlays use
-//! no patches, so the objects in each folder are what gets applied, up to
-//! the namespace and image name that kustomize sets).
+//! Docker is not needed: the Dockerfile is read as text. Kustomizations
+//! are followed by hand (`folders`: resources, patches, namespace, images,
+//! replicas), so the pure checks run without Go. The API server tests
+//! (`apiserver`) then render every folder with the real kustomize, built
+//! from the Go module proxy at the versions of kubectl 1.33 and of the
+//! oldest kubectl the documents promise, expect exactly the objects the
+//! hand-following gave, and have a real kube-apiserver validate each
+//! object strictly (server-side dry run, fieldValidation=Strict), with the
+//! cert-manager and Prometheus Operator CRDs installed from their pinned
+//! Go modules.
 //!
 //! # Layout
 //!
-//! - `repo`: reading the repository: manifests, kustomization folders.
+//! - `repo`: reading the repository: files, manifests into Kubernetes types.
+//! - `folders`: kustomization folders, followed by hand.
 //! - `dockerfile`: what the Dockerfile builds, installs, runs as, exposes.
 //! - `workspace`: the workspace's binaries, from the Cargo manifests.
 //! - `help`: running a binary's `--help` and reading its options.
@@ -37,27 +44,45 @@
 //! - `netpol`: NetworkPolicy peers and ports (pure).
 //! - `tree`: kustomization listings and overrides, exposed ports (pure).
 //! - `wiring`: the numbers, the client's addresses (pure).
+//! - `labels`: recommended labels, selectors that stay in this
+//!   installation (pure).
+//! - `availability`: PodDisruptionBudgets, topology spreads (pure).
+//! - `metrics`: the metrics port end to end, memory by formula (pure).
 //! - `containers`: each container against its binary's `--help` (pure).
 //! - `real`: the tests of the real files.
-//! - `mutations`, `mutations_cli`: every check, shown to fail on a broken
-//!   copy.
+//! - `kustomize`: the real kustomize and the CRDs, from pinned Go modules.
+//! - `schema`: strict validation against Kubernetes 1.33's OpenAPI
+//!   schemas and the CRDs'.
+//! - `apiserver`: every folder rendered by kustomize, compared with the
+//!   hand-following, and validated strictly against Kubernetes 1.33's
+//!   schemas and by a real kube-apiserver.
+//! - `mutations`, `mutations_cli`, `mutations_ops`: every check, shown to
+//!   fail on a broken copy.
 //! - `docs`: the documentation tests.
 //! - `cli`: the binaries' help (wrapped) and the documents' `diagnose`
 //!   commands.
 
+mod apiserver;
+mod availability;
 mod checks;
 mod cli;
 mod commands;
 mod containers;
 mod dockerfile;
 mod docs;
+mod folders;
 mod help;
+mod kustomize;
+mod labels;
+mod metrics;
 mod mutations;
 mod mutations_cli;
+mod mutations_ops;
 mod netpol;
 mod rbac;
 mod real;
 mod repo;
+mod schema;
 mod tree;
 mod wiring;
 mod workspace;

@@ -8,7 +8,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::real::{base, image_ref, the_dockerfile};
+use crate::real::{everything, image_ref, the_dockerfile};
 use crate::repo::{self, Manifest, Object};
 use crate::{assert_complains, assert_no_problems, checks, netpol, rbac, tree, wiring};
 
@@ -78,9 +78,9 @@ fn policy<'a>(objects: &'a mut [Manifest], name: &str) -> &'a mut NetworkPolicy 
 
 #[test]
 fn selector_check_catches_a_selector_that_misses_its_pods() {
-    assert_no_problems("unbroken", &checks::selectors(&base()));
+    assert_no_problems("unbroken", &checks::selectors(&everything()));
 
-    let mut objects = base();
+    let mut objects = everything();
     let spec = deployment(&mut objects, "greeter-server")
         .spec
         .as_mut()
@@ -95,7 +95,7 @@ fn selector_check_catches_a_selector_that_misses_its_pods() {
         &["greeter-server", "does not match its pod template"],
     );
 
-    let mut objects = base();
+    let mut objects = everything();
     let selector = service(&mut objects, "greeter-service")
         .spec
         .as_mut()
@@ -112,9 +112,9 @@ fn selector_check_catches_a_selector_that_misses_its_pods() {
 
 #[test]
 fn port_check_catches_a_target_port_no_container_has() {
-    assert_no_problems("unbroken", &checks::service_ports(&base()));
+    assert_no_problems("unbroken", &checks::service_ports(&everything()));
 
-    let mut objects = base();
+    let mut objects = everything();
     let ports = service(&mut objects, "greeter-service")
         .spec
         .as_mut()
@@ -128,7 +128,7 @@ fn port_check_catches_a_target_port_no_container_has() {
         &["greeter-service", "grcp"],
     );
 
-    let mut objects = base();
+    let mut objects = everything();
     container(&mut objects, "control-plane")
         .ports
         .as_mut()
@@ -146,9 +146,9 @@ fn port_check_catches_a_target_port_no_container_has() {
 
 #[test]
 fn probe_check_catches_wrong_port_wrong_kind_and_missing_probes() {
-    assert_no_problems("unbroken", &checks::probes(&base()));
+    assert_no_problems("unbroken", &checks::probes(&everything()));
 
-    let mut objects = base();
+    let mut objects = everything();
     container(&mut objects, "greeter-server")
         .readiness_probe
         .as_mut()
@@ -162,7 +162,7 @@ fn probe_check_catches_wrong_port_wrong_kind_and_missing_probes() {
         &["readiness probe checks port 8081", "8080"],
     );
 
-    let mut objects = base();
+    let mut objects = everything();
     let liveness = container(&mut objects, "control-plane")
         .liveness_probe
         .as_mut()
@@ -177,22 +177,22 @@ fn probe_check_catches_wrong_port_wrong_kind_and_missing_probes() {
         &["liveness probe is not a native grpc probe"],
     );
 
-    let mut objects = base();
+    let mut objects = everything();
     container(&mut objects, "greeter-server").readiness_probe = None;
     assert_complains(&checks::probes(&objects), &["has no readiness probe"]);
 }
 
 #[test]
 fn rbac_check_catches_extra_missing_and_misbound_rights() {
-    assert_no_problems("unbroken", &rbac::rbac(&base()));
+    assert_no_problems("unbroken", &rbac::rbac(&everything()));
 
-    let mut objects = base();
+    let mut objects = everything();
     role(&mut objects).rules.as_mut().unwrap()[0]
         .verbs
         .push("create".into());
     assert_complains(&rbac::rbac(&objects), &["grants create on services"]);
 
-    let mut objects = base();
+    let mut objects = everything();
     role(&mut objects).rules.as_mut().unwrap()[0]
         .resources
         .as_mut()
@@ -200,7 +200,7 @@ fn rbac_check_catches_extra_missing_and_misbound_rights() {
         .push("pods".into());
     assert_complains(&rbac::rbac(&objects), &["grants get on pods"]);
 
-    let mut objects = base();
+    let mut objects = everything();
     role(&mut objects).rules.as_mut().unwrap()[1]
         .verbs
         .retain(|v| v != "watch");
@@ -209,11 +209,11 @@ fn rbac_check_catches_extra_missing_and_misbound_rights() {
         &["does not grant watch on endpointslices"],
     );
 
-    let mut objects = base();
+    let mut objects = everything();
     binding(&mut objects).role_ref.name = "view".into();
     assert_complains(&rbac::rbac(&objects), &["roleRef Role view"]);
 
-    let mut objects = base();
+    let mut objects = everything();
     pod(&mut objects, "control-plane").service_account_name = Some("default".into());
     assert_complains(
         &rbac::rbac(&objects),
@@ -240,10 +240,10 @@ fn hardening_check_catches_root_writable_privileged_and_foreign_images() {
     let image = image_ref(&file);
     assert_no_problems(
         "unbroken",
-        &checks::containers_hardened(&base(), &image, 65532),
+        &checks::containers_hardened(&everything(), &image, 65532),
     );
 
-    let mut objects = base();
+    let mut objects = everything();
     container(&mut objects, "greeter-client").image = Some("k8s-grpc-lb:latest".into());
     pod(&mut objects, "greeter-server")
         .security_context
@@ -292,14 +292,16 @@ fn network_policy_check_catches_service_ports_and_unknown_peers() {
 #[test]
 fn kustomization_checks_catch_unlisted_files_and_dangling_entries() {
     let mut folders = repo::folders().expect("folders");
-    let base = folders.get_mut("deploy/base").expect("base");
-    base.kustomization
+    let example = folders.get_mut("deploy/example").expect("example");
+    example
+        .kustomization
         .resources
         .retain(|r| r != "greeter-client.yaml");
-    base.kustomization
+    example
+        .kustomization
         .resources
         .push("greeter-cliant.yaml".into());
-    let folder = folders["deploy/base"].clone();
+    let folder = folders["deploy/example"].clone();
     let problems = tree::listing(&folder, &folders);
     assert_complains(&problems, &["does not list greeter-client.yaml"]);
     assert_complains(
@@ -310,7 +312,7 @@ fn kustomization_checks_catch_unlisted_files_and_dangling_entries() {
     let mut example = folders["deploy/overlays/example"].clone();
     example.kustomization.images[0].name = "greeter".into();
     example.kustomization.replicas[0].name = "greeter".into();
-    let problems = tree::overrides(&example, &crate::real::base(), "k8s-grpc-lb");
+    let problems = tree::overrides(&example, &crate::real::everything(), "k8s-grpc-lb");
     assert_complains(
         &problems,
         &["images entry \"greeter\" matches no container"],
@@ -321,7 +323,7 @@ fn kustomization_checks_catch_unlisted_files_and_dangling_entries() {
 
 #[test]
 fn wiring_check_catches_a_client_pointed_at_nothing() {
-    let mut objects = base();
+    let mut objects = everything();
     assert_no_problems("unbroken", &wiring::client_addresses(&objects));
     let env = container(&mut objects, "greeter-client")
         .env

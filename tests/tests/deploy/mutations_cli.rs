@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::EnvVar;
 
 use crate::help::help_for_args;
 use crate::mutations::{container, pod};
-use crate::real::{base, the_dockerfile};
+use crate::real::{everything, the_dockerfile};
 use crate::repo::{self, Manifest};
 use crate::{assert_complains, assert_no_problems, commands, containers, dockerfile, tree};
 
@@ -15,7 +15,7 @@ fn dockerfile_check_catches_root_missing_binaries_and_unexposed_ports() {
     let text = repo::read("Dockerfile")
         .replace("USER 65532:65532", "USER 0")
         .replace("--bin greeter-server", "")
-        .replace("EXPOSE 8080 18000", "EXPOSE 8080");
+        .replace("EXPOSE 8080 9090 18000", "EXPOSE 8080 9090");
     let broken = dockerfile::Dockerfile::parse(&text);
     let all = ["control-plane", "greeter-server", "greeter-client"]
         .map(String::from)
@@ -24,7 +24,7 @@ fn dockerfile_check_catches_root_missing_binaries_and_unexposed_ports() {
     assert_complains(&problems, &["USER is root"]);
     assert_complains(&problems, &["greeter-server is not built"]);
     assert_complains(
-        &tree::exposed_ports(&base(), &broken.exposed),
+        &tree::exposed_ports(&everything(), &broken.exposed),
         &["18000 is not EXPOSEd"],
     );
     let unbroken = dockerfile::problems(&the_dockerfile(), &all);
@@ -34,7 +34,7 @@ fn dockerfile_check_catches_root_missing_binaries_and_unexposed_ports() {
 /// Needs the greeter-server binary (see the crate docs).
 #[test]
 fn container_check_catches_unknown_env_bad_values_and_short_grace() {
-    let mut objects = base();
+    let mut objects = everything();
     let installed = the_dockerfile().installed();
     let check = |objects: &mut Vec<Manifest>| {
         let pod = pod(objects, "greeter-server").clone();
@@ -69,7 +69,7 @@ fn container_check_catches_unknown_env_bad_values_and_short_grace() {
     assert_complains(&problems, &["passes --bogus"]);
     assert_complains(&problems, &["terminationGracePeriodSeconds 25"]);
 
-    let mut objects = base();
+    let mut objects = everything();
     container(&mut objects, "greeter-server")
         .liveness_probe
         .as_mut()
@@ -77,7 +77,7 @@ fn container_check_catches_unknown_env_bad_values_and_short_grace() {
         .failure_threshold = Some(3);
     assert_complains(&check(&mut objects), &["liveness probe gives up after 30s"]);
 
-    let mut objects = base();
+    let mut objects = everything();
     container(&mut objects, "greeter-server").command = Some(vec!["/bin/greeter-server".into()]);
     let error = containers::binary_of(
         &pod(&mut objects, "greeter-server").containers[0],

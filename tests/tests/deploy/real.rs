@@ -6,36 +6,59 @@ use crate::dockerfile::Dockerfile;
 use crate::help::help_for_args;
 use crate::repo::{self, Folder, Manifest, deployments, pod_of};
 use crate::{
-    assert_no_problems, checks, containers, dockerfile, netpol, rbac, tree, wiring, workspace,
+    assert_no_problems, availability, checks, containers, dockerfile, labels, metrics, netpol,
+    rbac, tree, wiring, workspace,
 };
 
-/// The folders the issue asks for.
-const FOLDERS: [&str; 4] = [
+/// The folders the documents describe.
+pub(crate) const FOLDERS: [&str; 6] = [
     "deploy/base",
+    "deploy/example",
     "deploy/overlays/example",
     "deploy/overlays/network-policy",
+    "deploy/overlays/service-monitor",
     "deploy/overlays/tls",
 ];
+
+/// Folders applied next to `deploy/base` (they need the control plane and
+/// do not include it); the checks judge them together with it.
+const BESIDE_BASE: [&str; 1] = ["deploy/example"];
+
+/// The container running the control plane, and its metrics and stream
+/// cap options.
+const CONTROL_PLANE: &str = "control-plane";
 
 fn folders() -> BTreeMap<String, Folder> {
     repo::folders().unwrap_or_else(|error| panic!("{error}"))
 }
 
-/// Every folder with what it applies.
+/// Every folder with what it applies (a folder of [`BESIDE_BASE`] together
+/// with `deploy/base`).
 fn bundles() -> Vec<(Folder, Vec<Manifest>)> {
     let folders = folders();
     folders
         .values()
         .map(|folder| {
-            let objects =
-                repo::bundle(&folders, &folder.dir).unwrap_or_else(|error| panic!("{error}"));
+            let mut objects = Vec::new();
+            if BESIDE_BASE.contains(&folder.dir.as_str()) {
+                objects.extend(repo::bundle(&folders, "deploy/base").expect("deploy/base"));
+            }
+            objects.extend(
+                repo::bundle(&folders, &folder.dir).unwrap_or_else(|error| panic!("{error}")),
+            );
             (folder.clone(), objects)
         })
         .collect()
 }
 
-pub(crate) fn base() -> Vec<Manifest> {
-    repo::bundle(&folders(), "deploy/base").unwrap_or_else(|error| panic!("{error}"))
+/// The control plane (`deploy/base`) and the example (`deploy/example`).
+pub(crate) fn everything() -> Vec<Manifest> {
+    let folders = folders();
+    let mut objects =
+        repo::bundle(&folders, "deploy/base").unwrap_or_else(|error| panic!("{error}"));
+    objects
+        .extend(repo::bundle(&folders, "deploy/example").unwrap_or_else(|error| panic!("{error}")));
+    objects
 }
 
 pub(crate) fn the_dockerfile() -> Dockerfile {
@@ -126,9 +149,29 @@ fn containers_run_the_image_as_non_root_read_only_with_limits() {
     let file = the_dockerfile();
     let image = image_ref(&file);
     let (uid, _) = file.numeric_user().unwrap_or((-1, None));
-    each_bundle("containers", |objects| {
-        checks::containers_hardened(objects, &image, uid)
-    });
+    let mut problems = Vec::new();
+    for (folder, objects) in bundles() {
+        // An overlay may move the image to a registry; its tag stays the
+        // workspace version.
+        let expected = folder
+            .kustomization
+            .images
+            .iter()
+            .find(|o| image.starts_with(&format!("{}:", o.name)))
+            .map_or(image.clone(), |o| {
+                format!(
+                    "{}:{}",
+                    o.new_name.as_deref().unwrap_or(&o.name),
+                    o.new_tag.as_deref().unwrap_or(env!("CARGO_PKG_VERSION"))
+                )
+            });
+        problems.extend(
+            checks::containers_hardened(&objects, &expected, uid)
+                .into_iter()
+                .map(|p| format!("[{}] {p}", folder.dir)),
+        );
+    }
+    assert_no_problems("containers", &problems);
 }
 
 #[test]
@@ -173,7 +216,7 @@ fn overlays_override_things_that_exist() {
 
 #[test]
 fn base_has_the_replicas_services_and_client_wiring_asked_for() {
-    let objects = base();
+    let objects = everything();
     let mut problems = wiring::contract(&objects);
     problems.extend(wiring::client_addresses(&objects));
     assert_no_problems("base", &problems);
@@ -192,7 +235,7 @@ fn dockerfile_builds_every_workspace_binary_and_runs_as_non_root() {
 fn image_exposes_exactly_the_container_ports() {
     assert_no_problems(
         "EXPOSE",
-        &tree::exposed_ports(&base(), &the_dockerfile().exposed),
+        &tree::exposed_ports(&everything(), &the_dockerfile().exposed),
     );
 }
 
@@ -201,7 +244,7 @@ fn image_exposes_exactly_the_container_ports() {
 fn containers_of(binary: &str) {
     let file = the_dockerfile();
     let installed = file.installed();
-    let objects = base();
+    let objects = everything();
     let mut problems = Vec::new();
     let mut seen = 0;
     for (manifest, deployment) in deployments(&objects) {
@@ -244,4 +287,95 @@ fn greeter_server_container_env_and_flags_exist_in_its_help() {
 #[test]
 fn greeter_client_container_env_and_flags_exist_in_its_help() {
     containers_of("greeter-client");
+}
+
+/// The project's name: the image title in the Dockerfile.
+pub(crate) fn app_name() -> String {
+    the_dockerfile().title().expect("image title").to_owned()
+}
+
+#[test]
+fn every_object_carries_the_recommended_labels() {
+    let app = app_name();
+    each_bundle("labels", |objects| {
+        labels::recommended(objects, &app, env!("CARGO_PKG_VERSION"))
+    });
+}
+
+#[test]
+fn selectors_select_one_component_and_no_other_applications_pods() {
+    let app = app_name();
+    each_bundle("selectors", |objects| {
+        labels::selectors_unique(objects, &app)
+    });
+}
+
+#[test]
+fn replicated_deployments_have_disruption_budgets_and_spreads() {
+    each_bundle("PodDisruptionBudgets", availability::disruption_budgets);
+    each_bundle("topology spreads", availability::spreads);
+    let budgets = base()
+        .iter()
+        .filter(|m| matches!(m.object, repo::Object::PodDisruptionBudget(_)))
+        .count();
+    assert_eq!(
+        budgets, 1,
+        "deploy/base should hold the control plane's budget"
+    );
+}
+
+/// The environment variable behind `flag` of `control-plane serve`, and
+/// its default.
+pub(crate) fn serve_option(flag: &str) -> (String, Option<String>) {
+    let help =
+        help_for_args(CONTROL_PLANE, &["serve".to_owned()]).unwrap_or_else(|e| panic!("{e}"));
+    let option = help
+        .option(flag)
+        .unwrap_or_else(|| panic!("`control-plane serve --help` has no {flag}"));
+    let env = option
+        .env
+        .clone()
+        .unwrap_or_else(|| panic!("{flag} has no environment variable"));
+    (env, option.default.clone())
+}
+
+#[test]
+fn control_plane_metrics_are_wired_from_flag_to_scraper() {
+    let (env, _) = serve_option("--metrics-listen");
+    each_bundle("metrics", |objects| {
+        metrics::metrics(objects, CONTROL_PLANE, &env)
+    });
+    let folders = folders();
+    let monitored = repo::bundle(&folders, "deploy/overlays/service-monitor").expect("bundle");
+    let monitors = monitored
+        .iter()
+        .filter(|m| matches!(m.object, repo::Object::ServiceMonitor(_)))
+        .count();
+    assert_eq!(
+        monitors, 1,
+        "the service-monitor overlay should hold one ServiceMonitor"
+    );
+}
+
+/// The formula and count docs/deploy.md states.
+pub(crate) fn documented_formula() -> metrics::Formula {
+    metrics::Formula::parse(&repo::read("docs/deploy.md"))
+        .unwrap_or_else(|e| panic!("docs/deploy.md states no memory formula: {e}"))
+}
+
+#[test]
+fn control_plane_memory_follows_the_documented_formula() {
+    let formula = documented_formula();
+    let (env, default) = serve_option("--max-streams");
+    let default = default
+        .and_then(|d| d.parse().ok())
+        .expect("--max-streams default");
+    each_bundle("memory", |objects| {
+        metrics::memory(objects, CONTROL_PLANE, formula, &env, default)
+    });
+}
+
+/// `deploy/base` alone: the control plane.
+pub(crate) fn base() -> Vec<Manifest> {
+    repo::bundle(&folders(), "deploy/base").unwrap_or_else(|error| panic!("{error}"))
 }
