@@ -35,10 +35,9 @@ const DEFAULT_MAX_CONNECTION_AGE_ARG: &str = "30m";
 const DEFAULT_MAX_CONNECTION_AGE_GRACE_ARG: &str = "10s";
 /// `--timeout` default of `status`; matches `status::report::DEFAULT_TIMEOUT`.
 const DEFAULT_TIMEOUT_ARG: &str = "5s";
-/// `--max-streams` default. The deployed memory limit is 256 MiB
-/// (deploy/base/control-plane.yaml) and each subscriber costs about 32 KiB
-/// (docs/benchmarks.md): 4096 streams take about 128 MiB, half the limit,
-/// leaving the rest for the services' resources and the runtime.
+/// `--max-streams` default. Each subscriber costs about 32 KiB
+/// (docs/benchmarks.md); deploy/base sizes memory as 64 MiB + 32 KiB per
+/// subscriber (docs/deploy.md), 192 MiB for these 4096 streams.
 pub(crate) const DEFAULT_MAX_STREAMS: usize = 4096;
 /// `--max-streams-per-peer` default: one peer may take an eighth of
 /// `--max-streams` (about 16 MiB). A process needs one stream (one xDS
@@ -183,8 +182,8 @@ pub(crate) struct ServeArgs {
 
     /// At most this many ADS streams at once (0: no limit); more are refused
     /// with RESOURCE_EXHAUSTED, open ones are unaffected. Each costs about
-    /// 32 KiB: the default, 4096, is half of the 256 MiB memory limit of
-    /// deploy/ (size it as limit / 2 / 32 KiB).
+    /// 32 KiB: size the memory limit as 64 MiB + 32 KiB × this number
+    /// (deploy/ sets 192 MiB for the default, 4096).
     #[arg(long, env = "CONTROL_PLANE_MAX_STREAMS", default_value_t = DEFAULT_MAX_STREAMS)]
     pub(crate) max_streams: usize,
 
