@@ -8,7 +8,7 @@ mod interop_support;
 mod support;
 
 use interop_support::Language;
-use interop_support::scenarios;
+use interop_support::{scenarios, traffic};
 
 const LANGUAGE: Language = Language::Python;
 
@@ -47,4 +47,19 @@ async fn grpc_python_balances_over_greeters_that_require_client_certificates() {
 #[tokio::test]
 async fn grpc_python_refuses_greeters_whose_certificates_lack_the_cluster_san() {
     scenarios::mtls_refuses_greeters_whose_certificates_lack_the_cluster_san(LANGUAGE).await;
+}
+
+#[tokio::test]
+async fn grpc_python_splits_calls_by_route_weight() {
+    traffic::splits_calls_by_route_weight(LANGUAGE).await;
+}
+
+#[tokio::test]
+async fn grpc_python_routes_by_method() {
+    traffic::routes_by_method(LANGUAGE).await;
+}
+
+#[tokio::test]
+async fn grpc_python_prefers_its_own_zone_and_fails_over() {
+    traffic::prefers_its_own_zone_and_fails_over(LANGUAGE).await;
 }
