@@ -63,3 +63,18 @@ async fn grpc_python_routes_by_method() {
 async fn grpc_python_prefers_its_own_zone_and_fails_over() {
     traffic::prefers_its_own_zone_and_fails_over(LANGUAGE).await;
 }
+
+/// grpcio has no least request: it must take the round robin fallback
+/// the Cluster offers (gRPC A52) rather than NACK it, and balance.
+#[tokio::test]
+async fn grpc_python_falls_back_to_round_robin_for_least_request() {
+    let (batch, nack) = traffic::least_request_outcome(LANGUAGE).await;
+    assert_eq!(nack, None, "the Cluster is accepted");
+    assert_eq!(batch.ok, 100, "{}", batch.raw);
+    // Round robin, give or take the first calls (sent to whichever
+    // connection was ready first).
+    for backend in ["lr-a", "lr-b"] {
+        let got = batch.served_by(backend);
+        assert!(got.abs_diff(50) <= 2, "round robin: {}", batch.raw);
+    }
+}

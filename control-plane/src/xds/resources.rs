@@ -16,8 +16,10 @@
 //! - RouteConfiguration: one virtual host for any domain, prefix `""` to the
 //!   port's Cluster; where routes attach to the port, their route table
 //!   instead (`routes.rs`).
-//! - Cluster: `EDS` over ADS, `ROUND_ROBIN` (or `LEAST_REQUEST` with
-//!   `choice_count` 2, gRPC A48, where the service asks); for a TLS service, a
+//! - Cluster: `EDS` over ADS, `ROUND_ROBIN` (or, where the service asks,
+//!   `LEAST_REQUEST` with `choice_count` 2, gRPC A48, plus a
+//!   `load_balancing_policy` of least request then round robin, gRPC A52,
+//!   for clients without least request); for a TLS service, a
 //!   `transport_socket` with an `UpstreamTlsContext` as gRPC A29 reads it:
 //!   `tls_certificate_provider_instance` for the identity, and a
 //!   `validation_context` with `ca_certificate_provider_instance` and
@@ -35,7 +37,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::load_balancing_policy::Policy;
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, LoadBalancingPolicy};
+use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::least_request::v3::LeastRequest;
+use envoy_types::pb::envoy::extensions::load_balancing_policies::round_robin::v3::RoundRobin;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy,
     LeastRequestLbConfig,
@@ -375,14 +381,46 @@ const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
 /// flight (gRPC A48's default).
 const LEAST_REQUEST_CHOICES: u32 = 2;
 
+/// `Cluster.load_balancing_policy` (gRPC A52) for least request: least
+/// request, else round robin. A client takes the first policy it
+/// supports, and one that reads this field ignores `lb_policy`: grpcio
+/// (C core) has no least request and NACKs a Cluster whose only word is
+/// `lb_policy: LEAST_REQUEST` ("LB policy is not supported"); with this
+/// list it balances round robin instead.
+fn least_request_policies() -> LoadBalancingPolicy {
+    let policy = |name: &str, config: Any| Policy {
+        typed_extension_config: Some(TypedExtensionConfig {
+            name: name.to_owned(),
+            typed_config: Some(config),
+        }),
+    };
+    LoadBalancingPolicy {
+        policies: vec![
+            policy(
+                "envoy.load_balancing_policies.least_request",
+                pack_any(LeastRequest {
+                    choice_count: Some(UInt32Value {
+                        value: LEAST_REQUEST_CHOICES,
+                    }),
+                    ..Default::default()
+                }),
+            ),
+            policy(
+                "envoy.load_balancing_policies.round_robin",
+                pack_any(RoundRobin::default()),
+            ),
+        ],
+    }
+}
+
 fn cluster(
     cluster_name: &str,
     service: &Service,
     provider_instance: &str,
     revision: u64,
 ) -> Resource {
-    let (lb_policy, lb_config) = match service.policy.lb {
-        Lb::RoundRobin => (LbPolicy::RoundRobin, None),
+    let (lb_policy, lb_config, load_balancing_policy) = match service.policy.lb {
+        Lb::RoundRobin => (LbPolicy::RoundRobin, None, None),
         Lb::LeastRequest => (
             LbPolicy::LeastRequest,
             Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
@@ -391,6 +429,7 @@ fn cluster(
                 }),
                 ..Default::default()
             })),
+            Some(least_request_policies()),
         ),
     };
     let cluster = Cluster {
@@ -406,6 +445,7 @@ fn cluster(
         }),
         lb_policy: lb_policy as i32,
         lb_config,
+        load_balancing_policy,
         ..Default::default()
     };
     resource(cluster_name, revision, pack_any(cluster))

@@ -254,12 +254,30 @@ fn least_request_asks_for_two_choices() {
         panic!("no least_request_lb_config");
     };
     assert_eq!(config.choice_count.unwrap().value, 2);
+    let names: Vec<String> = cluster
+        .load_balancing_policy
+        .expect("a policy list for A52 clients")
+        .policies
+        .iter()
+        .map(|p| {
+            let config = p.typed_extension_config.as_ref().unwrap();
+            config.typed_config.as_ref().unwrap().type_url.clone()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest",
+            "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin",
+        ]
+    );
 
     let default =
         ServiceResources::build(&greeter(vec![], TrafficPolicy::default()), &naming, 1, None);
     let cluster: Cluster = decode(&default.get(ResourceType::Cluster, CLUSTER).unwrap().any);
     assert_eq!(cluster.lb_policy, LbPolicy::RoundRobin as i32);
     assert!(cluster.lb_config.is_none());
+    assert!(cluster.load_balancing_policy.is_none());
 }
 
 /// (zone, priority, addresses) of every locality.
