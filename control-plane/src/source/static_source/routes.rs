@@ -186,3 +186,113 @@ fn rule(doc: RuleDoc) -> RouteRule {
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::config::{ConfigError, parse_file};
+    use crate::model::LbPolicy;
+    use crate::routes::{Backend, MethodMatch, RouteParent};
+
+    /// The first ```yaml block of `text` after the line containing
+    /// `marker`, with `prefix` stripped from each line.
+    fn yaml_block(text: &str, marker: &str, prefix: &str) -> String {
+        text.lines()
+            .skip_while(|line| !line.contains(marker))
+            .skip_while(|line| !line.contains("```yaml"))
+            .skip(1)
+            .take_while(|line| !line.contains("```"))
+            .map(|line| {
+                let line = line.trim_start_matches(prefix);
+                format!("{}\n", line.strip_prefix(' ').unwrap_or(line))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_module_example_parses() {
+        let yaml = yaml_block(include_str!("routes.rs"), "routes:` section", "//!");
+        let content = parse_file(&format!("services: []\n{yaml}")).unwrap();
+        let route = &content.routes[0];
+        assert_eq!(route.name, "greeter-canary");
+        assert_eq!(
+            route.parents,
+            vec![RouteParent {
+                service: "greeter".into(),
+                port: None
+            }]
+        );
+        let first = &route.rules[0];
+        assert_eq!(
+            first.matches[0].method,
+            MethodMatch::exact(Some("greet.Greeter"), Some("SayHello"))
+        );
+        assert!(first.matches[0].headers[1].regex);
+        assert_eq!(first.backends[0].weight, 1, "weight defaults to 1");
+        assert!(route.rules[1].matches.is_empty());
+    }
+
+    #[test]
+    fn the_traffic_guide_example_parses() {
+        let guide = include_str!("../../../../docs/traffic.md");
+        let yaml = yaml_block(guide, "## The static file's `routes:`", "");
+        let content = parse_file(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        assert_eq!(content.services.len(), 3);
+        assert_eq!(content.services[1].policy.lb, LbPolicy::LeastRequest);
+        assert!(content.services[2].policy.prefer_close);
+        let split = &content.routes[0].rules[1].backends;
+        assert_eq!(
+            split,
+            &vec![
+                Backend {
+                    service: "greeter-v1".into(),
+                    port: 80,
+                    weight: 90
+                },
+                Backend {
+                    service: "greeter-v2".into(),
+                    port: 80,
+                    weight: 10
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        for (text, expected) in [
+            (
+                "services: []\nroutes: [{name: r, parents: [a], rules: []}, {name: r, parents: [a], rules: []}]",
+                "route \"r\" is defined twice",
+            ),
+            (
+                "services: []\nroutes: [{name: r, parents: [\"a:x\"], rules: []}]",
+                "parent \"a:x\"",
+            ),
+            (
+                "services: []\nroutes: [{name: r, parents: [a], rules: [{backends: [{service: b}]}]}]",
+                "missing field `port`",
+            ),
+            (
+                "services: []\nroutes: [{name: r, parents: [a], rules: [{backends: [], filters: []}]}]",
+                "unknown field `filters`",
+            ),
+            (
+                "services: [{name: a, lb_policy: fastest}]",
+                "lb_policy \"fastest\"",
+            ),
+            (
+                "services: [{name: a, traffic_distribution: Anywhere}]",
+                "traffic_distribution \"Anywhere\"",
+            ),
+        ] {
+            let error = parse_file(text).expect_err(text);
+            assert!(
+                error.to_string().contains(expected),
+                "{text}: {error} should say {expected}"
+            );
+            if expected.contains("defined twice") {
+                assert!(matches!(error, ConfigError::Route(_)));
+            }
+        }
+    }
+}
