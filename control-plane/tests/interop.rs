@@ -78,3 +78,8 @@ async fn grpc_python_falls_back_to_round_robin_for_least_request() {
         assert!(got.abs_diff(50) <= 2, "round robin: {}", batch.raw);
     }
 }
+
+#[tokio::test]
+async fn grpc_python_follows_a_canary_through_the_kubernetes_api() {
+    traffic::canary_through_the_kubernetes_api(LANGUAGE).await;
+}

@@ -319,3 +319,132 @@ async fn cds_nack(addr: SocketAddr, bootstrap: &Bootstrap) -> Option<String> {
         .find(|t| t.type_url.ends_with("Cluster") && t.nacks > 0)
         .map(|t| t.nack_error.clone())
 }
+
+/// A canary through the Kubernetes API: the real control plane process
+/// (`--source kubernetes`) against the fake API server, greeter-servers as
+/// the pods of `greeter-v1` and `greeter-v2`, and a GRPCRoute on `greeter`
+/// moved 90/10 → 50/50 → 0/100 with `kubectl apply`'s equivalent. The
+/// client keeps calling throughout: no call fails, and each split shows
+/// in its calls. How long each change takes to reach an xDS subscriber
+/// (a raw ADS stream watching greeter's RouteConfiguration) is printed.
+pub async fn canary_through_the_kubernetes_api(language: Language) {
+    use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+    use serde_json::json;
+    use tests::ads::AdsStream;
+    use tests::fake_kube::{EndpointFixture, EndpointSliceFixture, FakeKube, ServiceFixture};
+
+    run(language, async {
+        let kube = FakeKube::start().await;
+        kube.set_grpc_routes_installed(true);
+        let (_main, main_addr) = greeter("greeter-main").await;
+        let (_v1, v1_addr) = greeter("greeter-v1").await;
+        let (_v2, v2_addr) = greeter("greeter-v2").await;
+        for (name, addr) in [
+            ("greeter", main_addr),
+            ("greeter-v1", v1_addr),
+            ("greeter-v2", v2_addr),
+        ] {
+            kube.apply(ServiceFixture::new(name).port("grpc", 80, "grpc"));
+            kube.apply(
+                EndpointSliceFixture::for_service(name)
+                    .name(name)
+                    .port("grpc", i32::from(addr.port()))
+                    .endpoint_with(EndpointFixture::new(&addr.ip().to_string()).pod(name)),
+            );
+        }
+        let canary = |v1: u32, v2: u32| {
+            json!({
+                "metadata": {"name": "greeter-canary"},
+                "spec": {
+                    "parentRefs": [{"group": "", "kind": "Service", "name": "greeter"}],
+                    "rules": [{"backendRefs": [
+                        {"name": "greeter-v1", "port": 80, "weight": v1},
+                        {"name": "greeter-v2", "port": 80, "weight": v2}
+                    ]}]
+                }
+            })
+        };
+        kube.apply_grpc_route(canary(90, 10));
+        let kubeconfig = kube
+            .kubeconfig_path()
+            .to_str()
+            .expect("UTF-8 path")
+            .to_owned();
+        let mut control_plane = Process::spawn_with_env(
+            "control-plane",
+            env!("CARGO_BIN_EXE_control-plane"),
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--source",
+                "kubernetes",
+                "--namespace",
+                "default",
+            ],
+            &[("KUBECONFIG", &kubeconfig)],
+        );
+        let addr = control_plane.wait_listening().await;
+        let bootstrap = Bootstrap::write(addr, language, "kube-canary");
+        let mut client = ForeignClient::start(language, &bootstrap, "xds:///greeter").await;
+        until(&mut client, |b| {
+            b.failed == 0 && b.served_by("greeter-v1") > 0 && b.served_by("greeter-v2") > 0
+        })
+        .await;
+        let mut rds = AdsStream::open(tests::channel(addr).await, "rds-watcher").await;
+        rds.subscribe::<RouteConfiguration>(&["greeter.default.svc.cluster.local:80"])
+            .await;
+        let first = rds.recv().await;
+        rds.ack(&first, &["greeter.default.svc.cluster.local:80"])
+            .await;
+
+        for (v1, v2) in [(90, 10), (50, 50), (0, 100)] {
+            if (v1, v2) != (90, 10) {
+                // The change lands while the client is calling.
+                let change = async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let applied = tokio::time::Instant::now();
+                    kube.apply_grpc_route(canary(v1, v2));
+                    let update = rds.recv().await;
+                    let took = applied.elapsed();
+                    rds.ack(&update, &["greeter.default.svc.cluster.local:80"])
+                        .await;
+                    took
+                };
+                let (took, during) = tokio::join!(change, client.batch(1000));
+                eprintln!(
+                    "{}: GRPCRoute {v1}/{v2} reached an ADS subscriber {took:?} after the API \
+                     change; calls meanwhile: {}",
+                    language.name(),
+                    during.raw
+                );
+                assert_eq!(
+                    during.failed, 0,
+                    "no call fails during the change: {}",
+                    during.raw
+                );
+            }
+            // Every call from the change on succeeds; the client follows
+            // the new weights within a few batches.
+            let expected_v2 = u64::from(v2) * 10;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let batch = client.batch(1000).await;
+                assert_eq!(batch.failed, 0, "no call fails at {v1}/{v2}: {}", batch.raw);
+                assert_eq!(batch.served_by("greeter-main"), 0, "{}", batch.raw);
+                let got = batch.served_by("greeter-v2");
+                if got.abs_diff(expected_v2) <= 50 {
+                    eprintln!("{}: {v1}/{v2}: {}", language.name(), batch.raw);
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the client never followed {v1}/{v2}: {}",
+                    batch.raw
+                );
+            }
+        }
+        client.finish().await;
+    })
+    .await;
+}
