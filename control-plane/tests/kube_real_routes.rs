@@ -34,8 +34,10 @@ const NS: &str = "shop";
 const GREETER: &str = "greeter.shop.svc.cluster.local:80";
 
 async fn cluster() -> Cluster {
-    let mut options = Options::default();
-    options.service_accounts = vec![(NS.to_owned(), "control-plane".to_owned())];
+    let options = Options {
+        service_accounts: vec![(NS.to_owned(), "control-plane".to_owned())],
+        ..Options::default()
+    };
     let cluster = Cluster::start(options).await;
     cluster.create_namespace(NS).await;
     let rbac = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/control-plane-rbac.yaml");
