@@ -25,7 +25,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::model::{ModelError, Service};
-use crate::routes::{self, RouteSet, RouteStatus, RouteSupport, RouteTable};
+use crate::routes::{RouteSet, RouteStatus, RouteSupport, RouteTable};
 use crate::source::{Rejected, SourceHandle, SourceState, SourceStatus, Stamped};
 use crate::xds::ResourceType;
 use crate::xds::names::{self, Naming};
@@ -348,92 +348,6 @@ impl Store {
         true
     }
 
-    pub(crate) fn set_routes(&self, mut set: RouteSet, event: String) -> bool {
-        set.routes.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut inner = self.lock();
-        if inner.route_set == set {
-            return false;
-        }
-        if inner.route_set.support != set.support {
-            tracing::info!(
-                enabled = set.support.enabled,
-                detail = set.support.detail,
-                "route support changed"
-            );
-        }
-        let revision = inner.revision + 1;
-        inner.route_set = set;
-        if !self.reroute(&mut inner, revision) {
-            // Nothing resolved differently; the support state may still
-            // have changed.
-            let view = RoutesView {
-                support: inner.route_set.support.clone(),
-                statuses: inner.routes.statuses.clone(),
-            };
-            inner.routes = Arc::new(view);
-        }
-        inner.source.last_event = Some(Stamped::now(event));
-        self.publish(&mut inner);
-        true
-    }
-
-    /// Resolves the routes against the services in `inner` and rebuilds
-    /// the route configurations of every service whose tables changed, at
-    /// `revision`. Skipped (`false`) when there are no routes and no
-    /// service carries any.
-    fn reroute(&self, inner: &mut Inner, revision: u64) -> bool {
-        if inner.route_set.routes.is_empty() && inner.routed.is_empty() {
-            return false;
-        }
-        let services = inner.services.clone();
-        let resolution = routes::resolve(&inner.route_set.routes, |name| {
-            services.get(name).map(|entry| &entry.service)
-        });
-        let candidates: std::collections::BTreeSet<&String> = resolution
-            .tables
-            .keys()
-            .chain(inner.routed.iter())
-            .collect();
-        let mut rebuilt = Vec::new();
-        for name in candidates {
-            let Some(entry) = services.get(name) else {
-                continue;
-            };
-            let tables = resolution.tables.get(name).cloned().unwrap_or_default();
-            if entry.resources.routes() == tables {
-                continue;
-            }
-            tracing::info!(
-                service = name,
-                revision,
-                routed_ports = tables.len(),
-                "service routes changed"
-            );
-            let built = self.entry_routed(entry.service.clone(), &tables, revision, Some(&**entry));
-            rebuilt.push(Arc::new(built));
-        }
-        if !rebuilt.is_empty() {
-            let map = Arc::make_mut(&mut inner.services);
-            for entry in rebuilt {
-                map.insert(entry.service.name.clone(), entry);
-            }
-        }
-        inner.routed = resolution.tables.keys().cloned().collect();
-        let view = RoutesView {
-            support: inner.route_set.support.clone(),
-            statuses: resolution.statuses,
-        };
-        if *inner.routes != view {
-            for status in &view.statuses {
-                if let routes::RouteState::Refused(reason) = &status.state {
-                    tracing::warn!(route = status.name, reason, "route refused");
-                }
-            }
-            inner.routes = Arc::new(view);
-        }
-        true
-    }
-
     pub(crate) fn set_source_state(&self, state: SourceState, error: Option<String>) {
         let mut inner = self.lock();
         let source = &mut inner.source;
@@ -493,5 +407,6 @@ fn new_instance_id(started_at: SystemTime) -> String {
     format!("{millis:x}{:04x}", rand::random::<u16>())
 }
 
+mod routing;
 #[cfg(test)]
 mod tests;
