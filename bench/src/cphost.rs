@@ -217,6 +217,7 @@ fn service(ready: &[bool], port: u16) -> Service {
             endpoints,
         }],
         tls: None,
+        policy: Default::default(),
     }
 }
 

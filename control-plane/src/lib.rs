@@ -5,6 +5,8 @@
 //!
 //! - [`model`]: our own types (service, port, endpoint, state), apart from
 //!   protobuf and Kubernetes types.
+//! - [`routes`]: traffic routes (the `GRPCRoute` equivalent) and how they
+//!   become each Service port's route table.
 //! - [`source`]: where services come from, and [`source::SourceHandle`],
 //!   through which a source reports them.
 //! - [`store`]: the current state; builds each changed service's resources
@@ -27,6 +29,7 @@
 pub mod cli;
 pub mod metrics;
 pub mod model;
+pub mod routes;
 pub mod server;
 pub mod source;
 pub mod status;

@@ -123,6 +123,9 @@ pub struct Endpoint {
     /// Why the endpoint is in its state (for example "health probe:
     /// NOT_SERVING"), for status output.
     pub detail: Option<String>,
+    /// Zones whose clients this endpoint should serve (Kubernetes
+    /// EndpointSlice hints `forZones`); empty: no hint.
+    pub for_zones: Vec<String>,
 }
 
 impl Endpoint {
@@ -135,6 +138,7 @@ impl Endpoint {
             zone: None,
             instance: None,
             detail: None,
+            for_zones: Vec::new(),
         }
     }
 
@@ -167,6 +171,59 @@ pub struct Service {
     /// Whether clients must use TLS to its endpoints, and which server
     /// certificates they accept; `None`: plaintext.
     pub tls: Option<ServiceTls>,
+    /// How clients spread calls over its endpoints.
+    pub policy: TrafficPolicy,
+}
+
+/// How clients pick among a service's endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum LbPolicy {
+    /// Strict round robin (the default).
+    #[default]
+    RoundRobin,
+    /// Least request: of two endpoints drawn at random, the one with fewer
+    /// calls in flight.
+    LeastRequest,
+}
+
+impl LbPolicy {
+    /// The policy's name as written in annotations and files
+    /// (`round_robin`, `least_request`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round_robin",
+            Self::LeastRequest => "least_request",
+        }
+    }
+
+    /// The policy named `name` (`round_robin`, `least_request`; `-` may
+    /// stand for `_`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.trim().replace('-', "_").as_str() {
+            "round_robin" => Some(Self::RoundRobin),
+            "least_request" => Some(Self::LeastRequest),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for LbPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A service's traffic policy beyond routes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct TrafficPolicy {
+    /// How clients pick an endpoint.
+    pub lb: LbPolicy,
+    /// Keep calls in the caller's zone when it has endpoints there
+    /// (Kubernetes `trafficDistribution: PreferClose`): a client in zone Z
+    /// gets zone Z's endpoints at priority 0 and the others at priority 1.
+    /// Endpoints with zone hints ([`Endpoint::for_zones`]) make a service
+    /// zone-aware too.
+    pub prefer_close: bool,
 }
 
 /// How clients must talk to a service's endpoints when it is marked TLS:
@@ -267,6 +324,17 @@ impl Service {
         }
     }
 
+    /// Whether clients get per-zone priorities: `prefer_close`, or any
+    /// endpoint with zone hints.
+    pub fn is_zone_aware(&self) -> bool {
+        self.policy.prefer_close
+            || self
+                .ports
+                .iter()
+                .flat_map(|p| &p.endpoints)
+                .any(|e| !e.for_zones.is_empty())
+    }
+
     /// Endpoint counts over all ports: (ready, draining, not ready).
     pub fn counts(&self) -> (usize, usize, usize) {
         let mut counts = (0, 0, 0);
@@ -311,6 +379,7 @@ mod tests {
             namespace: "default".into(),
             ports,
             tls: None,
+            policy: TrafficPolicy::default(),
         }
     }
 

@@ -7,6 +7,12 @@
 //! status API) only ever see whole snapshots, and a slow reader simply skips
 //! to the newest one: nothing queues up per reader.
 //!
+//! Routes: the source also reports its traffic routes ([`RouteSet`]).
+//! Whenever routes or services change, and any route exists (or existed),
+//! [`routes::resolve`] decides again which are in force, and every service
+//! whose route tables changed gets its RouteConfigurations rebuilt. With
+//! no routes, none of this runs.
+//!
 //! Versions: every published snapshot has a revision, counting up from 1;
 //! every resource records the revision at which it last changed. The xDS
 //! `version_info` is `<instance id>-<revision>`, where the instance id is new
@@ -19,6 +25,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::model::{ModelError, Service};
+use crate::routes::{RouteSet, RouteStatus, RouteSupport, RouteTable};
 use crate::source::{Rejected, SourceHandle, SourceState, SourceStatus, Stamped};
 use crate::xds::ResourceType;
 use crate::xds::names::{self, Naming};
@@ -39,6 +46,15 @@ pub struct ServiceEntry {
     pub resources: ServiceResources,
 }
 
+/// The routes as last resolved, for the status API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutesView {
+    /// Whether the source reads routes, and from where or why not.
+    pub support: RouteSupport,
+    /// What became of each route, by name.
+    pub statuses: Vec<RouteStatus>,
+}
+
 /// Everything served, as of one revision. Immutable; cheap to share.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -53,6 +69,8 @@ pub struct Snapshot {
     /// so nothing may be served as if they were: an empty answer would tell
     /// clients that every service is gone.
     pub synced: bool,
+    /// Routes and their status.
+    pub routes: Arc<RoutesView>,
 }
 
 impl Snapshot {
@@ -60,6 +78,21 @@ impl Snapshot {
     pub fn get(&self, kind: ResourceType, name: &str) -> Option<&Arc<Resource>> {
         let service = names::service_of(name)?;
         self.services.get(service)?.resources.get(kind, name)
+    }
+
+    /// Like [`Snapshot::get`], as a client in `zone` gets it (the zone's
+    /// variant of a zone-aware service's assignment).
+    pub fn get_in_zone(
+        &self,
+        kind: ResourceType,
+        name: &str,
+        zone: &str,
+    ) -> Option<&Arc<Resource>> {
+        let service = names::service_of(name)?;
+        self.services
+            .get(service)?
+            .resources
+            .get_in_zone(kind, name, zone)
     }
 
     /// Every resource of type `kind` a wildcard subscription gets.
@@ -76,6 +109,10 @@ struct Inner {
     services: Arc<BTreeMap<String, Arc<ServiceEntry>>>,
     source: SourceStatus,
     synced: bool,
+    route_set: RouteSet,
+    /// Services whose resources carry route tables.
+    routed: std::collections::BTreeSet<String>,
+    routes: Arc<RoutesView>,
 }
 
 /// The control plane's state. Shared as `Arc<Store>`.
@@ -105,17 +142,26 @@ impl Store {
     ) -> Arc<Self> {
         let started_at = SystemTime::now();
         let synced = is_synced(source.state);
+        let route_set = RouteSet::default();
+        let routes = Arc::new(RoutesView {
+            support: route_set.support.clone(),
+            statuses: Vec::new(),
+        });
         let inner = Inner {
             revision: 1,
             services: Arc::default(),
             source,
             synced,
+            route_set,
+            routed: Default::default(),
+            routes,
         };
         let (tx, _) = watch::channel(Arc::new(Snapshot {
             revision: inner.revision,
             services: inner.services.clone(),
             source: inner.source.clone(),
             synced,
+            routes: inner.routes.clone(),
         }));
         Arc::new(Self {
             naming,
@@ -187,17 +233,32 @@ impl Store {
             services: inner.services.clone(),
             source: inner.source.clone(),
             synced: inner.synced,
+            routes: inner.routes.clone(),
         }));
     }
 
+    /// Builds the entry of `service` at `revision`, keeping the route
+    /// tables `previous` was built with ([`Store::reroute`] settles them).
     fn entry(
         &self,
         service: Service,
         revision: u64,
         previous: Option<&ServiceEntry>,
     ) -> ServiceEntry {
-        let resources = ServiceResources::build(
+        let tables = previous.map(|p| p.resources.routes()).unwrap_or_default();
+        self.entry_routed(service, &tables, revision, previous)
+    }
+
+    fn entry_routed(
+        &self,
+        service: Service,
+        tables: &[(u16, Arc<RouteTable>)],
+        revision: u64,
+        previous: Option<&ServiceEntry>,
+    ) -> ServiceEntry {
+        let resources = ServiceResources::build_routed(
             &service,
+            tables,
             &self.naming,
             revision,
             previous.map(|p| (&p.service, &p.resources)),
@@ -249,6 +310,7 @@ impl Store {
         if changed {
             inner.services = Arc::new(next);
         }
+        self.reroute(&mut inner, revision);
         inner.source.last_event = Some(Stamped::now(event));
         self.publish(&mut inner);
         rejected
@@ -266,6 +328,7 @@ impl Store {
         log_change(&service, revision, previous.is_some());
         let entry = Arc::new(self.entry(service, revision, previous.as_deref()));
         Arc::make_mut(&mut inner.services).insert(entry.service.name.clone(), entry);
+        self.reroute(&mut inner, revision);
         inner.source.last_event = Some(Stamped::now(event));
         self.publish(&mut inner);
         Ok(true)
@@ -277,11 +340,9 @@ impl Store {
             return false;
         }
         Arc::make_mut(&mut inner.services).remove(name);
-        tracing::info!(
-            service = name,
-            revision = inner.revision + 1,
-            "service removed"
-        );
+        let revision = inner.revision + 1;
+        tracing::info!(service = name, revision, "service removed");
+        self.reroute(&mut inner, revision);
         inner.source.last_event = Some(Stamped::now(event));
         self.publish(&mut inner);
         true
@@ -350,5 +411,6 @@ fn new_instance_id(started_at: SystemTime) -> String {
     format!("{millis:x}{:04x}", rand::random::<u16>())
 }
 
+mod routing;
 #[cfg(test)]
 mod tests;

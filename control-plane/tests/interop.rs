@@ -8,7 +8,7 @@ mod interop_support;
 mod support;
 
 use interop_support::Language;
-use interop_support::scenarios;
+use interop_support::{scenarios, traffic};
 
 const LANGUAGE: Language = Language::Python;
 
@@ -47,4 +47,39 @@ async fn grpc_python_balances_over_greeters_that_require_client_certificates() {
 #[tokio::test]
 async fn grpc_python_refuses_greeters_whose_certificates_lack_the_cluster_san() {
     scenarios::mtls_refuses_greeters_whose_certificates_lack_the_cluster_san(LANGUAGE).await;
+}
+
+#[tokio::test]
+async fn grpc_python_splits_calls_by_route_weight() {
+    traffic::splits_calls_by_route_weight(LANGUAGE).await;
+}
+
+#[tokio::test]
+async fn grpc_python_routes_by_method() {
+    traffic::routes_by_method(LANGUAGE).await;
+}
+
+#[tokio::test]
+async fn grpc_python_prefers_its_own_zone_and_fails_over() {
+    traffic::prefers_its_own_zone_and_fails_over(LANGUAGE).await;
+}
+
+/// grpcio has no least request: it must take the round robin fallback
+/// the Cluster offers (gRPC A52) rather than NACK it, and balance.
+#[tokio::test]
+async fn grpc_python_falls_back_to_round_robin_for_least_request() {
+    let (batch, nack) = traffic::least_request_outcome(LANGUAGE).await;
+    assert_eq!(nack, None, "the Cluster is accepted");
+    assert_eq!(batch.ok, 100, "{}", batch.raw);
+    // Round robin, give or take the first calls (sent to whichever
+    // connection was ready first).
+    for backend in ["lr-a", "lr-b"] {
+        let got = batch.served_by(backend);
+        assert!(got.abs_diff(50) <= 2, "round robin: {}", batch.raw);
+    }
+}
+
+#[tokio::test]
+async fn grpc_python_follows_a_canary_through_the_kubernetes_api() {
+    traffic::canary_through_the_kubernetes_api(LANGUAGE).await;
 }

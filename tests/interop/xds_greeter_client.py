@@ -13,6 +13,10 @@ ours, must balance across greeter servers through the control plane.
         input, printing one such JSON object per line read (so a test can
         change the backends between batches and watch this client follow).
 
+    --rpc health calls grpc.health.v1.Health/Check instead, counting answers by
+    status ("SERVING", "NOT_SERVING") in by_backend: a test tells which
+    backends got the calls by making some NOT_SERVING (for method routing).
+
     --xds-creds uses grpc.xds_channel_credentials (fallback: insecure), so the
     TLS settings of the control plane's Cluster (gRPC A29) apply, with the
     certificates of the bootstrap's certificate_providers; without it the
@@ -65,6 +69,27 @@ def decode_reply(data):
     return {"message": fields.get(1, ""), "served_by": fields.get(2, "")}
 
 
+def decode_health(data):
+    """grpc.health.v1.HealthCheckResponse: status = 1 (enum), as served_by."""
+    status = 0
+    pos = 0
+    while pos < len(data):
+        key, pos = read_varint(data, pos)
+        if key == 0x08:
+            status, pos = read_varint(data, pos)
+        else:
+            raise ValueError("unexpected field %d in HealthCheckResponse" % (key >> 3))
+    names = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+    return {"message": "", "served_by": names.get(status, str(status))}
+
+
+# What each --rpc calls: (method path, request for call i, reply decoder).
+RPCS = {
+    "hello": ("/greet.Greeter/SayHello", lambda i: encode_request("interop-%d" % i), decode_reply),
+    "health": ("/grpc.health.v1.Health/Check", lambda i: b"", decode_health),
+}
+
+
 def read_varint(data, pos):
     value = 0
     shift = 0
@@ -77,15 +102,16 @@ def read_varint(data, pos):
         shift += 7
 
 
-def run_batch(call, count, timeout):
+def run_batch(call, count, timeout, rpc="hello"):
     import grpc
 
+    _, request, decode = RPCS[rpc]
     by_backend = {}
     errors = {}
     ok = 0
     for i in range(count):
         try:
-            reply = decode_reply(call(encode_request("interop-%d" % i), timeout=timeout))
+            reply = decode(call(request(i), timeout=timeout))
             by_backend[reply["served_by"]] = by_backend.get(reply["served_by"], 0) + 1
             ok += 1
         except grpc.RpcError as error:
@@ -103,6 +129,8 @@ def main():
                         help="read call counts from standard input, one batch per line")
     parser.add_argument("--call-timeout", type=float, default=20.0,
                         help="deadline of each call, seconds (the first one waits for xDS)")
+    parser.add_argument("--rpc", choices=sorted(RPCS), default="hello",
+                        help="hello: greet.Greeter/SayHello; health: grpc.health.v1.Health/Check")
     parser.add_argument("--xds-creds", action="store_true",
                         help="xDS channel credentials: TLS as the control plane's Cluster says")
     args = parser.parse_args()
@@ -119,15 +147,15 @@ def main():
     else:
         channel = grpc.insecure_channel(args.target)
     with channel:
-        call = channel.unary_unary("/greet.Greeter/SayHello")
+        call = channel.unary_unary(RPCS[args.rpc][0])
         if not args.batches:
-            print(json.dumps(run_batch(call, args.count, args.call_timeout)), flush=True)
+            print(json.dumps(run_batch(call, args.count, args.call_timeout, args.rpc)), flush=True)
             return
         for line in sys.stdin:
             line = line.strip()
             if not line:
                 continue
-            print(json.dumps(run_batch(call, int(line), args.call_timeout)), flush=True)
+            print(json.dumps(run_batch(call, int(line), args.call_timeout, args.rpc)), flush=True)
 
 
 if __name__ == "__main__":

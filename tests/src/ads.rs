@@ -55,6 +55,19 @@ impl AdsStream {
             .unwrap_or_else(|status| panic!("ADS stream refused: {status}"))
     }
 
+    /// Like [`AdsStream::open`], for a client whose node locality is in
+    /// `zone`.
+    pub async fn open_in_zone(channel: Channel, node_id: &str, zone: &str) -> Self {
+        let mut stream = Self::open(channel, node_id).await;
+        if let Some(node) = &mut stream.node {
+            node.locality = Some(envoy_types::pb::envoy::config::core::v3::Locality {
+                zone: zone.to_owned(),
+                ..Default::default()
+            });
+        }
+        stream
+    }
+
     /// Opens a stream on `channel`, or returns the status the server
     /// refused it with.
     pub async fn try_open(channel: Channel, node_id: &str) -> Result<Self, Status> {

@@ -74,6 +74,7 @@ fn service(name: &str, endpoints: &BTreeMap<SocketAddr, EndpointState>) -> Servi
                 .collect(),
         }],
         tls: None,
+        policy: Default::default(),
     }
 }
 

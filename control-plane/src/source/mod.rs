@@ -3,7 +3,8 @@
 //! A source (static configuration, Kubernetes) runs as its own task and
 //! tells the [`Store`](crate::store::Store) about services through a
 //! [`SourceHandle`]: a full replacement after a (re-)sync, single-service
-//! upserts and removals as things change, and its own health. The handle
+//! upserts and removals as things change, its traffic routes, and its own
+//! health. The handle
 //! applies each call synchronously: when it returns, the new state is
 //! published to every xDS stream and to the status API.
 //!
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::model::{ModelError, Service};
+use crate::routes::RouteSet;
 use crate::store::Store;
 
 /// Which kind of source feeds the control plane.
@@ -178,6 +180,15 @@ impl SourceHandle {
     /// whether it was present.
     pub fn remove(&self, name: &str, event: impl Into<String>) -> bool {
         self.store.remove(name, event.into())
+    }
+
+    /// Replaces the source's traffic routes (and says whether it reads
+    /// any) and records `event`. Routes are checked against the services
+    /// served whenever either changes; those that cannot be honoured are
+    /// refused whole and shown by the status API. Returns whether anything
+    /// changed.
+    pub fn set_routes(&self, routes: RouteSet, event: impl Into<String>) -> bool {
+        self.store.set_routes(routes, event.into())
     }
 
     /// Sets the source's state. `error` (for `Degraded` / `Disconnected`)

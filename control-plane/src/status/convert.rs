@@ -6,8 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use proto::controlplane::v1 as pb;
 
 use crate::model::{self, EndpointState};
+use crate::routes::RouteState;
 use crate::source::{SourceState, SourceStatus};
-use crate::store::{ServiceEntry, Snapshot, Store};
+use crate::store::{RoutesView, ServiceEntry, Snapshot, Store};
 use crate::xds::admission::RefusalCounts;
 use crate::xds::registry::ClientView;
 
@@ -91,11 +92,63 @@ pub fn service(store: &Store, entry: &ServiceEntry) -> pb::Service {
         ports: service
             .ports
             .iter()
-            .map(|port| pb::ServicePort {
+            .zip(&entry.resources.ports)
+            .map(|(port, resources)| pb::ServicePort {
                 name: port.name.clone().unwrap_or_default(),
                 port: port.port.into(),
                 cluster: store.naming().cluster_name(&service.name, port.port),
                 endpoints: port.endpoints.iter().map(endpoint).collect(),
+                routes: resources
+                    .routes
+                    .as_ref()
+                    .map(|table| {
+                        let mut names: Vec<String> = Vec::new();
+                        for entry in &table.entries {
+                            let name = entry.origin.split('/').next().unwrap_or_default();
+                            if !names.iter().any(|n| n == name) {
+                                names.push(name.to_owned());
+                            }
+                        }
+                        names
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        lb_policy: service.policy.lb.to_string(),
+        zone_aware: service.is_zone_aware(),
+    }
+}
+
+/// The routes and their support state.
+pub fn routes(view: &RoutesView) -> pb::ListRoutesResponse {
+    pb::ListRoutesResponse {
+        support: Some(pb::RouteSupport {
+            enabled: view.support.enabled,
+            detail: view.support.detail.clone(),
+        }),
+        routes: view
+            .statuses
+            .iter()
+            .map(|status| {
+                let (state, reason) = match &status.state {
+                    RouteState::Accepted => (pb::RouteState::Accepted, String::new()),
+                    RouteState::Refused(reason) => (pb::RouteState::Refused, reason.clone()),
+                    RouteState::NotAttached(reason) => {
+                        (pb::RouteState::NotAttached, reason.clone())
+                    }
+                };
+                pb::Route {
+                    name: status.name.clone(),
+                    state: state as i32,
+                    reason,
+                    attached: status
+                        .attached
+                        .iter()
+                        .map(|(service, port)| format!("{service}:{port}"))
+                        .collect(),
+                    missing_parents: status.missing_parents.clone(),
+                    rules: u32::try_from(status.rules).unwrap_or(u32::MAX),
+                }
             })
             .collect(),
     }

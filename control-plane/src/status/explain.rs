@@ -173,10 +173,12 @@ mod tests {
                         zone: None,
                         instance: None,
                         detail: None,
+                        for_zones: Vec::new(),
                     }],
                 })
                 .collect(),
             tls: None,
+            policy: Default::default(),
         };
         let resources = ServiceResources::build(&service, &naming, 1, None);
         (

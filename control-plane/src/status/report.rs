@@ -82,6 +82,8 @@ pub struct Report {
     pub services: Vec<pb::Service>,
     /// Connected xDS clients.
     pub clients: Vec<pb::Client>,
+    /// Traffic routes; `None` from a control plane too old to report them.
+    pub routes: Option<pb::ListRoutesResponse>,
 }
 
 /// Fetches a report from the control plane at `addr` (`http://host:port`,
@@ -232,10 +234,16 @@ pub async fn fetch(addr: &str, timeout: Duration, tls: Option<&ClientTlsFiles>) 
         .map_err(failed("ListClients"))?
         .into_inner()
         .clients;
+    let routes = match client.list_routes(pb::ListRoutesRequest {}).await {
+        Ok(routes) => Some(routes.into_inner()),
+        Err(status) if status.code() == tonic::Code::Unimplemented => None,
+        Err(status) => return Err(failed("ListRoutes")(status)),
+    };
     Ok(Report {
         info,
         services,
         clients,
+        routes,
     })
 }
 
@@ -270,11 +278,12 @@ pub fn short_type(type_url: &str) -> &str {
 
 impl Report {
     /// The report as one JSON object: `{"info": ..., "services": [...],
-    /// "clients": [...]}`.
+    /// "routes": {...}, "clients": [...]}`.
     pub fn to_json(&self) -> Value {
         json!({
             "info": info_json(&self.info),
             "services": self.services.iter().map(service_json).collect::<Vec<_>>(),
+            "routes": self.routes.as_ref().map(routes_json),
             "clients": self.clients.iter().map(client_json).collect::<Vec<_>>(),
         })
     }
@@ -317,16 +326,45 @@ fn refusals_json(refusals: pb::Refusals) -> Value {
     })
 }
 
+/// A route state as a word.
+pub fn route_state(state: i32) -> &'static str {
+    match pb::RouteState::try_from(state) {
+        Ok(pb::RouteState::Accepted) => "accepted",
+        Ok(pb::RouteState::Refused) => "refused",
+        Ok(pb::RouteState::NotAttached) => "not_attached",
+        Ok(pb::RouteState::Unspecified) | Err(_) => "unknown",
+    }
+}
+
+fn routes_json(routes: &pb::ListRoutesResponse) -> Value {
+    let support = routes.support.clone().unwrap_or_default();
+    json!({
+        "enabled": support.enabled,
+        "detail": support.detail,
+        "routes": routes.routes.iter().map(|route| json!({
+            "name": route.name,
+            "state": route_state(route.state),
+            "reason": route.reason,
+            "attached": route.attached,
+            "missing_parents": route.missing_parents,
+            "rules": route.rules,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 fn service_json(service: &pb::Service) -> Value {
     json!({
         "name": service.name,
         "namespace": service.namespace,
         "version": service.version,
         "updated_at_unix_ms": service.updated_at_unix_ms,
+        "lb_policy": service.lb_policy,
+        "zone_aware": service.zone_aware,
         "ports": service.ports.iter().map(|port| json!({
             "name": port.name,
             "port": port.port,
             "cluster": port.cluster,
+            "routes": port.routes,
             "endpoints": port.endpoints.iter().map(|e| json!({
                 "address": e.address,
                 "port": e.port,

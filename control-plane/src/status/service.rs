@@ -104,6 +104,14 @@ impl ControlPlaneStatus for StatusService {
         Ok(Response::new(pb::ListClientsResponse { clients }))
     }
 
+    async fn list_routes(
+        &self,
+        _request: Request<pb::ListRoutesRequest>,
+    ) -> Result<Response<pb::ListRoutesResponse>, Status> {
+        let snapshot = self.store.snapshot();
+        Ok(Response::new(convert::routes(&snapshot.routes)))
+    }
+
     async fn explain_target(
         &self,
         request: Request<pb::ExplainTargetRequest>,

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proto::controlplane::v1 as pb;
 
-use super::report::{Report, endpoint_state, short_type, source_state};
+use super::report::{Report, endpoint_state, route_state, short_type, source_state};
 
 /// Columns are separated by this many spaces.
 const GAP: usize = 2;
@@ -86,6 +86,8 @@ impl Report {
         out.push('\n');
         self.services_table(&mut out);
         out.push('\n');
+        self.routes_table(&mut out);
+        out.push('\n');
         self.clients_table(&mut out, now);
         out
     }
@@ -160,7 +162,8 @@ impl Report {
             return;
         }
         let mut table = Table::new(&[
-            "SERVICE", "PORT", "VERSION", "ENDPOINT", "STATE", "ZONE", "INSTANCE", "DETAIL",
+            "SERVICE", "PORT", "VERSION", "POLICY", "ENDPOINT", "STATE", "ZONE", "INSTANCE",
+            "DETAIL",
         ]);
         for service in &self.services {
             for port in &service.ports {
@@ -169,7 +172,23 @@ impl Report {
                 } else {
                     format!("{} ({})", port.port, port.name)
                 };
-                let lead = [service.name.clone(), port_label, service.version.clone()];
+                let mut policy = if service.lb_policy.is_empty() {
+                    "round_robin".to_owned()
+                } else {
+                    service.lb_policy.clone()
+                };
+                if service.zone_aware {
+                    policy.push_str(",zone");
+                }
+                if !port.routes.is_empty() {
+                    policy.push_str(&format!(",routes:{}", port.routes.join("+")));
+                }
+                let lead = [
+                    service.name.clone(),
+                    port_label,
+                    service.version.clone(),
+                    policy,
+                ];
                 if port.endpoints.is_empty() {
                     let mut row = lead.to_vec();
                     row.extend(["(no endpoints)".to_owned()]);
@@ -187,6 +206,42 @@ impl Report {
                     table.row(row);
                 }
             }
+        }
+        table.render(out);
+    }
+
+    fn routes_table(&self, out: &mut String) {
+        let Some(routes) = &self.routes else {
+            out.push_str("ROUTES: not reported by this control plane\n");
+            return;
+        };
+        let support = routes.support.clone().unwrap_or_default();
+        if !support.enabled {
+            let _ = writeln!(out, "ROUTES: off ({})", support.detail);
+            return;
+        }
+        if routes.routes.is_empty() {
+            let _ = writeln!(out, "ROUTES: none (from {})", support.detail);
+            return;
+        }
+        let _ = writeln!(out, "routes from {}", support.detail);
+        let mut table = Table::new(&["ROUTE", "STATE", "RULES", "IN FORCE FOR", "DETAIL"]);
+        for route in &routes.routes {
+            let mut detail = route.reason.clone();
+            if !route.missing_parents.is_empty() && !route.attached.is_empty() {
+                detail = format!("missing parents: {}", route.missing_parents.join(", "));
+            }
+            table.row(vec![
+                route.name.clone(),
+                route_state(route.state).to_owned(),
+                route.rules.to_string(),
+                if route.attached.is_empty() {
+                    "-".to_owned()
+                } else {
+                    route.attached.join(",")
+                },
+                or_dash(&detail),
+            ]);
         }
         table.render(out);
     }

@@ -26,6 +26,7 @@ fn service(name: &str, addrs: &[&str]) -> Service {
                 .collect(),
         }],
         tls: None,
+        policy: Default::default(),
     }
 }
 

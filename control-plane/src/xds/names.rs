@@ -108,6 +108,7 @@ mod tests {
                 })
                 .collect(),
             tls: None,
+            policy: Default::default(),
         }
     }
 

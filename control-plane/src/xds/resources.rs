@@ -14,8 +14,12 @@
 //! - Listener: `api_listener` holding an HttpConnectionManager that takes
 //!   its route configuration by RDS over ADS, with the router filter last.
 //! - RouteConfiguration: one virtual host for any domain, prefix `""` to the
-//!   port's Cluster.
-//! - Cluster: `EDS` over ADS, `ROUND_ROBIN`; for a TLS service, a
+//!   port's Cluster; where routes attach to the port, their route table
+//!   instead (`routes.rs`).
+//! - Cluster: `EDS` over ADS, `ROUND_ROBIN` (or, where the service asks,
+//!   `LEAST_REQUEST` with `choice_count` 2, gRPC A48, plus a
+//!   `load_balancing_policy` of least request then round robin, gRPC A52,
+//!   for clients without least request; `cluster.rs`); for a TLS service, a
 //!   `transport_socket` with an `UpstreamTlsContext` as gRPC A29 reads it:
 //!   `tls_certificate_provider_instance` for the identity, and a
 //!   `validation_context` with `ca_certificate_provider_instance` and
@@ -27,53 +31,52 @@
 //!   gets a larger share; ready → HEALTHY, draining → DRAINING, not ready →
 //!   UNHEALTHY (skipped by every client, but counted by ours to explain
 //!   "no ready endpoints"); addresses are unique (the model guarantees it).
+//!   A zone-aware service also gets one variant per zone (`zones.rs`),
+//!   built with the default and served to clients in that zone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy,
-};
+use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
 use envoy_types::pb::envoy::config::core::v3::socket_address::{PortSpecifier, Protocol};
-use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType as TransportSocketConfig;
 use envoy_types::pb::envoy::config::core::v3::{
     Address, AggregatedConfigSource, ApiVersion, ConfigSource, HealthStatus, Locality,
-    SocketAddress, TransportSocket,
+    SocketAddress,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
 };
 use envoy_types::pb::envoy::config::listener::v3::{ApiListener, Listener};
-use envoy_types::pb::envoy::config::route::v3::route::Action;
-use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
-use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
-use envoy_types::pb::envoy::config::route::v3::{
-    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
-};
+use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds,
 };
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateProviderPluginInstance, CertificateValidationContext, CommonTlsContext,
-    UpstreamTlsContext,
-};
-use envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher;
-use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
-use bytes::Bytes;
 use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use envoy_types::util::pack_any;
 
 use super::ResourceType;
 use super::names::Naming;
-use crate::model::{EndpointState, SanMatcher, Service, ServicePort, ServiceTls};
+use crate::model::{Endpoint, EndpointState, Service, ServicePort};
+use crate::routes::RouteTable;
+
+mod cluster;
+mod routes;
+mod zones;
+
+use cluster::cluster;
+
+/// Route tables of a service's ports, by port (only ports with routes in
+/// force are listed).
+pub type PortRoutes = [(u16, Arc<RouteTable>)];
+
+/// Per-zone variants of an assignment, by zone.
+pub type ZoneVariants = BTreeMap<String, Arc<Resource>>;
 
 /// Name of the router filter in the HttpConnectionManager.
 const ROUTER_FILTER: &str = "envoy.filters.http.router";
@@ -106,6 +109,12 @@ pub struct PortResources {
     pub cluster: Arc<Resource>,
     /// ClusterLoadAssignment.
     pub assignment: Arc<Resource>,
+    /// The route table the RouteConfiguration was built from; `None`: the
+    /// default route.
+    pub routes: Option<Arc<RouteTable>>,
+    /// For a zone-aware service: the assignment as clients in each zone get
+    /// it (zone's endpoints first). `None`: every client gets `assignment`.
+    pub zoned: Option<Arc<ZoneVariants>>,
 }
 
 /// Every resource of one service.
@@ -118,19 +127,40 @@ pub struct ServiceResources {
 }
 
 impl ServiceResources {
-    /// Builds the resources of `service` at `revision`. With `previous` (the
-    /// service as last built, and its resources), only what changed is
-    /// rebuilt; the rest is shared.
+    /// Builds the resources of `service` at `revision`, with the default
+    /// route on every port. With `previous` (the service as last built, and
+    /// its resources), only what changed is rebuilt; the rest is shared.
     pub fn build(
         service: &Service,
         naming: &Naming,
         revision: u64,
         previous: Option<(&Service, &ServiceResources)>,
     ) -> Self {
+        Self::build_routed(service, &[], naming, revision, previous)
+    }
+
+    /// Like [`ServiceResources::build`], with the route tables in force
+    /// for the service's ports: a port listed in `routes` gets its table as
+    /// its RouteConfiguration.
+    pub fn build_routed(
+        service: &Service,
+        routes: &PortRoutes,
+        naming: &Naming,
+        revision: u64,
+        previous: Option<(&Service, &ServiceResources)>,
+    ) -> Self {
         let same_ports = previous.is_some_and(|(old, _)| {
-            port_keys(old).eq(port_keys(service)) && old.tls == service.tls
+            port_keys(old).eq(port_keys(service))
+                && old.tls == service.tls
+                && old.policy == service.policy
         });
         let previous = previous.filter(|_| same_ports);
+        let table_of = |port: u16| {
+            routes
+                .iter()
+                .find(|(p, _)| *p == port)
+                .map(|(_, table)| table.clone())
+        };
 
         let ports = service
             .ports
@@ -138,31 +168,50 @@ impl ServiceResources {
             .enumerate()
             .map(|(i, port)| {
                 let cluster_name = naming.cluster_name(&service.name, port.port);
+                let table = table_of(port.port);
+                let route_for = |table: &Option<Arc<RouteTable>>| {
+                    Arc::new(route(&cluster_name, table.as_deref(), naming, revision))
+                };
                 match previous {
                     Some((old_service, old)) => {
                         let old_port = &old.ports[i];
-                        let assignment = if old_service.ports[i].endpoints == port.endpoints {
-                            old_port.assignment.clone()
+                        let (assignment, zoned) =
+                            if old_service.ports[i].endpoints == port.endpoints {
+                                (old_port.assignment.clone(), old_port.zoned.clone())
+                            } else {
+                                assignments(service, &cluster_name, port, revision)
+                            };
+                        let route = if old_port.routes == table {
+                            old_port.route.clone()
                         } else {
-                            Arc::new(assignment(&cluster_name, port, revision))
+                            route_for(&table)
                         };
                         PortResources {
                             assignment,
+                            zoned,
+                            route,
+                            routes: table,
                             ..old_port.clone()
                         }
                     }
-                    None => PortResources {
-                        port: port.port,
-                        route: Arc::new(route(&cluster_name, revision)),
-                        cluster: Arc::new(cluster(
-                            &cluster_name,
-                            service.tls.as_ref(),
-                            &naming.tls_provider_instance,
-                            revision,
-                        )),
-                        assignment: Arc::new(assignment(&cluster_name, port, revision)),
-                        cluster_name,
-                    },
+                    None => {
+                        let (assignment, zoned) =
+                            assignments(service, &cluster_name, port, revision);
+                        PortResources {
+                            port: port.port,
+                            route: route_for(&table),
+                            routes: table,
+                            cluster: Arc::new(cluster(
+                                &cluster_name,
+                                service,
+                                &naming.tls_provider_instance,
+                                revision,
+                            )),
+                            assignment,
+                            zoned,
+                            cluster_name,
+                        }
+                    }
                 }
             })
             .collect();
@@ -184,6 +233,14 @@ impl ServiceResources {
         Self { listeners, ports }
     }
 
+    /// The route tables the resources were built with, by port.
+    pub fn routes(&self) -> Vec<(u16, Arc<RouteTable>)> {
+        self.ports
+            .iter()
+            .filter_map(|p| Some((p.port, p.routes.clone()?)))
+            .collect()
+    }
+
     /// The resource of type `kind` named `name`, if this service has it.
     pub fn get(&self, kind: ResourceType, name: &str) -> Option<&Arc<Resource>> {
         match kind {
@@ -191,6 +248,24 @@ impl ServiceResources {
             ResourceType::RouteConfiguration => self.port(name).map(|p| &p.route),
             ResourceType::Cluster => self.port(name).map(|p| &p.cluster),
             ResourceType::ClusterLoadAssignment => self.port(name).map(|p| &p.assignment),
+        }
+    }
+
+    /// Like [`ServiceResources::get`], for a client in `zone`: an
+    /// assignment of a zone-aware service comes in that zone's variant.
+    pub fn get_in_zone(
+        &self,
+        kind: ResourceType,
+        name: &str,
+        zone: &str,
+    ) -> Option<&Arc<Resource>> {
+        if kind != ResourceType::ClusterLoadAssignment || zone.is_empty() {
+            return self.get(kind, name);
+        }
+        let port = self.port(name)?;
+        match &port.zoned {
+            Some(variants) => variants.get(zone).or(Some(&port.assignment)),
+            None => Some(&port.assignment),
         }
     }
 
@@ -257,91 +332,29 @@ fn listener(name: &str, route_name: &str, revision: u64) -> Resource {
     resource(name, revision, pack_any(listener))
 }
 
-fn route(cluster_name: &str, revision: u64) -> Resource {
+/// The RouteConfiguration of one Service port: its route table, or the
+/// default route to its own Cluster.
+fn route(
+    cluster_name: &str,
+    table: Option<&RouteTable>,
+    naming: &Naming,
+    revision: u64,
+) -> Resource {
+    let routes = match table {
+        Some(table) => routes::routes(table, naming),
+        None => vec![routes::default_route(cluster_name)],
+    };
     let config = RouteConfiguration {
         name: cluster_name.to_owned(),
         virtual_hosts: vec![VirtualHost {
             name: cluster_name.to_owned(),
             domains: vec!["*".to_owned()],
-            routes: vec![Route {
-                r#match: Some(RouteMatch {
-                    path_specifier: Some(PathSpecifier::Prefix(String::new())),
-                    ..Default::default()
-                }),
-                action: Some(Action::Route(RouteAction {
-                    cluster_specifier: Some(ClusterSpecifier::Cluster(cluster_name.to_owned())),
-                    ..Default::default()
-                })),
-                ..Default::default()
-            }],
+            routes,
             ..Default::default()
         }],
         ..Default::default()
     };
     resource(cluster_name, revision, pack_any(config))
-}
-
-/// Name of the TLS transport socket (gRPC checks only the type of its
-/// config, Envoy the name).
-const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
-
-fn cluster(
-    cluster_name: &str,
-    tls: Option<&ServiceTls>,
-    provider_instance: &str,
-    revision: u64,
-) -> Resource {
-    let cluster = Cluster {
-        transport_socket: tls.map(|tls| transport_socket(tls, provider_instance)),
-        name: cluster_name.to_owned(),
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
-        eds_cluster_config: Some(EdsClusterConfig {
-            eds_config: Some(ads()),
-            service_name: cluster_name.to_owned(),
-        }),
-        lb_policy: LbPolicy::RoundRobin as i32,
-        ..Default::default()
-    };
-    resource(cluster_name, revision, pack_any(cluster))
-}
-
-/// The `UpstreamTlsContext` of a TLS service, in the one form gRPC's
-/// clients honour. `match_subject_alt_names` is deprecated in Envoy in
-/// favour of `match_typed_subject_alt_names`, which grpcio ACKs and then
-/// ignores (no SAN check at all): the deprecated field is the safe one.
-#[allow(deprecated)]
-pub(crate) fn upstream_tls_context(
-    tls: &ServiceTls,
-    provider_instance: &str,
-) -> UpstreamTlsContext {
-    let instance = || CertificateProviderPluginInstance {
-        instance_name: provider_instance.to_owned(),
-        certificate_name: String::new(),
-    };
-    let matchers = tls.subject_alt_names.iter().map(string_matcher).collect();
-    UpstreamTlsContext {
-        common_tls_context: Some(CommonTlsContext {
-            tls_certificate_provider_instance: Some(instance()),
-            validation_context_type: Some(ValidationContextType::ValidationContext(
-                CertificateValidationContext {
-                    ca_certificate_provider_instance: Some(instance()),
-                    match_subject_alt_names: matchers,
-                    ..Default::default()
-                },
-            )),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn transport_socket(tls: &ServiceTls, provider_instance: &str) -> TransportSocket {
-    TransportSocket {
-        name: TLS_TRANSPORT_SOCKET.to_owned(),
-        config_type: Some(TransportSocketConfig::TypedConfig(pack_any(
-            upstream_tls_context(tls, provider_instance),
-        ))),
-    }
 }
 
 fn health(state: EndpointState) -> HealthStatus {
@@ -352,17 +365,44 @@ fn health(state: EndpointState) -> HealthStatus {
     }
 }
 
-fn assignment(cluster_name: &str, port: &ServicePort, revision: u64) -> Resource {
-    let mut zones: BTreeMap<&str, LocalityLbEndpoints> = BTreeMap::new();
+/// The assignment of `port`, and its per-zone variants when `service` is
+/// zone-aware.
+fn assignments(
+    service: &Service,
+    cluster_name: &str,
+    port: &ServicePort,
+    revision: u64,
+) -> (Arc<Resource>, Option<Arc<ZoneVariants>>) {
+    let assignment = Arc::new(assignment(cluster_name, port, revision, |_| 0));
+    let zoned = service
+        .is_zone_aware()
+        .then(|| Arc::new(zones::variants(cluster_name, port, revision)));
+    (assignment, zoned)
+}
+
+/// The assignment of `port`: one locality per (priority, zone), the
+/// priority of each endpoint from `priority` (0 for all but zone
+/// variants).
+fn assignment(
+    cluster_name: &str,
+    port: &ServicePort,
+    revision: u64,
+    priority: impl Fn(&Endpoint) -> u32,
+) -> Resource {
+    let mut zones: BTreeMap<(u32, &str), LocalityLbEndpoints> = BTreeMap::new();
     for endpoint in &port.endpoints {
         let zone = endpoint.zone.as_deref().unwrap_or_default();
-        let locality = zones.entry(zone).or_insert_with(|| LocalityLbEndpoints {
-            locality: Some(Locality {
-                zone: zone.to_owned(),
+        let priority = priority(endpoint);
+        let locality = zones
+            .entry((priority, zone))
+            .or_insert_with(|| LocalityLbEndpoints {
+                locality: Some(Locality {
+                    zone: zone.to_owned(),
+                    ..Default::default()
+                }),
+                priority,
                 ..Default::default()
-            }),
-            ..Default::default()
-        });
+            });
         locality.lb_endpoints.push(LbEndpoint {
             host_identifier: Some(HostIdentifier::Endpoint(EnvoyEndpoint {
                 address: Some(Address {
@@ -402,24 +442,6 @@ fn assignment(cluster_name: &str, port: &ServicePort, revision: u64) -> Resource
 }
 
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 mod tests;
-
-/// One SAN matcher as an xDS `StringMatcher`.
-fn string_matcher(matcher: &SanMatcher) -> StringMatcher {
-    let (pattern, ignore_case) = match matcher {
-        SanMatcher::IgnoreCase(inner) => (inner.as_ref(), true),
-        other => (other, false),
-    };
-    let match_pattern = match pattern {
-        SanMatcher::Exact(value) => MatchPattern::Exact(value.clone()),
-        SanMatcher::Prefix(value) => MatchPattern::Prefix(value.clone()),
-        SanMatcher::Suffix(value) => MatchPattern::Suffix(value.clone()),
-        SanMatcher::Contains(value) => MatchPattern::Contains(value.clone()),
-        // `ignoring_case` never nests.
-        SanMatcher::IgnoreCase(inner) => return string_matcher(inner),
-    };
-    StringMatcher {
-        match_pattern: Some(match_pattern),
-        ignore_case,
-    }
-}

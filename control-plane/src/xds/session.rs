@@ -327,10 +327,12 @@ impl Session {
         now: SystemTime,
     ) -> Option<Outgoing> {
         let state = self.types[kind.index()].as_mut()?;
-        if mode == Mode::Update && holds_current(state, kind, snapshot) {
+        let zone = self.node.as_ref().map_or("", |node| node.zone.as_str());
+        if mode == Mode::Update && holds_current(state, kind, snapshot, zone) {
             return None;
         }
-        let view = current_view(state, kind, snapshot);
+        let zone = self.node.as_ref().map_or("", |node| node.zone.as_str());
+        let view = current_view(state, kind, snapshot, zone);
         let gone = state
             .sent
             .keys()
@@ -422,11 +424,13 @@ fn subscription(kind: ResourceType, names: &[String], explicit: bool) -> (Names,
     (Names::listed(names), star || legacy_wildcard)
 }
 
-/// Every subscribed resource that exists in `snapshot`, by name.
+/// Every subscribed resource that exists in `snapshot`, by name, as a
+/// client in `zone` gets it.
 fn current_view<'s>(
     state: &TypeState,
     kind: ResourceType,
     snapshot: &'s Snapshot,
+    zone: &str,
 ) -> BTreeMap<&'s str, &'s Arc<Resource>> {
     let mut view = BTreeMap::new();
     if state.wildcard {
@@ -435,7 +439,7 @@ fn current_view<'s>(
         }
     }
     for name in &state.names.0 {
-        if let Some(resource) = snapshot.get(kind, name) {
+        if let Some(resource) = snapshot.get_in_zone(kind, name, zone) {
             view.insert(resource.name.as_str(), resource);
         }
     }
@@ -446,13 +450,13 @@ fn current_view<'s>(
 /// `snapshot` (so an update has nothing to send), checked without building
 /// the view: most snapshots change one service, and every stream checks
 /// every type against each. `false` means "not sure": build the view.
-fn holds_current(state: &TypeState, kind: ResourceType, snapshot: &Snapshot) -> bool {
+fn holds_current(state: &TypeState, kind: ResourceType, snapshot: &Snapshot, zone: &str) -> bool {
     if state.wildcard {
         return false;
     }
     let mut present = 0;
     for name in &state.names.0 {
-        if let Some(resource) = snapshot.get(kind, name) {
+        if let Some(resource) = snapshot.get_in_zone(kind, name, zone) {
             if resource.name != *name || state.sent.get(name) != Some(&resource.revision) {
                 return false;
             }

@@ -11,6 +11,8 @@
 //! - `python.rs`, `go.rs`, `java.rs`: install or build each client once per
 //!   test process, cached under `target/` across runs.
 //! - `scenarios.rs`: the scenarios every language runs.
+//! - `traffic.rs`: traffic policy scenarios (routes, weights, zones,
+//!   least request).
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -18,6 +20,7 @@ pub mod go;
 pub mod java;
 pub mod python;
 pub mod scenarios;
+pub mod traffic;
 
 use std::hash::{DefaultHasher, Hasher};
 use std::net::SocketAddr;
@@ -212,6 +215,18 @@ impl Bootstrap {
         test: &str,
         certificates: Option<&CertificateFiles>,
     ) -> Self {
+        Self::write_in_zone(control_plane, language, test, certificates, "local")
+    }
+
+    /// Like [`Bootstrap::write_with`], for a client whose node locality is
+    /// in `zone`.
+    pub fn write_in_zone(
+        control_plane: SocketAddr,
+        language: Language,
+        test: &str,
+        certificates: Option<&CertificateFiles>,
+        zone: &str,
+    ) -> Self {
         let dir = target_dir().join("interop-tmp");
         std::fs::create_dir_all(&dir).expect("create target/interop-tmp");
         let node_id = format!("interop-{}-{test}", language.name());
@@ -225,7 +240,7 @@ impl Bootstrap {
             "node": {
                 "id": node_id,
                 "cluster": "interop",
-                "locality": {"zone": "local"},
+                "locality": {"zone": zone},
             },
         });
         let mut bootstrap = bootstrap;

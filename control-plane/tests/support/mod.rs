@@ -115,6 +115,7 @@ pub fn service(name: &str, endpoints: &[(&str, EndpointState)]) -> Service {
                 .collect(),
         }],
         tls: None,
+        policy: Default::default(),
     }
 }
 

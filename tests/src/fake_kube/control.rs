@@ -273,6 +273,39 @@ impl FakeKube {
         removed
     }
 
+    /// Creates or replaces a GRPCRoute given as JSON (its namespace
+    /// defaults to [`DEFAULT_NAMESPACE`]); `apiVersion` and `kind` are
+    /// filled in. Returns it as stored.
+    pub fn apply_grpc_route(&self, mut route: Value) -> Value {
+        route["apiVersion"] = Resource::GrpcRoutes.api_version().into();
+        route["kind"] = Resource::GrpcRoutes.kind().into();
+        self.apply_raw(Resource::GrpcRoutes, route)
+    }
+
+    /// Deletes GRPCRoute `namespace/name`; returns whether it existed.
+    pub fn delete_grpc_route(&self, namespace: &str, name: &str) -> bool {
+        let mut store = self.shared.store.lock().expect("store lock");
+        store
+            .delete(&Key {
+                resource: Resource::GrpcRoutes,
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })
+            .is_some()
+    }
+
+    /// Installs or uninstalls the GRPCRoute CRD: while it is not installed
+    /// (the default), every GRPCRoute URL answers 404, as in a cluster
+    /// without the Gateway API; objects stored meanwhile stay and show up
+    /// once it is installed.
+    pub fn set_grpc_routes_installed(&self, installed: bool) {
+        self.shared.grpc_routes.store(installed, Ordering::SeqCst);
+        if !installed {
+            // Open watches end, as when a CRD is deleted.
+            self.drop_watches();
+        }
+    }
+
     /// The newest resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.shared

@@ -1,7 +1,7 @@
 //! A fake Kubernetes API server that speaks the real protocol over HTTP/1.1,
 //! for driving the real `kube::Client` and `kube::runtime::watcher` in tests.
 //!
-//! It serves Services and EndpointSlices: LIST with label/field selectors,
+//! It serves Services, EndpointSlices and (once "installed") GRPCRoutes: LIST with label/field selectors,
 //! `limit` + `continue` pagination and a list resourceVersion; WATCH as a
 //! chunked stream of newline-delimited JSON events resuming from a
 //! resourceVersion, with BOOKMARKs when asked and an ERROR 410 Expired event

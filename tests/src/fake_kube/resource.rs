@@ -13,17 +13,27 @@ pub enum Resource {
     /// `discovery.k8s.io/v1` `EndpointSlice`, under
     /// `/apis/discovery.k8s.io/v1/.../endpointslices`.
     EndpointSlices,
+    /// `gateway.networking.k8s.io/v1` `GRPCRoute` (a CRD: served only while
+    /// [`FakeKube::set_grpc_routes_installed`](super::FakeKube::set_grpc_routes_installed)
+    /// says so, else 404 like a cluster without the Gateway API), under
+    /// `/apis/gateway.networking.k8s.io/v1/.../grpcroutes`.
+    GrpcRoutes,
 }
 
 impl Resource {
     /// Every resource type served.
-    pub const ALL: [Resource; 2] = [Resource::Services, Resource::EndpointSlices];
+    pub const ALL: [Resource; 3] = [
+        Resource::Services,
+        Resource::EndpointSlices,
+        Resource::GrpcRoutes,
+    ];
 
     /// The URL prefix of the API group version (`/api/v1`, `/apis/<group>/<version>`).
     pub fn group_prefix(self) -> &'static str {
         match self {
             Resource::Services => "/api/v1",
             Resource::EndpointSlices => "/apis/discovery.k8s.io/v1",
+            Resource::GrpcRoutes => "/apis/gateway.networking.k8s.io/v1",
         }
     }
 
@@ -32,6 +42,7 @@ impl Resource {
         match self {
             Resource::Services => "services",
             Resource::EndpointSlices => "endpointslices",
+            Resource::GrpcRoutes => "grpcroutes",
         }
     }
 
@@ -40,6 +51,7 @@ impl Resource {
         match self {
             Resource::Services => "v1",
             Resource::EndpointSlices => "discovery.k8s.io/v1",
+            Resource::GrpcRoutes => "gateway.networking.k8s.io/v1",
         }
     }
 
@@ -48,6 +60,7 @@ impl Resource {
         match self {
             Resource::Services => "Service",
             Resource::EndpointSlices => "EndpointSlice",
+            Resource::GrpcRoutes => "GRPCRoute",
         }
     }
 
@@ -56,6 +69,7 @@ impl Resource {
         match self {
             Resource::Services => "ServiceList",
             Resource::EndpointSlices => "EndpointSliceList",
+            Resource::GrpcRoutes => "GRPCRouteList",
         }
     }
 

@@ -10,7 +10,8 @@
 //! - `/version`: a version document.
 //!
 //! Everything else is a 404 `Status`, every method but GET a 405, as the real
-//! server answers them.
+//! server answers them; so are GRPCRoutes while their CRD is "not
+//! installed".
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) open_watches: AtomicUsize,
     /// Cancelled to close every open connection; replaced afterwards.
     pub(crate) connections: Mutex<CancellationToken>,
+    /// Whether the GRPCRoute CRD is installed (else its URLs answer 404).
+    pub(crate) grpc_routes: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -148,11 +151,16 @@ async fn handle(
             &json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake", "platform": "linux/amd64"}),
         ));
     }
-    let Some((resource, namespace, name)) = route else {
+    let installed =
+        |resource| resource != Resource::GrpcRoutes || shared.grpc_routes.load(Ordering::SeqCst);
+    let Some((resource, namespace, name)) = route.filter(|(resource, _, _)| installed(*resource))
+    else {
+        // As a real server answers for a resource type it does not have
+        // (a CRD not installed): a bare 404.
         return Ok(status(
             StatusCode::NOT_FOUND,
             "NotFound",
-            &format!("the server could not find the requested resource ({path})"),
+            "the server could not find the requested resource",
         ));
     };
     let labels = match LabelSelector::parse(param("labelSelector").unwrap_or("")) {

@@ -7,6 +7,8 @@
 //! - `build.rs`: the pinned binaries, built once per machine from the Go
 //!   module proxy (wrapper modules under `tests/kube/`) and cached under
 //!   `$HOME/.cache/xds-balancer-tests/kube/`.
+//! - [`gateway_api`]: the Gateway API's GRPCRoute CRD from the pinned
+//!   `sigs.k8s.io/gateway-api` module, and installing a CRD.
 //! - this file: [`Cluster`], the processes of one test and their files (a
 //!   temporary directory: etcd's data, the API server's self-signed serving
 //!   certificate, the service-account key, the static token file and one
@@ -27,6 +29,7 @@
 //! `SKIP_KUBE_APISERVER=1` is set (CI never sets it).
 
 mod build;
+pub mod gateway_api;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -6,12 +6,15 @@ use std::collections::BTreeSet;
 use crate::repo::{Manifest, Object, deployments, pod_of};
 
 /// What the control plane's Kubernetes source reads (see
-/// control-plane/src/source/kubernetes/mod.rs): Services and
-/// EndpointSlices of its namespace. It lists and watches them; `get` (one
+/// control-plane/src/source/kubernetes/mod.rs): Services, EndpointSlices
+/// and GRPCRoutes of its namespace. It lists and watches them; `get` (one
 /// object by name) is granted too, as the deployment contract asks: it
 /// reads nothing more.
-pub(crate) const GRANTS: [(&str, &str); 2] =
-    [("", "services"), ("discovery.k8s.io", "endpointslices")];
+pub(crate) const GRANTS: [(&str, &str); 3] = [
+    ("", "services"),
+    ("discovery.k8s.io", "endpointslices"),
+    ("gateway.networking.k8s.io", "grpcroutes"),
+];
 const VERBS: [&str; 3] = ["get", "list", "watch"];
 
 /// Exactly one Role, granting exactly get/list/watch on [`GRANTS`], bound

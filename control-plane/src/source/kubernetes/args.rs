@@ -43,6 +43,19 @@ pub struct KubernetesArgs {
         value_parser = positive_duration
     )]
     pub backoff_max: Duration,
+
+    /// While the cluster has no GRPCRoute API (the Gateway API CRDs are not
+    /// installed, or the Role does not grant them), how often to look for
+    /// it again. Routes are off meanwhile and `status` says why; CRDs
+    /// installed later take effect within this. Examples: 30s, 5m.
+    #[arg(
+        long = "kube-route-recheck",
+        env = "CONTROL_PLANE_KUBE_ROUTE_RECHECK",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = positive_duration
+    )]
+    pub route_recheck: Duration,
 }
 
 impl Default for KubernetesArgs {
@@ -52,6 +65,7 @@ impl Default for KubernetesArgs {
         Self {
             watch_timeout: config.watch_timeout,
             backoff_max: config.backoff_max,
+            route_recheck: config.route_recheck,
         }
     }
 }
@@ -64,6 +78,7 @@ impl KubernetesArgs {
         defaults
             .watch_timeout(self.watch_timeout)
             .backoff(initial, self.backoff_max)
+            .route_recheck(self.route_recheck)
     }
 }
 

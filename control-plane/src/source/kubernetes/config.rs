@@ -131,6 +131,9 @@ pub struct WatchConfig {
     /// Longest wait between attempts (the wait doubles from the first, with
     /// jitter).
     pub backoff_max: Duration,
+    /// While the GRPCRoute API is not installed (or not granted), how often
+    /// to look for it again.
+    pub route_recheck: Duration,
 }
 
 impl Default for WatchConfig {
@@ -144,6 +147,9 @@ impl Default for WatchConfig {
             backoff_initial: Duration::from_millis(500),
             // An API server outage is noticed and healed within ~10 s.
             backoff_max: Duration::from_secs(10),
+            // CRDs installed later take effect within half a minute, for
+            // one cheap request.
+            route_recheck: Duration::from_secs(30),
         }
     }
 }
@@ -160,6 +166,13 @@ impl WatchConfig {
     #[must_use]
     pub fn page_size(mut self, page_size: u32) -> Self {
         self.page_size = page_size;
+        self
+    }
+
+    /// Sets how often to look again for a missing GRPCRoute API.
+    #[must_use]
+    pub fn route_recheck(mut self, every: Duration) -> Self {
+        self.route_recheck = every;
         self
     }
 

@@ -29,13 +29,19 @@
 //!   exact, or a prefix with a trailing `*`; setting it alone also marks
 //!   the service TLS). Any value of [`TLS_ANNOTATION`] but `"false"` turns
 //!   TLS on (a typo never downgrades a service to plaintext).
+//! - [`LB_POLICY_ANNOTATION`] picks the load-balancing policy
+//!   (`round_robin`, the default, or `least_request`); an unknown value is
+//!   logged and ignored.
+//! - `spec.trafficDistribution: PreferClose` (or its newer name
+//!   `PreferSameZone`) makes the service zone-aware, and so do endpoint
+//!   hints (`hints.forZones`), which are kept per endpoint.
 
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::Service as KubeService;
 use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
 
-use crate::model::{self, EndpointState, SanMatcher, ServiceTls};
+use crate::model::{self, EndpointState, LbPolicy, SanMatcher, ServiceTls, TrafficPolicy};
 
 /// Service annotation marking a service TLS: `"true"`.
 pub const TLS_ANNOTATION: &str = "grpc-lb.io/tls";
@@ -43,6 +49,10 @@ pub const TLS_ANNOTATION: &str = "grpc-lb.io/tls";
 /// certificates: comma-separated, exact or with a trailing `*` for a
 /// prefix. Absent or empty: any certificate from the clients' CA.
 pub const TLS_SANS_ANNOTATION: &str = "grpc-lb.io/tls-subject-alt-names";
+
+/// Service annotation choosing how clients pick endpoints: `round_robin`
+/// (the default) or `least_request`.
+pub const LB_POLICY_ANNOTATION: &str = "grpc-lb.io/lb-policy";
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -61,6 +71,8 @@ pub(crate) struct ServiceInfo {
     pub(crate) problems: Vec<String>,
     /// TLS as its annotations say.
     pub(crate) tls: Option<ServiceTls>,
+    /// Load balancing and zone preference.
+    pub(crate) policy: TrafficPolicy,
 }
 
 /// What serving needs of an EndpointSlice.
@@ -85,6 +97,8 @@ pub(crate) struct EndpointInfo {
     /// Pod name (from `targetRef`), else the endpoint's hostname.
     pub(crate) instance: Option<String>,
     pub(crate) detail: Option<String>,
+    /// `hints.forZones`.
+    pub(crate) for_zones: Vec<String>,
 }
 
 fn is_tcp(protocol: Option<&str>) -> bool {
@@ -133,11 +147,37 @@ pub(crate) fn service_info(service: &KubeService) -> Result<ServiceInfo, Skip> {
         return Err(Skip(format!("Service {name} has no TCP ports")));
     }
     let tls = service_tls(service, &mut problems);
+    let policy = TrafficPolicy {
+        lb: lb_policy(service, &mut problems),
+        prefer_close: matches!(
+            spec.traffic_distribution.as_deref(),
+            Some("PreferClose" | "PreferSameZone")
+        ),
+    };
     Ok(ServiceInfo {
         name,
         ports,
         problems,
         tls,
+        policy,
+    })
+}
+
+/// The load-balancing policy in a Service's annotations.
+fn lb_policy(service: &KubeService, problems: &mut Vec<String>) -> LbPolicy {
+    let Some(value) = service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(LB_POLICY_ANNOTATION))
+    else {
+        return LbPolicy::default();
+    };
+    LbPolicy::from_name(value).unwrap_or_else(|| {
+        problems.push(format!(
+            "{LB_POLICY_ANNOTATION} is {value:?}, not round_robin or least_request: using round_robin"
+        ));
+        LbPolicy::default()
     })
 }
 
@@ -270,6 +310,13 @@ pub(crate) fn slice_info(slice: &EndpointSlice) -> Result<SliceInfo, Skip> {
             zone: endpoint.zone.clone().filter(|z| !z.is_empty()),
             instance,
             detail,
+            for_zones: endpoint
+                .hints
+                .iter()
+                .flat_map(|h| h.for_zones.iter().flatten())
+                .map(|z| z.name.clone())
+                .filter(|z| !z.is_empty())
+                .collect(),
         });
     }
     Ok(SliceInfo {
@@ -306,6 +353,7 @@ pub(crate) fn build<'a>(
                         zone: e.zone.clone(),
                         instance: e.instance.clone(),
                         detail: e.detail.clone(),
+                        for_zones: e.for_zones.clone(),
                     }))
                 })
                 .flatten()
@@ -322,6 +370,7 @@ pub(crate) fn build<'a>(
         namespace: namespace.to_owned(),
         ports,
         tls: service.tls.clone(),
+        policy: service.policy,
     }
 }
 

@@ -23,20 +23,33 @@
 //! (timeout, a dropped connection) are resumed by kube-runtime from the
 //! last resourceVersion, without a list.
 //!
-//! Permissions needed: `list` and `watch` on `services` (core) and
-//! `endpointslices` (`discovery.k8s.io`) in the namespace served.
+//! Routes: a third watcher follows `GRPCRoute`s (Gateway API) whose
+//! parents are Services of the namespace (`route_watch.rs`, `routes.rs`).
+//! Where the API is not installed (or not granted), routes are off, the
+//! status API says why, and the API is looked for again every
+//! `route_recheck`. The source reports itself connected only once routes
+//! are listed or known to be off, so clients never see a Service's default
+//! route before its routes.
+//!
+//! Permissions needed: `list` and `watch` on `services` (core),
+//! `endpointslices` (`discovery.k8s.io`) and, for routes, `grpcroutes`
+//! (`gateway.networking.k8s.io`) in the namespace served.
 //!
 //! # Layout
 //!
 //! - [`args`]: the command-line options ([`KubernetesArgs`]).
 //! - [`config`]: namespace resolution, client set-up, watch settings.
 //! - [`mapping`]: Kubernetes objects → the model (pure).
+//! - [`routes`]: GRPCRoutes → the model's routes (pure).
+//! - `route_watch`: the GRPCRoute watcher and its table.
 //! - `state`: the state machine deciding what to publish (pure).
 //! - this module: the watcher task.
 
 pub mod args;
 pub mod config;
 pub mod mapping;
+mod route_watch;
+pub mod routes;
 mod state;
 
 use std::collections::BTreeSet;
@@ -45,24 +58,25 @@ use std::fmt;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service as KubeService;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 pub use args::KubernetesArgs;
 pub use config::{Error, WatchConfig, client_from_environment, resolve_namespace, running_in_pod};
-pub use mapping::SERVICE_NAME_LABEL;
+pub use mapping::{LB_POLICY_ANNOTATION, SERVICE_NAME_LABEL};
 
 use self::mapping::Skip;
 use self::state::{Action, Change, State};
 use crate::source::{SourceHandle, SourceState};
 
-/// The two watched resource types.
+/// The watched resource types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
     Services,
     EndpointSlices,
+    GrpcRoutes,
 }
 
 impl fmt::Display for Kind {
@@ -70,6 +84,7 @@ impl fmt::Display for Kind {
         f.write_str(match self {
             Kind::Services => "Services",
             Kind::EndpointSlices => "EndpointSlices",
+            Kind::GrpcRoutes => "GRPCRoutes",
         })
     }
 }
@@ -83,6 +98,8 @@ enum Input {
         /// A 410 Gone: list again at once; not an outage.
         expired: bool,
     },
+    /// The GRPCRoute API is not available, for this reason.
+    RoutesOff(String),
 }
 
 /// Watches Services and EndpointSlices in the handle's namespace and
@@ -99,9 +116,19 @@ pub async fn run(client: kube::Client, config: WatchConfig, handle: SourceHandle
             &ApiResource::erase::<KubeService>(&()),
         );
         let slices = Api::<DynamicObject>::namespaced_with(
-            client,
+            client.clone(),
             &namespace,
             &ApiResource::erase::<EndpointSlice>(&()),
+        );
+        let gvk = GroupVersionKind::gvk(
+            routes::GATEWAY_GROUP,
+            routes::GATEWAY_VERSION,
+            routes::GRPC_ROUTE_KIND,
+        );
+        let grpc_routes = Api::<DynamicObject>::namespaced_with(
+            client,
+            &namespace,
+            &ApiResource::from_gvk_with_plural(&gvk, routes::GRPC_ROUTE_PLURAL),
         );
         let base = watcher::Config::default()
             .timeout(
@@ -111,10 +138,17 @@ pub async fn run(client: kube::Client, config: WatchConfig, handle: SourceHandle
             )
             .page_size(config.page_size);
         let slice_config = base.clone().labels(SERVICE_NAME_LABEL);
-        tracing::info!("watching Services and EndpointSlices");
+        tracing::info!("watching Services, EndpointSlices and GRPCRoutes");
         tokio::join!(
-            watch(services, base, Kind::Services, tx.clone(), &config),
-            watch(slices, slice_config, Kind::EndpointSlices, tx, &config),
+            watch(services, base.clone(), Kind::Services, tx.clone(), &config),
+            watch(
+                slices,
+                slice_config,
+                Kind::EndpointSlices,
+                tx.clone(),
+                &config
+            ),
+            route_watch::watch(grpc_routes, base, tx, &config),
             process(rx, handle),
         );
     }
@@ -168,6 +202,7 @@ async fn watch(
 /// the source status.
 async fn process(mut rx: mpsc::Receiver<Input>, handle: SourceHandle) {
     let mut state = State::new(handle.namespace());
+    let mut routes = route_watch::Routes::new(handle.namespace());
     // Watchers that failed and have not completed a list since.
     let mut failing = BTreeSet::new();
     while let Some(input) = rx.recv().await {
@@ -180,15 +215,31 @@ async fn process(mut rx: mpsc::Receiver<Input>, handle: SourceHandle) {
                         .map_or_else(Vec::new, |change| state.on_service(change)),
                     Kind::EndpointSlices => decode(event, mapping::slice_info)
                         .map_or_else(Vec::new, |change| state.on_slice(change)),
+                    Kind::GrpcRoutes => {
+                        if let Some(reason) = routes.on_event(event) {
+                            handle.set_routes(routes.set(), reason);
+                        }
+                        Vec::new()
+                    }
                 };
                 for action in actions {
                     apply(&handle, action);
                 }
                 if listed {
                     failing.remove(&kind);
-                    if failing.is_empty() && state.is_synced() {
+                    if failing.is_empty() && state.is_synced() && routes.ready {
                         handle.set_state(SourceState::Connected, None);
                     }
+                }
+            }
+            Input::RoutesOff(reason) => {
+                if routes.off(reason.clone()) {
+                    tracing::info!(%reason, "routes are off");
+                    handle.set_routes(routes.set(), "GRPCRoutes unavailable".to_owned());
+                }
+                failing.remove(&Kind::GrpcRoutes);
+                if failing.is_empty() && state.is_synced() {
+                    handle.set_state(SourceState::Connected, None);
                 }
             }
             Input::Failed {
@@ -197,9 +248,10 @@ async fn process(mut rx: mpsc::Receiver<Input>, handle: SourceHandle) {
                 expired,
             } => {
                 match kind {
-                    Kind::Services => state.on_service(Change::Failed),
-                    Kind::EndpointSlices => state.on_slice(Change::Failed),
-                };
+                    Kind::Services => drop(state.on_service(Change::Failed)),
+                    Kind::EndpointSlices => drop(state.on_slice(Change::Failed)),
+                    Kind::GrpcRoutes => routes.failed(),
+                }
                 if expired {
                     tracing::info!(%kind, %error, "resourceVersion expired; listing again");
                 } else {

@@ -209,5 +209,6 @@ pub(crate) fn parse_flag(value: &str) -> Result<ServiceDef, Error> {
             endpoints,
         }],
         tls: None,
+        policy: Default::default(),
     })
 }

@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 
 use super::args::DEFAULT_SERVICE_PORT;
-use crate::model::{SanMatcher, ServiceTls};
+use super::routes::{self, RouteDoc, RouteDocError};
+use crate::model::{LbPolicy, SanMatcher, ServiceTls, TrafficPolicy};
+use crate::routes::TrafficRoute;
 
 /// Errors in a static file's content.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,27 @@ pub enum ConfigError {
         "service {0:?} mixes `ports` with the short form's `port` / `endpoints`; use one or the other"
     )]
     MixedForms(String),
+    /// `lb_policy` names no policy.
+    #[error("service {service:?}: lb_policy {value:?} is neither round_robin nor least_request")]
+    LbPolicy {
+        /// The service.
+        service: String,
+        /// The value given.
+        value: String,
+    },
+    /// `traffic_distribution` is not a known value.
+    #[error(
+        "service {service:?}: traffic_distribution {value:?} is not PreferClose (nor its newer name PreferSameZone)"
+    )]
+    TrafficDistribution {
+        /// The service.
+        service: String,
+        /// The value given.
+        value: String,
+    },
+    /// The `routes:` section is wrong.
+    #[error(transparent)]
+    Route(#[from] RouteDocError),
 }
 
 /// Errors in a `host:port` text.
@@ -120,6 +143,8 @@ pub(crate) struct ServiceDef {
     pub(crate) ports: Vec<PortDef>,
     /// `tls:` of the file: clients (and probes) must use TLS.
     pub(crate) tls: Option<ServiceTls>,
+    /// `lb_policy:` and `traffic_distribution:` of the file.
+    pub(crate) policy: TrafficPolicy,
 }
 
 /// `tls:` of a service in the file: `{subject_alt_names: [...]}`, each SAN
@@ -237,6 +262,15 @@ impl<'de> Deserialize<'de> for EndpointDef {
 #[serde(deny_unknown_fields)]
 struct FileDoc {
     services: Vec<ServiceDoc>,
+    #[serde(default)]
+    routes: Vec<RouteDoc>,
+}
+
+/// What a file defines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileContent {
+    pub(crate) services: Vec<ServiceDef>,
+    pub(crate) routes: Vec<TrafficRoute>,
 }
 
 /// A service in the file: `ports: [...]`, or the short form for one port
@@ -253,6 +287,12 @@ struct ServiceDoc {
     endpoints: Option<Vec<EndpointDef>>,
     #[serde(default)]
     tls: Option<TlsDoc>,
+    /// `round_robin` (default) or `least_request`.
+    #[serde(default)]
+    lb_policy: Option<String>,
+    /// `PreferClose`: keep calls in the client's zone.
+    #[serde(default)]
+    traffic_distribution: Option<String>,
 }
 
 impl ServiceDoc {
@@ -266,7 +306,25 @@ impl ServiceDoc {
                 endpoints: endpoints.unwrap_or_default(),
             }],
         };
+        let lb = match self.lb_policy.as_deref() {
+            None => LbPolicy::default(),
+            Some(value) => LbPolicy::from_name(value).ok_or_else(|| ConfigError::LbPolicy {
+                service: self.name.clone(),
+                value: value.to_owned(),
+            })?,
+        };
+        let prefer_close = match self.traffic_distribution.as_deref() {
+            None => false,
+            Some("PreferClose" | "PreferSameZone") => true,
+            Some(value) => {
+                return Err(ConfigError::TrafficDistribution {
+                    service: self.name,
+                    value: value.to_owned(),
+                });
+            }
+        };
         Ok(ServiceDef {
+            policy: TrafficPolicy { lb, prefer_close },
             name: self.name,
             ports,
             tls: self.tls.map(|tls| ServiceTls {
@@ -276,8 +334,14 @@ impl ServiceDoc {
     }
 }
 
-/// Parses a static file's text (YAML or JSON).
+/// Parses a static file's text (YAML or JSON): its services.
+#[cfg(test)]
 pub(crate) fn parse(text: &str) -> Result<Vec<ServiceDef>, ConfigError> {
+    parse_file(text).map(|content| content.services)
+}
+
+/// Parses a static file's text (YAML or JSON): services and routes.
+pub(crate) fn parse_file(text: &str) -> Result<FileContent, ConfigError> {
     if text.trim().is_empty() {
         return Err(ConfigError::Empty);
     }
@@ -290,5 +354,6 @@ pub(crate) fn parse(text: &str) -> Result<Vec<ServiceDef>, ConfigError> {
         }
         services.push(service.into_def()?);
     }
-    Ok(services)
+    let routes = routes::convert(doc.routes)?;
+    Ok(FileContent { services, routes })
 }

@@ -32,6 +32,12 @@
 //!     endpoints: ["localhost:9001", "[::1]:9002"]
 //! ```
 //!
+//! A service may also say `lb_policy: least_request` (default
+//! `round_robin`) and `traffic_distribution: PreferClose` (clients prefer
+//! endpoints in their own zone), and the file may have a `routes:` section:
+//! GRPCRoute-like method and header routing and weighted splits between
+//! services (see `routes.rs`).
+//!
 //! The same in JSON: `{"services": [{"name": "billing", "port": 9000,
 //! "endpoints": ["localhost:9001"]}]}`. Unknown fields, a service defined
 //! twice, a port listing one address twice, and the model's rules
@@ -68,6 +74,7 @@
 //!
 //! - `args.rs`: [`StaticArgs`] (the flags) and the `--static` syntax.
 //! - `config.rs`: the file format.
+//! - `routes.rs`: the file's `routes:` section.
 //! - `resolve.rs`: host names to IP addresses, and the model's checks.
 //! - `watch.rs`: loading the file and polling it for changes.
 //! - `probe.rs`: one endpoint's grpc.health.v1 prober.
@@ -78,6 +85,7 @@ mod args;
 mod config;
 mod probe;
 mod resolve;
+mod routes;
 mod task;
 mod watch;
 
@@ -98,8 +106,10 @@ pub use self::args::{
 pub use self::config::{AddressError, ConfigError};
 use self::probe::ProbeConfig;
 pub use self::resolve::{RESOLVE_TIMEOUT, ResolveError};
+pub use self::routes::RouteDocError;
 use self::task::{REPORT_QUEUE, Task};
 use self::watch::FileWatcher;
+use self::watch::Loaded;
 pub use self::watch::{LoadError, MAX_FILE_SIZE};
 use crate::source::{SourceHandle, SourceState};
 
@@ -210,17 +220,20 @@ pub async fn start(args: StaticArgs, handle: SourceHandle) -> Result<StaticSourc
         reports_tx,
     );
 
-    let mut file_services = Vec::new();
+    let mut file = Loaded {
+        services: Vec::new(),
+        routes: Vec::new(),
+    };
     let mut watcher = None;
     if let Some(path) = &args.static_file {
-        let (bytes, services) = watch::load(path, &namespace).await?;
-        if let Some(service) = task.conflict(&services) {
+        let (bytes, loaded) = watch::load(path, &namespace).await?;
+        if let Some(service) = task.conflict(&loaded.services) {
             return Err(Error::Conflict {
                 service,
                 path: path.clone(),
             });
         }
-        file_services = services;
+        file = loaded;
         watcher = Some(FileWatcher::new(
             path.clone(),
             namespace,
@@ -230,19 +243,21 @@ pub async fn start(args: StaticArgs, handle: SourceHandle) -> Result<StaticSourc
     }
     let event = match &args.static_file {
         Some(path) => format!(
-            "loaded {flag_count} services from --static and {} from {}",
-            file_services.len(),
+            "loaded {flag_count} services from --static and {} services, {} routes from {}",
+            file.services.len(),
+            file.routes.len(),
             path.display()
         ),
         None => format!("loaded {flag_count} services from --static"),
     };
     tracing::info!(
         flag_services = flag_count,
-        file_services = file_services.len(),
+        file_services = file.services.len(),
+        file_routes = file.routes.len(),
         probing = !args.no_probe,
         "static source loaded"
     );
-    task.apply(file_services, event);
+    task.apply(file, event);
     if let Some(config) = probing {
         // Like EndpointSlices that already carry readiness, the first state
         // clients see should say which endpoints answer: a restarted control

@@ -111,6 +111,7 @@ pub(crate) async fn resolve(
                     zone: endpoint.zone.clone(),
                     instance: endpoint.instance.clone(),
                     detail: None,
+                    for_zones: Vec::new(),
                 });
             }
             ports.push(ServicePort {
@@ -124,6 +125,7 @@ pub(crate) async fn resolve(
             namespace: namespace.to_owned(),
             ports,
             tls: def.tls,
+            policy: def.policy,
         };
         service.validate(namespace)?;
         services.push(service);

@@ -20,8 +20,9 @@ use super::AbortOnDrop;
 use common::tls::ClientTls;
 
 use super::probe::{self, Health, ProbeConfig, Report, Target};
-use super::watch::LoadError;
+use super::watch::{LoadError, Loaded};
 use crate::model::{EndpointState, Service};
+use crate::routes::{RouteSet, RouteSupport, TrafficRoute};
 use crate::source::{SourceHandle, SourceState};
 
 /// How many probe reports may wait for the task.
@@ -80,11 +81,12 @@ impl Task {
             .map(|f| f.name.clone())
     }
 
-    /// Makes `file_services` (checked with [`Task::conflict`]) the file's
-    /// services, starts and stops probers to match, and publishes every
-    /// service.
-    pub(crate) fn apply(&mut self, file_services: Vec<Service>, event: String) {
-        self.file_services = file_services;
+    /// Makes `loaded` (its services checked with [`Task::conflict`]) the
+    /// file's content, starts and stops probers to match, and publishes
+    /// every service and the file's routes.
+    pub(crate) fn apply(&mut self, loaded: Loaded, event: String) {
+        self.file_services = loaded.services;
+        let routes = loaded.routes;
         let wanted: HashSet<Target> = self
             .services()
             .flat_map(|s| {
@@ -123,26 +125,41 @@ impl Task {
             }
         }
         let services: Vec<Service> = self.services().map(|s| self.build(s)).collect();
-        for rejected in self.handle.replace_all(services, event) {
+        for rejected in self.handle.replace_all(services, event.clone()) {
             // Services are checked before they get here; this is a bug.
             tracing::error!(service = rejected.name, error = %rejected.error, "static service refused by the store");
         }
+        self.handle.set_routes(self.route_set(routes), event);
+    }
+
+    /// The routes of the file, or why there are none.
+    fn route_set(&self, routes: Vec<TrafficRoute>) -> RouteSet {
+        let support = match &self.file {
+            Some(path) => {
+                RouteSupport::enabled(format!("the routes: section of {}", path.display()))
+            }
+            None => RouteSupport::disabled(
+                "no --static-file: routes are read from a static file's routes: section",
+            ),
+        };
+        RouteSet { support, routes }
     }
 
     /// Handles a newly loaded file (or why it could not be loaded).
-    pub(crate) fn on_file(&mut self, loaded: Result<Vec<Service>, LoadError>) {
+    pub(crate) fn on_file(&mut self, loaded: Result<Loaded, LoadError>) {
         let path = self
             .file
             .as_ref()
             .map_or_else(String::new, |p| p.display().to_string());
         let error = match loaded {
-            Ok(services) => match self.conflict(&services) {
+            Ok(loaded) => match self.conflict(&loaded.services) {
                 None => {
-                    let count = services.len();
-                    tracing::info!(path, services = count, "static file applied");
+                    let count = loaded.services.len();
+                    let routes = loaded.routes.len();
+                    tracing::info!(path, services = count, routes, "static file applied");
                     self.apply(
-                        services,
-                        format!("static file {path} applied: {count} services"),
+                        loaded,
+                        format!("static file {path} applied: {count} services, {routes} routes"),
                     );
                     self.handle.set_state(SourceState::Connected, None);
                     return;
@@ -247,7 +264,7 @@ impl Task {
     pub(crate) async fn run(
         mut self,
         mut reports: mpsc::Receiver<Report>,
-        mut files: Option<mpsc::Receiver<Result<Vec<Service>, LoadError>>>,
+        mut files: Option<mpsc::Receiver<Result<Loaded, LoadError>>>,
     ) {
         loop {
             tokio::select! {

@@ -44,6 +44,7 @@ fn flag_values_parse() {
                 endpoints: vec![endpoint("10.0.0.1:8080"), endpoint("localhost:8081")],
             }],
             tls: None,
+            policy: Default::default(),
         }
     );
     assert_eq!(def.ports[0].endpoints[1].address.host, "localhost");

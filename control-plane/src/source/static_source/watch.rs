@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use super::config::{self, ConfigError};
 use super::resolve::{self, ResolveError};
 use crate::model::Service;
+use crate::routes::TrafficRoute;
 
 /// Largest static file accepted.
 pub const MAX_FILE_SIZE: u64 = 4 << 20;
@@ -74,15 +75,21 @@ pub enum LoadError {
     },
 }
 
+/// A file's content, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Loaded {
+    /// Its services, host names resolved.
+    pub(crate) services: Vec<Service>,
+    /// Its routes.
+    pub(crate) routes: Vec<TrafficRoute>,
+}
+
 /// Reads, parses and resolves the file at `path`; returns its bytes and its
-/// services.
-pub(crate) async fn load(
-    path: &Path,
-    namespace: &str,
-) -> Result<(Vec<u8>, Vec<Service>), LoadError> {
+/// content.
+pub(crate) async fn load(path: &Path, namespace: &str) -> Result<(Vec<u8>, Loaded), LoadError> {
     let bytes = read(path).await?;
-    let services = interpret(path, &bytes, namespace).await?;
-    Ok((bytes, services))
+    let loaded = interpret(path, &bytes, namespace).await?;
+    Ok((bytes, loaded))
 }
 
 async fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
@@ -104,20 +111,24 @@ async fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
     Ok(bytes)
 }
 
-async fn interpret(path: &Path, bytes: &[u8], namespace: &str) -> Result<Vec<Service>, LoadError> {
+async fn interpret(path: &Path, bytes: &[u8], namespace: &str) -> Result<Loaded, LoadError> {
     let text = std::str::from_utf8(bytes).map_err(|_| LoadError::NotText {
         path: path.to_owned(),
     })?;
-    let defs = config::parse(text).map_err(|source| LoadError::Config {
+    let content = config::parse_file(text).map_err(|source| LoadError::Config {
         path: path.to_owned(),
         source,
     })?;
-    resolve::resolve(defs, namespace)
+    let services = resolve::resolve(content.services, namespace)
         .await
         .map_err(|source| LoadError::Resolve {
             path: path.to_owned(),
             source,
-        })
+        })?;
+    Ok(Loaded {
+        services,
+        routes: content.routes,
+    })
 }
 
 /// What the watcher saw last.
@@ -155,7 +166,7 @@ impl FileWatcher {
 
     /// Polls until `changes` is closed, sending the outcome of every new
     /// content (or read error).
-    pub(crate) async fn run(mut self, changes: mpsc::Sender<Result<Vec<Service>, LoadError>>) {
+    pub(crate) async fn run(mut self, changes: mpsc::Sender<Result<Loaded, LoadError>>) {
         let settle = self.poll.min(MAX_SETTLE);
         loop {
             tokio::time::sleep(self.poll).await;

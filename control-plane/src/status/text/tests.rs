@@ -64,8 +64,33 @@ fn report() -> Report {
                         ..Default::default()
                     },
                 ],
+                routes: vec!["greeter-canary".into()],
             }],
+            lb_policy: "least_request".into(),
+            zone_aware: true,
         }],
+        routes: Some(pb::ListRoutesResponse {
+            support: Some(pb::RouteSupport {
+                enabled: true,
+                detail: "GRPCRoutes of namespace default".into(),
+            }),
+            routes: vec![
+                pb::Route {
+                    name: "greeter-canary".into(),
+                    state: pb::RouteState::Accepted as i32,
+                    attached: vec!["greeter:80".into()],
+                    rules: 2,
+                    ..Default::default()
+                },
+                pb::Route {
+                    name: "broken".into(),
+                    state: pb::RouteState::Refused as i32,
+                    reason: "rule 0: backend Service v9 does not exist".into(),
+                    rules: 1,
+                    ..Default::default()
+                },
+            ],
+        }),
         clients: vec![pb::Client {
             node_id: "client-1".into(),
             peer: "127.0.0.1:50000".into(),
@@ -114,6 +139,10 @@ fn text_shows_services_states_and_client_acks() {
         "abc123-6",
         "abc123-7: duplicate address (2s ago, 1 total)",
         "type.googleapis.com/x.Y",
+        "least_request,zone,routes:greeter-canary",
+        "routes from GRPCRoutes of namespace default",
+        "greeter-canary  accepted  2      greeter:80    -",
+        "broken          refused   1      -             rule 0: backend Service v9 does not exist",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
@@ -137,6 +166,18 @@ fn empty_lists_say_so() {
     let text = report.to_text(now());
     assert!(text.contains("SERVICES: none"), "{text}");
     assert!(text.contains("CLIENTS: none"), "{text}");
+    report.routes = Some(pb::ListRoutesResponse {
+        support: Some(pb::RouteSupport {
+            enabled: false,
+            detail: "the GRPCRoute API is not installed".into(),
+        }),
+        routes: vec![],
+    });
+    let text = report.to_text(now());
+    assert!(
+        text.contains("ROUTES: off (the GRPCRoute API is not installed)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -154,4 +195,16 @@ fn json_uses_words_for_states() {
     assert_eq!(eds["nack"]["error"], "duplicate address");
     assert_eq!(eds["nack"]["version"], "abc123-7");
     assert_eq!(json["clients"][0]["unknown_types"][0]["requests"], 2);
+    assert_eq!(json["services"][0]["lb_policy"], "least_request");
+    assert_eq!(json["services"][0]["zone_aware"], true);
+    assert_eq!(
+        json["services"][0]["ports"][0]["routes"][0],
+        "greeter-canary"
+    );
+    assert_eq!(json["routes"]["enabled"], true);
+    assert_eq!(json["routes"]["routes"][1]["state"], "refused");
+    assert_eq!(
+        json["routes"]["routes"][1]["reason"],
+        "rule 0: backend Service v9 does not exist"
+    );
 }

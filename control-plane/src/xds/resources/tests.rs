@@ -49,6 +49,7 @@ fn greeter(endpoints: Vec<Endpoint>) -> Service {
             endpoints,
         }],
         tls: None,
+        policy: Default::default(),
     }
 }
 

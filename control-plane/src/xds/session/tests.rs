@@ -43,6 +43,7 @@ fn set(store: &Arc<Store>, name: &str, addrs: &[&str]) {
                 .collect(),
         }],
         tls: None,
+        policy: Default::default(),
     };
     store.source_handle().upsert(service, "test").unwrap();
 }

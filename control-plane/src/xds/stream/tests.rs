@@ -30,6 +30,7 @@ fn set(store: &Arc<Store>, addr: &str) {
             endpoints: vec![Endpoint::ready(addr.parse::<SocketAddr>().unwrap())],
         }],
         tls: None,
+        policy: Default::default(),
     };
     store.source_handle().upsert(service, "test").unwrap();
 }
