@@ -309,6 +309,10 @@ fn merge(target: &str, pools: &[Pool]) -> EndpointSet {
                 .filter_map(|p| p.name.as_deref())
                 .collect::<Vec<_>>()
                 .join(", "),
+            // TLS when any cluster asks for it.
+            tls: views
+                .iter()
+                .any(|v| matches!(v.service, ServiceStatus::Resolved { tls: true, .. })),
         },
     };
     let control_plane = views
