@@ -305,6 +305,7 @@ mod tests {
         let mut w = why(
             ServiceStatus::Resolved {
                 cluster: "v2".into(),
+                tls: false,
             },
             Counts {
                 not_ready: 1,
