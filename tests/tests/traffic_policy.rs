@@ -172,7 +172,10 @@ async fn a_weighted_route_splits_calls_and_new_weights_fail_no_call() {
             .connect()
             .await
             .expect("channel");
-        until(&channel, |t| t.of("greeter-v1") > 0 && t.of("greeter-v2") > 0).await;
+        until(&channel, |t| {
+            t.of("greeter-v1") > 0 && t.of("greeter-v2") > 0
+        })
+        .await;
 
         let tally = calls(&channel, 1000).await;
         eprintln!("80/20: {tally:?}");
