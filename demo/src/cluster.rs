@@ -14,7 +14,9 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::json;
 
-use crate::children::{self, Child, Role};
+use ::tests::process::Process;
+
+use crate::children::{self, Role, STOP_TIMEOUT};
 use crate::tls::{DemoTls, SERVER_SAN};
 
 /// The service the backends serve, as clients name it (`xds:///greeter`).
@@ -23,9 +25,12 @@ pub(crate) const SERVICE: &str = "greeter";
 /// Errors running the cluster.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
-    /// A child process failed.
+    /// A child process could not be started.
     #[error(transparent)]
     Child(#[from] children::Error),
+    /// A child process failed.
+    #[error(transparent)]
+    Process(#[from] ::tests::process::Error),
     /// The temporary directory or the static file could not be written.
     #[error("failed to write {}: {source}", path.display())]
     Write {
@@ -62,7 +67,7 @@ pub(crate) struct Backend {
     pub(crate) addr: SocketAddr,
     /// Whether the static file lists it.
     pub(crate) listed: bool,
-    child: Child,
+    child: Process,
 }
 
 /// The control plane, the backends and the static file.
@@ -71,7 +76,7 @@ pub(crate) struct Cluster {
     dir: TempDir,
     file: PathBuf,
     timings: Timings,
-    control_plane: Option<Child>,
+    control_plane: Option<Process>,
     control_plane_addr: Option<SocketAddr>,
     backends: Vec<Backend>,
     started: usize,
@@ -142,8 +147,8 @@ impl Cluster {
         if let Some(tls) = &self.tls {
             args.extend(tls.control_plane_args());
         }
-        let mut child = Child::spawn("control-plane", Role::ControlPlane, &args)?;
-        let addr = child.wait_listening().await?;
+        let mut child = children::spawn("control-plane", Role::ControlPlane, &args)?;
+        let addr = child.try_wait_listening().await?;
         self.control_plane = Some(child);
         self.control_plane_addr = Some(addr);
         Ok(addr)
@@ -153,8 +158,8 @@ impl Cluster {
     /// it to exit.
     pub(crate) async fn stop_control_plane(&mut self) -> Result<(), Error> {
         if let Some(mut child) = self.control_plane.take() {
-            child.signal(Signal::SIGTERM)?;
-            child.wait_exit(Duration::from_secs(15)).await?;
+            child.try_signal(Signal::SIGTERM)?;
+            child.try_wait_exit(Duration::from_secs(15)).await?;
         }
         Ok(())
     }
@@ -177,8 +182,8 @@ impl Cluster {
         if let Some(tls) = &self.tls {
             args.extend(tls.server_args());
         }
-        let mut child = Child::spawn(&name, Role::GreeterServer, &args)?;
-        let addr = child.wait_listening().await?;
+        let mut child = children::spawn(&name, Role::GreeterServer, &args)?;
+        let addr = child.try_wait_listening().await?;
         self.backends.push(Backend {
             name: name.clone(),
             addr,
@@ -218,14 +223,14 @@ impl Cluster {
             .iter()
             .find(|b| b.name == name)
             .ok_or_else(|| Error::NoSuchBackend(name.to_owned()))?;
-        Ok(backend.child.signal(signal)?)
+        Ok(backend.child.try_signal(signal)?)
     }
 
     /// Waits for a backend to exit (after a signal), forgets it, and returns
     /// its exit code.
     pub(crate) async fn wait_backend_exit(&mut self, name: &str) -> Result<Option<i32>, Error> {
         let limit = self.timings.drain_delay + self.timings.grace + Duration::from_secs(10);
-        let status = self.backend_mut(name)?.child.wait_exit(limit).await?;
+        let status = self.backend_mut(name)?.child.try_wait_exit(limit).await?;
         Ok(status.code())
     }
 
@@ -244,10 +249,10 @@ impl Cluster {
     /// Stops every child: backends first, then the control plane.
     pub(crate) async fn shutdown(&mut self) {
         for backend in &mut self.backends {
-            backend.child.stop().await;
+            backend.child.stop(STOP_TIMEOUT).await;
         }
         if let Some(child) = &mut self.control_plane {
-            child.stop().await;
+            child.stop(STOP_TIMEOUT).await;
         }
     }
 
