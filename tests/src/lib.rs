@@ -9,7 +9,7 @@
 //!   signalled; the demo and the benchmarks start theirs with it too.
 //! - [`channel`]: a plaintext gRPC channel to a loopback address.
 //! - [`greeters`]: greeter-server processes and a scripted control plane
-//!   serving them.
+//!   serving them; [`control_plane`]: the real one on the static source.
 //! - [`module_graph`]: the `use crate::` graph of a crate, for tests that
 //!   keep it one-way.
 //! - [`static_file`]: a control plane's `--static-file`, rewritten whole.
@@ -34,6 +34,7 @@
 
 pub mod ads;
 pub mod certs;
+pub mod control_plane;
 pub mod fake_xds;
 pub mod greeters;
 pub mod module_graph;
