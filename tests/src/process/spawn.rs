@@ -1,4 +1,5 @@
-//! How a child process is started, and what can go wrong driving one.
+//! How a child process is started (a [`Spawn`], or the tests' constructors
+//! of [`Process`]), and what can go wrong driving one.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -202,5 +203,53 @@ impl Spawn {
             None => Logs::none(),
         };
         Ok(Process::new(self.name, child, logs))
+    }
+}
+
+/// The tests' way to start the workspace's binaries.
+impl Process {
+    /// Starts workspace binary `bin` (see [`crate::bin_path`]) with `args`,
+    /// JSON logs at the level `E2E_RUST_LOG` says (`info` by default), and
+    /// a pipe as standard output. `name` labels its log lines in failure
+    /// output.
+    ///
+    /// # Panics
+    ///
+    /// When the binary is missing or cannot be started.
+    pub fn spawn(name: &str, bin: &str, args: &[&str]) -> Self {
+        Self::spawn_with_env(name, bin, args, &[])
+    }
+
+    /// Like [`Process::spawn`], with extra environment variables.
+    pub fn spawn_with_env(name: &str, bin: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_for_test(Spawn::new(name, crate::bin_path(bin)), args, env)
+    }
+
+    /// Starts `program` (a path) with `args` and `env` as
+    /// [`Process::spawn_with_env`] does, through `wrapper`: a command line
+    /// that execs the program it is given (such as `ip netns exec
+    /// <namespace>`), so the process is the program itself; no wrapper when
+    /// it is empty.
+    pub fn spawn_via(
+        name: &str,
+        wrapper: &[&str],
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let spawn = match wrapper.split_first() {
+            Some((first, rest)) => Spawn::new(name, first).args(rest).arg(program),
+            None => Spawn::new(name, program),
+        };
+        Self::start_for_test(spawn, args, env)
+    }
+
+    fn start_for_test(spawn: Spawn, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let level = std::env::var("E2E_RUST_LOG").unwrap_or_else(|_| "info".into());
+        let mut spawn = spawn.args(args).env("RUST_LOG", level).pipe_stdout();
+        for (key, value) in env {
+            spawn = spawn.env(key, value);
+        }
+        spawn.start().unwrap_or_else(|error| panic!("{error}"))
     }
 }
