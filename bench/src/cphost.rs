@@ -25,10 +25,10 @@
 //! End of input stops the control plane and the process.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::tests::process::{Process, Spawn};
 use control_plane::metrics::Metrics;
 use control_plane::model::{Endpoint, EndpointState, Service, ServicePort};
 use control_plane::server;
@@ -38,7 +38,7 @@ use control_plane::xds::names::Naming;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpListener;
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -53,13 +53,18 @@ pub(crate) const NAMESPACE: &str = "default";
 pub(crate) const SERVICE_PORT: u16 = 80;
 /// How long one command may take.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+/// The host's name in errors.
+const HOST: &str = "the control-plane host";
 
 /// Errors of the host and of talking to it.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
-    /// The host process could not be started.
+    /// This executable's path is unknown.
     #[error("failed to start the control-plane host: {0}")]
     Spawn(#[source] std::io::Error),
+    /// The host process could not be started.
+    #[error(transparent)]
+    Process(#[from] ::tests::process::Error),
     /// Reading or writing its pipes failed.
     #[error("talking to the control-plane host failed: {0}")]
     Io(#[from] std::io::Error),
@@ -329,7 +334,7 @@ async fn reply(out: &mut tokio::io::Stdout, value: &serde_json::Value) -> Result
 /// The harness's side: a running `bench cp-host`, killed on drop.
 #[derive(Debug)]
 pub(crate) struct Host {
-    child: Child,
+    process: Process,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
     addr: SocketAddr,
@@ -343,30 +348,23 @@ impl Host {
         // the host under that command.
         let wrapper = std::env::var("BENCH_HOST_WRAPPER").unwrap_or_default();
         let mut words = wrapper.split_whitespace();
-        let mut command = match words.next() {
-            Some(program) => {
-                let mut command = Command::new(program);
-                command.args(words).arg(exe);
-                command
-            }
-            None => Command::new(exe),
+        let spawn = match words.next() {
+            Some(program) => Spawn::new(HOST, program).args(words).arg(exe),
+            None => Spawn::new(HOST, exe),
         };
-        let mut child = command
+        let mut process = spawn
             .args(["cp-host", "--endpoint-port", &endpoint_port.to_string()])
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(Error::Spawn)?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(Error::Gone("has no pipes"));
-        };
+            .pipe_stdin()
+            .pipe_stdout()
+            .inherit_stderr()
+            .start()?;
+        let stdin = process.take_stdin();
+        let stdout = BufReader::new(process.take_stdout()).lines();
         let mut host = Self {
-            child,
+            process,
             stdin,
-            stdout: BufReader::new(stdout).lines(),
+            stdout,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         let first = host.read_line("start").await?;
@@ -416,14 +414,15 @@ impl Host {
     /// otherwise.
     pub(crate) async fn shutdown(self) {
         let Self {
-            mut child, stdin, ..
+            mut process, stdin, ..
         } = self;
         drop(stdin);
-        if tokio::time::timeout(Duration::from_secs(30), child.wait())
+        if process
+            .try_wait_exit(Duration::from_secs(30))
             .await
             .is_err()
         {
-            let _ = child.kill().await;
+            process.kill().await;
         }
     }
 

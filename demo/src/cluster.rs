@@ -8,13 +8,15 @@
 //! lives in a temporary directory removed when the cluster is dropped.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use ::tests::process::Process;
+use ::tests::static_file::{self, StaticFile};
 use nix::sys::signal::Signal;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::children::{self, Child, Role};
+use crate::children::{self, Role, STOP_TIMEOUT};
 use crate::tls::{DemoTls, SERVER_SAN};
 
 /// The service the backends serve, as clients name it (`xds:///greeter`).
@@ -23,18 +25,15 @@ pub(crate) const SERVICE: &str = "greeter";
 /// Errors running the cluster.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
-    /// A child process failed.
+    /// A child process could not be started.
     #[error(transparent)]
     Child(#[from] children::Error),
+    /// A child process failed.
+    #[error(transparent)]
+    Process(#[from] ::tests::process::Error),
     /// The temporary directory or the static file could not be written.
-    #[error("failed to write {}: {source}", path.display())]
-    Write {
-        /// The path.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Write(#[from] static_file::Error),
     /// No backend of that name is running.
     #[error("no backend named {0}")]
     NoSuchBackend(String),
@@ -62,16 +61,15 @@ pub(crate) struct Backend {
     pub(crate) addr: SocketAddr,
     /// Whether the static file lists it.
     pub(crate) listed: bool,
-    child: Child,
+    child: Process,
 }
 
 /// The control plane, the backends and the static file.
 #[derive(Debug)]
 pub(crate) struct Cluster {
-    dir: TempDir,
-    file: PathBuf,
+    file: StaticFile,
     timings: Timings,
-    control_plane: Option<Child>,
+    control_plane: Option<Process>,
     control_plane_addr: Option<SocketAddr>,
     backends: Vec<Backend>,
     started: usize,
@@ -83,10 +81,9 @@ impl Cluster {
     /// An empty cluster: a temporary directory and an empty static file;
     /// with `tls`, certificates for mutual TLS on every hop.
     pub(crate) fn new(timings: Timings, tls: bool) -> Result<Self, Error> {
-        let dir = TempDir::create()?;
-        let file = dir.path().join("services.json");
-        let cluster = Self {
-            dir,
+        StaticFile::remove_stale(TEMP_LABEL);
+        let file = StaticFile::create(TEMP_LABEL, &document(&[], tls))?;
+        Ok(Self {
             file,
             timings,
             control_plane: None,
@@ -94,14 +91,12 @@ impl Cluster {
             backends: Vec::new(),
             started: 0,
             tls: tls.then(DemoTls::new),
-        };
-        cluster.write_file()?;
-        Ok(cluster)
+        })
     }
 
     /// The static file the control plane watches.
     pub(crate) fn file(&self) -> &Path {
-        &self.file
+        self.file.path()
     }
 
     /// The certificates, with `--tls`.
@@ -133,7 +128,7 @@ impl Cluster {
             "--source".to_owned(),
             "static".to_owned(),
             "--static-file".to_owned(),
-            self.file.display().to_string(),
+            self.file.path().display().to_string(),
             "--file-poll-interval".to_owned(),
             humantime::format_duration(self.timings.file_poll_interval).to_string(),
             "--probe-interval".to_owned(),
@@ -142,8 +137,8 @@ impl Cluster {
         if let Some(tls) = &self.tls {
             args.extend(tls.control_plane_args());
         }
-        let mut child = Child::spawn("control-plane", Role::ControlPlane, &args)?;
-        let addr = child.wait_listening().await?;
+        let mut child = children::spawn("control-plane", Role::ControlPlane, &args)?;
+        let addr = child.try_wait_listening().await?;
         self.control_plane = Some(child);
         self.control_plane_addr = Some(addr);
         Ok(addr)
@@ -153,8 +148,8 @@ impl Cluster {
     /// it to exit.
     pub(crate) async fn stop_control_plane(&mut self) -> Result<(), Error> {
         if let Some(mut child) = self.control_plane.take() {
-            child.signal(Signal::SIGTERM)?;
-            child.wait_exit(Duration::from_secs(15)).await?;
+            child.try_signal(Signal::SIGTERM)?;
+            child.try_wait_exit(Duration::from_secs(15)).await?;
         }
         Ok(())
     }
@@ -177,8 +172,8 @@ impl Cluster {
         if let Some(tls) = &self.tls {
             args.extend(tls.server_args());
         }
-        let mut child = Child::spawn(&name, Role::GreeterServer, &args)?;
-        let addr = child.wait_listening().await?;
+        let mut child = children::spawn(&name, Role::GreeterServer, &args)?;
+        let addr = child.try_wait_listening().await?;
         self.backends.push(Backend {
             name: name.clone(),
             addr,
@@ -218,14 +213,14 @@ impl Cluster {
             .iter()
             .find(|b| b.name == name)
             .ok_or_else(|| Error::NoSuchBackend(name.to_owned()))?;
-        Ok(backend.child.signal(signal)?)
+        Ok(backend.child.try_signal(signal)?)
     }
 
     /// Waits for a backend to exit (after a signal), forgets it, and returns
     /// its exit code.
     pub(crate) async fn wait_backend_exit(&mut self, name: &str) -> Result<Option<i32>, Error> {
         let limit = self.timings.drain_delay + self.timings.grace + Duration::from_secs(10);
-        let status = self.backend_mut(name)?.child.wait_exit(limit).await?;
+        let status = self.backend_mut(name)?.child.try_wait_exit(limit).await?;
         Ok(status.code())
     }
 
@@ -244,10 +239,10 @@ impl Cluster {
     /// Stops every child: backends first, then the control plane.
     pub(crate) async fn shutdown(&mut self) {
         for backend in &mut self.backends {
-            backend.child.stop().await;
+            backend.child.stop(STOP_TIMEOUT).await;
         }
         if let Some(child) = &mut self.control_plane {
-            child.stop().await;
+            child.stop(STOP_TIMEOUT).await;
         }
     }
 
@@ -269,117 +264,33 @@ impl Cluster {
     }
 
     /// Writes the static file: service `greeter` with every listed backend.
-    /// Written to a temporary name and renamed, so the control plane never
-    /// reads half a file.
     fn write_file(&self) -> Result<(), Error> {
-        let endpoints: Vec<_> = self
-            .backends
-            .iter()
-            .filter(|b| b.listed)
-            .map(|b| json!({"address": b.addr.to_string(), "instance": b.name}))
-            .collect();
-        let mut service = json!({"name": SERVICE, "port": 80, "endpoints": endpoints});
-        if self.tls.is_some() {
-            service["tls"] = json!({"subject_alt_names": [SERVER_SAN]});
-        }
-        let doc = json!({ "services": [service] });
-        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-        let partial = self.dir.path().join("services.json.partial");
-        let write = |path: &Path, result: std::io::Result<()>| {
-            result.map_err(|source| Error::Write {
-                path: path.to_owned(),
-                source,
-            })
-        };
-        write(&partial, std::fs::write(&partial, text))?;
-        write(&self.file, std::fs::rename(&partial, &self.file))
+        let doc = document(&self.backends, self.tls.is_some());
+        Ok(self.file.try_write(&doc)?)
     }
 }
 
-/// A directory under the system's temporary directory, removed on drop.
-#[derive(Debug)]
-struct TempDir(PathBuf);
+/// Prefix of the demo's temporary directories: `<prefix>-<pid>-<unique>`.
+const TEMP_LABEL: &str = "grpc-lb-demo";
 
-/// Prefix of the demo's temporary directories: `<prefix><pid>-<random>`.
-const TEMP_PREFIX: &str = "grpc-lb-demo-";
-
-impl TempDir {
-    fn create() -> Result<Self, Error> {
-        remove_stale(&std::env::temp_dir());
-        let path = std::env::temp_dir().join(format!(
-            "{TEMP_PREFIX}{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir(&path).map_err(|source| Error::Write {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(Self(path))
+/// The static file's content: service `greeter` with every listed backend
+/// of `backends`, with `tls` expecting the servers' certificate name.
+fn document(backends: &[Backend], tls: bool) -> Value {
+    let endpoints: Vec<_> = backends
+        .iter()
+        .filter(|b| b.listed)
+        .map(|b| json!({"address": b.addr.to_string(), "instance": b.name}))
+        .collect();
+    let mut service = json!({"name": SERVICE, "port": 80, "endpoints": endpoints});
+    if tls {
+        service["tls"] = json!({"subject_alt_names": [SERVER_SAN]});
     }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-/// Removes directories left behind by demos that were killed (SIGKILL
-/// leaves no chance to clean up): those whose process is gone.
-fn remove_stale(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(TEMP_PREFIX))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let gone = matches!(
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-            Err(nix::errno::Errno::ESRCH)
-        );
-        if gone {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    json!({ "services": [service] })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stale_directories_of_dead_demos_are_removed() {
-        let parent = std::env::temp_dir().join(format!(
-            "grpc-lb-demo-test-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir(&parent).expect("parent");
-        // Pid 0x7fff_fff0 is above any real pid limit: that demo is gone.
-        let dead = parent.join(format!("{TEMP_PREFIX}{}-0000abcd", 0x7fff_fff0));
-        let alive = parent.join(format!("{TEMP_PREFIX}{}-0000abcd", std::process::id()));
-        let other = parent.join("something-else");
-        for dir in [&dead, &alive, &other] {
-            std::fs::create_dir(dir).expect("dir");
-        }
-        remove_stale(&parent);
-        assert!(!dead.exists());
-        assert!(alive.exists());
-        assert!(other.exists());
-        std::fs::remove_dir_all(&parent).expect("clean up");
-    }
 
     #[test]
     fn the_static_file_lists_only_listed_backends() {

@@ -5,8 +5,8 @@
 //!
 //! - [`roles`]: hidden subcommands that run the real greeter-server and
 //!   control-plane code in child copies of this executable.
-//! - [`children`]: starting, watching, signalling and stopping those
-//!   children.
+//! - [`children`]: starting those children (with the test kit's child
+//!   processes, which watch, signal and stop them).
 //! - [`cluster`]: the control plane, the backends, and the static file that
 //!   plays the Kubernetes API.
 //! - `demo::balancer` (in the library, `src/lib.rs`): a per-connection TCP

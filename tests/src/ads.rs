@@ -1,8 +1,13 @@
-//! A raw ADS client for tests: one state-of-the-world stream, requests sent
-//! exactly as written, responses decoded into Envoy types.
+//! A raw ADS client: one state-of-the-world stream, requests sent exactly
+//! as written, responses decoded into Envoy types. The tests drive the
+//! control plane with it, and the propagation benchmark's raw subscribers
+//! are made of it.
 //!
-//! Nothing here follows resources or ACKs on its own: tests say what goes
-//! on the wire. Every receive is bounded by [`RECV_TIMEOUT`].
+//! Nothing here follows resources or ACKs on its own: the caller says what
+//! goes on the wire. Tests use the methods that panic, where every receive
+//! is bounded by [`RECV_TIMEOUT`]; programs use [`AdsStream::open_with`],
+//! [`AdsStream::message`] and [`AdsStream::try_ack`], which return errors
+//! and wait as long as the stream lasts.
 //!
 //! Asserting that the server sends nothing after some request: send a
 //! second request that is always answered (say, a first request for another
@@ -14,9 +19,9 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
-use envoy_types::pb::envoy::config::core::v3::{HealthStatus, Node};
-use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::core::v3::{HealthStatus, Node, SocketAddress};
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LbEndpoint};
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
@@ -32,6 +37,29 @@ pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 /// The type URL of `T`.
 pub fn type_url<T: Name>() -> String {
     T::type_url()
+}
+
+/// The request stream has ended: the server closed the stream, or
+/// [`AdsStream::close_requests`] was called.
+#[derive(Debug, thiserror::Error)]
+#[error("the ADS request stream is closed")]
+pub struct Closed;
+
+/// A request for `names` of type `type_url` answering `nonce` (empty for a
+/// first request) with `version`.
+pub fn discovery_request(
+    type_url: &str,
+    names: &[&str],
+    version: &str,
+    nonce: &str,
+) -> DiscoveryRequest {
+    DiscoveryRequest {
+        type_url: type_url.to_owned(),
+        resource_names: names.iter().map(|n| (*n).to_owned()).collect(),
+        version_info: version.to_owned(),
+        response_nonce: nonce.to_owned(),
+        ..Default::default()
+    }
 }
 
 /// One open ADS stream.
@@ -71,7 +99,31 @@ impl AdsStream {
     /// Opens a stream on `channel`, or returns the status the server
     /// refused it with.
     pub async fn try_open(channel: Channel, node_id: &str) -> Result<Self, Status> {
-        let (requests, outbound) = mpsc::channel(16);
+        let node = Node {
+            id: node_id.to_owned(),
+            user_agent_name: "ads-test-client".to_owned(),
+            ..Default::default()
+        };
+        Self::open_with(channel, node, Vec::new()).await
+    }
+
+    /// Opens a stream on `channel` as `node` with `initial` queued (the
+    /// first carrying the node), so they leave with the stream's opening.
+    ///
+    /// # Errors
+    ///
+    /// The status the server refused the stream with.
+    pub async fn open_with(
+        channel: Channel,
+        node: Node,
+        initial: Vec<DiscoveryRequest>,
+    ) -> Result<Self, Status> {
+        let (requests, outbound) = mpsc::channel(initial.len().max(16));
+        let mut node = Some(node);
+        for request in initial {
+            // The queue has room for every one.
+            let _ = requests.try_send(with_node(&mut node, request));
+        }
         let mut client = AggregatedDiscoveryServiceClient::new(channel)
             .max_decoding_message_size(64 * 1024 * 1024);
         let responses = client
@@ -81,11 +133,7 @@ impl AdsStream {
         Ok(Self {
             requests,
             responses,
-            node: Some(Node {
-                id: node_id.to_owned(),
-                user_agent_name: "ads-test-client".to_owned(),
-                ..Default::default()
-            }),
+            node,
         })
     }
 
@@ -94,14 +142,20 @@ impl AdsStream {
     /// # Panics
     ///
     /// When the stream is closed.
-    pub async fn send(&mut self, mut request: DiscoveryRequest) {
-        if let Some(node) = self.node.take() {
-            request.node.get_or_insert(node);
-        }
-        self.requests
-            .send(request)
+    pub async fn send(&mut self, request: DiscoveryRequest) {
+        self.try_send(request)
             .await
             .expect("ADS request stream closed");
+    }
+
+    /// Sends `request` as is, adding the node to the stream's first request.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`] when the request side of the stream has ended.
+    pub async fn try_send(&mut self, request: DiscoveryRequest) -> Result<(), Closed> {
+        let request = with_node(&mut self.node, request);
+        self.requests.send(request).await.map_err(|_| Closed)
     }
 
     /// Ends the request side of the stream (HTTP/2 END_STREAM), as a client
@@ -114,14 +168,8 @@ impl AdsStream {
     /// Sends a request for `names` of type `type_url` answering `nonce`
     /// (empty for a first request) with `version`.
     pub async fn request(&mut self, type_url: &str, names: &[&str], version: &str, nonce: &str) {
-        self.send(DiscoveryRequest {
-            type_url: type_url.to_owned(),
-            resource_names: names.iter().map(|n| (*n).to_owned()).collect(),
-            version_info: version.to_owned(),
-            response_nonce: nonce.to_owned(),
-            ..Default::default()
-        })
-        .await;
+        self.send(discovery_request(type_url, names, version, nonce))
+            .await;
     }
 
     /// A first request for `names` of type `T`.
@@ -130,13 +178,33 @@ impl AdsStream {
     }
 
     /// ACKs `response`, keeping (or changing to) `names`.
+    ///
+    /// # Panics
+    ///
+    /// When the stream is closed.
     pub async fn ack(&mut self, response: &DiscoveryResponse, names: &[&str]) {
-        let (type_url, version, nonce) = (
-            response.type_url.clone(),
-            response.version_info.clone(),
-            response.nonce.clone(),
+        self.try_ack(response, names)
+            .await
+            .expect("ADS request stream closed");
+    }
+
+    /// ACKs `response`, keeping (or changing to) `names`.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`] when the request side of the stream has ended.
+    pub async fn try_ack(
+        &mut self,
+        response: &DiscoveryResponse,
+        names: &[&str],
+    ) -> Result<(), Closed> {
+        let ack = discovery_request(
+            &response.type_url,
+            names,
+            &response.version_info,
+            &response.nonce,
         );
-        self.request(&type_url, names, &version, &nonce).await;
+        self.try_send(ack).await
     }
 
     /// NACKs `response` with `error`, keeping `names`.
@@ -164,9 +232,19 @@ impl AdsStream {
     ///
     /// When nothing arrives within [`RECV_TIMEOUT`].
     pub async fn next(&mut self) -> Result<Option<DiscoveryResponse>, Status> {
-        tokio::time::timeout(RECV_TIMEOUT, self.responses.message())
+        tokio::time::timeout(RECV_TIMEOUT, self.message())
             .await
             .unwrap_or_else(|_| panic!("no ADS response within {RECV_TIMEOUT:?}"))
+    }
+
+    /// The next message, however long it takes: a response, the end of
+    /// the stream (`Ok(None)`), or the status it ended with.
+    ///
+    /// # Errors
+    ///
+    /// The status the stream ended with.
+    pub async fn message(&mut self) -> Result<Option<DiscoveryResponse>, Status> {
+        self.responses.message().await
     }
 
     /// The next response.
@@ -216,6 +294,17 @@ pub fn decode<T: Message + Name + Default>(response: &DiscoveryResponse) -> Vec<
         .collect()
 }
 
+/// The socket address of `endpoint`, when it has one.
+pub fn socket_address(endpoint: &LbEndpoint) -> Option<&SocketAddress> {
+    let Some(HostIdentifier::Endpoint(endpoint)) = &endpoint.host_identifier else {
+        return None;
+    };
+    match endpoint.address.as_ref()?.address.as_ref()? {
+        AddressKind::SocketAddress(socket) => Some(socket),
+        _ => None,
+    }
+}
+
 /// Every endpoint of `assignment` as `ip:port` with its health status,
 /// sorted.
 pub fn endpoints(assignment: &ClusterLoadAssignment) -> Vec<(String, HealthStatus)> {
@@ -224,14 +313,7 @@ pub fn endpoints(assignment: &ClusterLoadAssignment) -> Vec<(String, HealthStatu
         .iter()
         .flat_map(|locality| &locality.lb_endpoints)
         .filter_map(|lb| {
-            let Some(HostIdentifier::Endpoint(endpoint)) = &lb.host_identifier else {
-                return None;
-            };
-            let Some(AddressKind::SocketAddress(socket)) =
-                endpoint.address.as_ref()?.address.as_ref()
-            else {
-                return None;
-            };
+            let socket = socket_address(lb)?;
             let port = match socket.port_specifier {
                 Some(PortSpecifier::PortValue(port)) => port,
                 _ => 0,
@@ -242,4 +324,13 @@ pub fn endpoints(assignment: &ClusterLoadAssignment) -> Vec<(String, HealthStatu
         .collect();
     found.sort();
     found
+}
+
+/// `request` with `node` in it, if `node` is still there to add (the
+/// stream's first request carries it).
+fn with_node(node: &mut Option<Node>, mut request: DiscoveryRequest) -> DiscoveryRequest {
+    if let Some(node) = node.take() {
+        request.node.get_or_insert(node);
+    }
+    request
 }

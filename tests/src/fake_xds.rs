@@ -38,19 +38,11 @@ use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
+use xds_type_urls::{CLUSTER, CLUSTER_LOAD_ASSIGNMENT, LISTENER, ROUTE_CONFIGURATION};
 
 pub use resources::{
     EndpointSpec, Health, any, cluster, lb_endpoint, listener, load_assignment, route_configuration,
 };
-
-/// Type URL of Listener resources.
-pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
-/// Type URL of RouteConfiguration resources.
-pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-/// Type URL of Cluster resources.
-pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-/// Type URL of ClusterLoadAssignment resources.
-pub const ENDPOINTS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 
 /// A request as the fake received it.
 #[derive(Debug, Clone)]
@@ -160,14 +152,14 @@ impl FakeXds {
             put(store, LISTENER, service, any(listener(service, service)));
             put(
                 store,
-                ROUTE,
+                ROUTE_CONFIGURATION,
                 service,
                 any(route_configuration(service, service)),
             );
             put(store, CLUSTER, service, any(cluster(service)));
             put(
                 store,
-                ENDPOINTS,
+                CLUSTER_LOAD_ASSIGNMENT,
                 service,
                 any(load_assignment(service, endpoints)),
             );
@@ -177,7 +169,12 @@ impl FakeXds {
     /// Deletes all four resources of `service`.
     pub fn remove_service(&self, service: &str) {
         self.update(|store| {
-            for type_url in [LISTENER, ROUTE, CLUSTER, ENDPOINTS] {
+            for type_url in [
+                LISTENER,
+                ROUTE_CONFIGURATION,
+                CLUSTER,
+                CLUSTER_LOAD_ASSIGNMENT,
+            ] {
                 if let Some(by_name) = store.resources.get_mut(type_url) {
                     by_name.remove(service);
                 }

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
+use tests::control_plane::static_source;
 use tests::{Process, bin_path, bounded};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -25,20 +26,7 @@ async fn greeter_client_json_reports_an_even_spread_through_the_control_plane() 
             backends.push(server);
         }
         let spec = format!("greeter={}", addrs.join(","));
-        let mut control_plane = Process::spawn(
-            "control-plane",
-            "control-plane",
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--source",
-                "static",
-                "--static",
-                &spec,
-            ],
-        );
-        let cp_addr = control_plane.wait_listening().await;
+        let (_control_plane, cp_addr) = static_source(&["--static", &spec]).await;
 
         let output = tokio::process::Command::new(bin_path("greeter-client"))
             .args([

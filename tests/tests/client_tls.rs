@@ -11,6 +11,7 @@ use proto::greet::HelloRequest;
 use proto::greet::greeter_client::GreeterClient;
 use serde_json::json;
 use tests::certs::{Ca, Leaf, TlsDir, Validity};
+use tests::control_plane::static_source;
 use tests::static_file::StaticFile;
 use tests::{Process, bounded};
 use tonic::Code;
@@ -57,19 +58,10 @@ async fn serve_greeter(
         }]}),
     );
     let path = file.path().display().to_string();
-    let mut args = vec![
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--source",
-        "static",
-        "--static-file",
-        &path,
-        "--no-probe",
-    ];
+    let mut args = vec!["--static-file", &path, "--no-probe"];
     args.extend_from_slice(extra);
-    let mut process = Process::spawn("control-plane", "control-plane", &args);
-    let uri = format!("{scheme}://{}", process.wait_listening().await);
+    let (process, addr) = static_source(&args).await;
+    let uri = format!("{scheme}://{addr}");
     (process, file, uri)
 }
 

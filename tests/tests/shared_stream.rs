@@ -18,7 +18,6 @@ use xds_balancer::{Builder, Channel};
 
 const LIMIT: Duration = Duration::from_secs(90);
 const SERVICES: [&str; 3] = ["alpha", "beta", "gamma"];
-const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 
 /// Three greeter-servers, each the one endpoint of its own service, and a
 /// control plane serving them.
@@ -56,7 +55,7 @@ async fn listener_names(addr: SocketAddr) -> Vec<Vec<String>> {
             client
                 .types
                 .iter()
-                .filter(|t| t.type_url == LISTENER)
+                .filter(|t| t.type_url == xds_type_urls::LISTENER)
                 .flat_map(|t| t.names.clone())
                 .collect()
         })

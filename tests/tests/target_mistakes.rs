@@ -8,9 +8,10 @@ use std::time::Duration;
 use proto::greet::HelloRequest;
 use proto::greet::greeter_client::GreeterClient;
 use serde_json::json;
+use tests::bounded;
+use tests::control_plane::static_source;
 use tests::greeters::backends;
 use tests::static_file::StaticFile;
-use tests::{Process, bounded};
 use tonic::Code;
 use xds_balancer::Builder;
 
@@ -32,22 +33,9 @@ async fn unknown_targets_say_what_to_write_instead() {
             ]}),
         );
         let path = file.path().display().to_string();
-        let mut control_plane = Process::spawn(
-            "control-plane",
-            "control-plane",
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--source",
-                "static",
-                "--namespace",
-                "team-a",
-                "--static-file",
-                &path,
-            ],
-        );
-        let uri = format!("http://{}", control_plane.wait_listening().await);
+        let (_control_plane, addr) =
+            static_source(&["--namespace", "team-a", "--static-file", &path]).await;
+        let uri = format!("http://{addr}");
 
         let container_port = format!("greeter:{}", backend.port());
         let cases = [

@@ -19,7 +19,7 @@ pub fn decode_resource(selector: u8, value: &[u8]) -> Result<String, String> {
     let type_url = if selector & 4 == 0 {
         kind.type_url()
     } else {
-        decode::RESOURCE_TYPE
+        xds_type_urls::RESOURCE
     };
     let any = Any {
         type_url: type_url.to_owned(),

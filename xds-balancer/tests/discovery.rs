@@ -55,7 +55,8 @@ async fn control_plane_outage_keeps_balancing_and_resubscribes() {
         fake.restart().await;
         let resubscribed = fake
             .wait_for_request(Duration::from_secs(10), |r| {
-                r.stream > streams_before && r.request.type_url == fake_xds::ENDPOINTS
+                r.stream > streams_before
+                    && r.request.type_url == xds_type_urls::CLUSTER_LOAD_ASSIGNMENT
             })
             .await;
         assert!(
@@ -199,7 +200,10 @@ async fn an_invalid_update_is_nacked_and_the_last_endpoints_stay() {
                 (servers[0].addr, Health::Healthy, "a-again"),
             ],
         );
-        fake.send_raw(fake_xds::ENDPOINTS, vec![fake_xds::any(duplicate)]);
+        fake.send_raw(
+            xds_type_urls::CLUSTER_LOAD_ASSIGNMENT,
+            vec![fake_xds::any(duplicate)],
+        );
         let nack = fake
             .wait_for_request(Duration::from_secs(5), |r| r.request.error_detail.is_some())
             .await
@@ -211,13 +215,14 @@ async fn an_invalid_update_is_nacked_and_the_last_endpoints_stay() {
                 .contains(&format!("address {} appears twice", servers[0].addr)),
             "{detail:?}"
         );
-        assert_eq!(nack.type_url, fake_xds::ENDPOINTS);
+        assert_eq!(nack.type_url, xds_type_urls::CLUSTER_LOAD_ASSIGNMENT);
         assert!(!nack.response_nonce.is_empty());
         let accepted = fake
             .requests()
             .into_iter()
             .rfind(|r| {
-                r.request.type_url == fake_xds::ENDPOINTS && r.request.error_detail.is_none()
+                r.request.type_url == xds_type_urls::CLUSTER_LOAD_ASSIGNMENT
+                    && r.request.error_detail.is_none()
             })
             .expect("an earlier ACK");
         assert_eq!(

@@ -11,21 +11,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
+use ::tests::ads::{AdsStream, discovery_request, socket_address};
 use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::envoy::config::core::v3::{HealthStatus, Node};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
-use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use prost::{Message, Name};
-use tokio::sync::mpsc;
+use prost::Message;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
+use xds_type_urls as type_url;
 
 use super::board::{Board, fingerprint};
 use crate::clock;
@@ -51,14 +44,7 @@ pub(crate) fn assignment_fingerprint(assignment: &ClusterLoadAssignment) -> u64 
                 && lb.health_status != HealthStatus::Unknown as i32
         })
         .filter_map(|lb| {
-            let Some(HostIdentifier::Endpoint(endpoint)) = &lb.host_identifier else {
-                return None;
-            };
-            let Some(AddressKind::SocketAddress(socket)) =
-                endpoint.address.as_ref()?.address.as_ref()
-            else {
-                return None;
-            };
+            let socket = socket_address(lb)?;
             let Some(PortSpecifier::PortValue(port)) = socket.port_specifier else {
                 return None;
             };
@@ -83,48 +69,27 @@ pub(crate) fn spawn(
     })
 }
 
-fn request(type_url: String, name: &str, response: Option<&DiscoveryResponse>) -> DiscoveryRequest {
-    DiscoveryRequest {
-        type_url,
-        resource_names: vec![name.to_owned()],
-        version_info: response.map(|r| r.version_info.clone()).unwrap_or_default(),
-        response_nonce: response.map(|r| r.nonce.clone()).unwrap_or_default(),
-        ..Default::default()
-    }
-}
-
 async fn subscribe(
     index: usize,
     channel: Channel,
     names: &Names,
     board: &Board,
 ) -> Result<(), tonic::Status> {
-    let (requests, outbound) = mpsc::channel(8);
-    let mut first = request(Listener::type_url(), &names.listener, None);
-    first.node = Some(Node {
+    let node = Node {
         id: format!("bench-raw-{index}"),
         user_agent_name: "bench raw ADS subscriber".to_owned(),
         ..Default::default()
-    });
-    let eds_url = ClusterLoadAssignment::type_url();
-    let initial = [
-        first,
-        request(RouteConfiguration::type_url(), &names.cluster, None),
-        request(Cluster::type_url(), &names.cluster, None),
-        request(eds_url.clone(), &names.cluster, None),
+    };
+    let (listener, cluster) = (names.listener.as_str(), names.cluster.as_str());
+    let initial = vec![
+        discovery_request(type_url::LISTENER, &[listener], "", ""),
+        discovery_request(type_url::ROUTE_CONFIGURATION, &[cluster], "", ""),
+        discovery_request(type_url::CLUSTER, &[cluster], "", ""),
+        discovery_request(type_url::CLUSTER_LOAD_ASSIGNMENT, &[cluster], "", ""),
     ];
-    for message in initial {
-        // The queue holds all four; the stream is not open yet.
-        let _ = requests.try_send(message);
-    }
-    let mut client =
-        AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(64 << 20);
-    let mut responses = client
-        .stream_aggregated_resources(ReceiverStream::new(outbound))
-        .await?
-        .into_inner();
-    while let Some(response) = responses.message().await? {
-        if response.type_url == eds_url {
+    let mut stream = AdsStream::open_with(channel, node, initial).await?;
+    while let Some(response) = stream.message().await? {
+        if response.type_url == type_url::CLUSTER_LOAD_ASSIGNMENT {
             for any in &response.resources {
                 match ClusterLoadAssignment::decode(any.value.as_slice()) {
                     Ok(assignment) => {
@@ -139,13 +104,12 @@ async fn subscribe(
                 }
             }
         }
-        let name = if response.type_url == Listener::type_url() {
-            &names.listener
+        let name = if response.type_url == type_url::LISTENER {
+            listener
         } else {
-            &names.cluster
+            cluster
         };
-        let ack = request(response.type_url.clone(), name, Some(&response));
-        if requests.send(ack).await.is_err() {
+        if stream.try_ack(&response, &[name]).await.is_err() {
             break;
         }
     }
@@ -154,7 +118,9 @@ async fn subscribe(
 
 #[cfg(test)]
 mod tests {
+    use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
     use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress};
+    use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
     use envoy_types::pb::envoy::config::endpoint::v3::{Endpoint, LbEndpoint, LocalityLbEndpoints};
 
     use super::*;

@@ -25,9 +25,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ::tests::static_file::{self, StaticFile};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -49,15 +49,9 @@ pub(crate) enum Error {
     /// Building a client failed.
     #[error(transparent)]
     Client(#[from] clients::Error),
-    /// A file or socket operation failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: String,
-        /// Why it failed.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The static file could not be written.
+    #[error(transparent)]
+    StaticFile(#[from] static_file::Error),
     /// The TCP balancer could not start.
     #[error(transparent)]
     Balancer(#[from] demo::balancer::Error),
@@ -152,7 +146,7 @@ pub(crate) struct Results {
 /// Where an approach learns about backends.
 enum Discovery {
     Ours {
-        file: PathBuf,
+        file: StaticFile,
         _control_plane: Box<Proc>,
     },
     Dns(AddressSet),
@@ -162,7 +156,7 @@ enum Discovery {
 impl Discovery {
     fn publish(&self, addrs: &[SocketAddr]) -> Result<(), Error> {
         match self {
-            Self::Ours { file, .. } => write_static_file(file, addrs),
+            Self::Ours { file, .. } => Ok(file.try_write(&static_file_content(addrs))?),
             Self::Dns(set) => {
                 let mut set = set.lock().unwrap_or_else(|p| p.into_inner());
                 set.clear();
@@ -188,20 +182,12 @@ fn backends(addrs: &[SocketAddr]) -> Vec<Backend> {
         .collect()
 }
 
-/// Writes the static source's file for `addrs` (whole, then renamed into
-/// place, so the control plane never reads half a file).
-fn write_static_file(path: &Path, addrs: &[SocketAddr]) -> Result<(), Error> {
+/// The static source's file for `addrs`.
+fn static_file_content(addrs: &[SocketAddr]) -> serde_json::Value {
     let endpoints: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-    let content = serde_json::json!({
+    serde_json::json!({
         "services": [{ "name": "greeter", "port": 80, "endpoints": endpoints }]
-    });
-    let partial = path.with_extension("partial");
-    std::fs::write(&partial, content.to_string())
-        .and_then(|()| std::fs::rename(&partial, path))
-        .map_err(|source| Error::Io {
-            what: format!("failed to write {}", path.display()),
-            source,
-        })
+    })
 }
 
 /// Waits until `addr` answers SERVING.
@@ -259,15 +245,13 @@ async fn rollout(config: &Config, bins: &Bins, client: ClientKind) -> Result<Row
     let mut current: Vec<SocketAddr> = old.iter().map(Proc::addr).collect();
     let (discovery, caller, label): (Discovery, Caller, String) = match client {
         ClientKind::Ours => {
-            let file =
-                std::env::temp_dir().join(format!("bench-rollout-{}.json", std::process::id()));
-            write_static_file(&file, &current)?;
+            let file = StaticFile::create("bench-rollout", &static_file_content(&current))?;
             let args = [
                 "serve".to_owned(),
                 "--listen".to_owned(),
                 "127.0.0.1:0".to_owned(),
                 "--static-file".to_owned(),
-                file.display().to_string(),
+                file.path().display().to_string(),
             ];
             let control_plane =
                 Proc::start("control-plane", &bins.path("control-plane")?, &args).await?;
@@ -349,12 +333,9 @@ async fn rollout(config: &Config, bins: &Bins, client: ClientKind) -> Result<Row
     stop.cancel();
     let load = load.await.unwrap_or_default();
     let l4_connections = match &discovery {
-        Discovery::Ours { file, .. } => {
-            let _ = std::fs::remove_file(file);
-            None
-        }
         Discovery::ClusterIp(balancer) => Some(balancer.forwarded().len()),
-        Discovery::Dns(_) => None,
+        // The static file goes with `discovery`.
+        Discovery::Ours { .. } | Discovery::Dns(_) => None,
     };
     drop(discovery);
     drop(retired);

@@ -59,14 +59,10 @@ impl ResourceType {
     /// The type URL used on the wire, without allocating.
     pub fn type_url_str(self) -> &'static str {
         match self {
-            Self::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
-            Self::RouteConfiguration => {
-                "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-            }
-            Self::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
-            Self::ClusterLoadAssignment => {
-                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-            }
+            Self::Listener => xds_type_urls::LISTENER,
+            Self::RouteConfiguration => xds_type_urls::ROUTE_CONFIGURATION,
+            Self::Cluster => xds_type_urls::CLUSTER,
+            Self::ClusterLoadAssignment => xds_type_urls::CLUSTER_LOAD_ASSIGNMENT,
         }
     }
 

@@ -164,15 +164,14 @@ mod tests {
         let expected = DiscoveryResponse {
             version_info: "run-7".to_owned(),
             resources: resources.to_vec(),
-            type_url: "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-                .to_owned(),
+            type_url: xds_type_urls::CLUSTER_LOAD_ASSIGNMENT.to_owned(),
             nonce: "12".to_owned(),
             control_plane: Some(control_plane.clone()),
             ..Default::default()
         };
         let encoded = EncodedResponse {
             version_info: expected.version_info.clone(),
-            type_url: "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+            type_url: xds_type_urls::CLUSTER_LOAD_ASSIGNMENT,
             nonce: expected.nonce.clone(),
             control_plane: Arc::new(control_plane),
             resources: resources.iter().map(encode_resource).collect(),

@@ -9,6 +9,7 @@ use proto::controlplane::v1 as pb;
 use proto::controlplane::v1::control_plane_status_client::ControlPlaneStatusClient;
 use serde_json::json;
 use tests::ads::{AdsStream, endpoints};
+use tests::control_plane::static_source;
 use tests::static_file::StaticFile;
 use tests::{Process, channel};
 use tonic_health::pb::HealthCheckRequest;
@@ -34,23 +35,14 @@ impl Target {
     pub(crate) async fn start(name: &str) -> Self {
         let file = StaticFile::new(&format!("bad-input-{name}"), &services(1));
         let path = file.path().display().to_string();
-        let mut process = Process::spawn(
-            "control-plane",
-            "control-plane",
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--source",
-                "static",
-                "--static-file",
-                &path,
-                "--no-probe",
-                "--file-poll-interval",
-                "5ms",
-            ],
-        );
-        let addr = process.wait_listening().await;
+        let (process, addr) = static_source(&[
+            "--static-file",
+            &path,
+            "--no-probe",
+            "--file-poll-interval",
+            "5ms",
+        ])
+        .await;
         let mut bystander = AdsStream::open(channel(addr).await, "bystander").await;
         bystander
             .subscribe::<ClusterLoadAssignment>(&[GREETER_CLUSTER])

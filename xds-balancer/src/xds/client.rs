@@ -204,7 +204,7 @@ mod tests {
         let request = fake
             .wait_for_request(Duration::from_secs(10), |r| {
                 let request = &r.request;
-                request.type_url == fake_xds::ENDPOINTS
+                request.type_url == xds_type_urls::CLUSTER_LOAD_ASSIGNMENT
                     && !request.response_nonce.is_empty()
                     && request.error_detail.is_none()
                     && request.version_info != after
@@ -235,7 +235,7 @@ mod tests {
         // A new version with the same endpoints: acknowledged, and nothing
         // downstream is woken.
         fake.send_raw(
-            fake_xds::ENDPOINTS,
+            xds_type_urls::CLUSTER_LOAD_ASSIGNMENT,
             vec![fake_xds::any(fake_xds::load_assignment(
                 "greeter",
                 &[(a, Health::Healthy, "a")],

@@ -42,32 +42,13 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::service::discovery::v3::Resource;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
+use xds_type_urls as type_url;
 
 use super::endpoints::endpoints;
 pub(crate) use super::routes::RouteTable;
 use super::routes::route_table;
 use crate::model::{Endpoint, PickPolicy, UpstreamTls};
 
-/// Type URL of `envoy.config.listener.v3.Listener`.
-pub(crate) const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
-/// Type URL of `envoy.config.route.v3.RouteConfiguration`.
-pub(crate) const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-/// Type URL of `envoy.config.cluster.v3.Cluster`.
-pub(crate) const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-/// Type URL of `envoy.config.endpoint.v3.ClusterLoadAssignment`.
-pub(crate) const ENDPOINTS_TYPE: &str =
-    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
-pub(crate) const RESOURCE_TYPE: &str = "type.googleapis.com/envoy.service.discovery.v3.Resource";
-const ROUND_ROBIN_TYPE: &str =
-    "type.googleapis.com/envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin";
-const LEAST_REQUEST_TYPE: &str =
-    "type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest";
-/// What gRPC turns `lb_policy` into: its endpoint picking policy within
-/// weighted localities.
-const WRR_LOCALITY_TYPE: &str =
-    "type.googleapis.com/envoy.extensions.load_balancing_policies.wrr_locality.v3.WrrLocality";
 /// gRPC A48: least request's default `choice_count`, and the cap on it.
 const DEFAULT_CHOICE_COUNT: u32 = 2;
 const MAX_CHOICE_COUNT: u32 = 10;
@@ -86,10 +67,10 @@ impl Kind {
 
     pub(crate) fn type_url(self) -> &'static str {
         match self {
-            Kind::Listener => LISTENER_TYPE,
-            Kind::Route => ROUTE_TYPE,
-            Kind::Cluster => CLUSTER_TYPE,
-            Kind::Endpoints => ENDPOINTS_TYPE,
+            Kind::Listener => type_url::LISTENER,
+            Kind::Route => type_url::ROUTE_CONFIGURATION,
+            Kind::Cluster => type_url::CLUSTER,
+            Kind::Endpoints => type_url::CLUSTER_LOAD_ASSIGNMENT,
         }
     }
 
@@ -167,7 +148,7 @@ pub(crate) enum Decoded {
 /// Decodes and validates one resource of a `kind` response; returns its
 /// name too.
 pub(crate) fn decode(kind: Kind, any: &Any) -> Result<(String, Decoded), DecodeError> {
-    if any.type_url == RESOURCE_TYPE {
+    if any.type_url == type_url::RESOURCE {
         let wrapper =
             Resource::decode(any.value.as_slice()).map_err(|e| malformed("Resource", e))?;
         let inner = wrapper.resource.ok_or_else(|| DecodeError::Invalid {
@@ -177,7 +158,7 @@ pub(crate) fn decode(kind: Kind, any: &Any) -> Result<(String, Decoded), DecodeE
         })?;
         // xDS wraps a resource once. Following wrappers inside wrappers
         // would let a response nest them deep enough to overflow the stack.
-        if inner.type_url == RESOURCE_TYPE {
+        if inner.type_url == type_url::RESOURCE {
             return Err(DecodeError::Invalid {
                 kind: kind.label(),
                 name: wrapper.name,
@@ -241,7 +222,7 @@ fn listener_routes(listener: Listener) -> Result<ListenerRoutes, String> {
         .api_listener
         .and_then(|api| api.api_listener)
         .ok_or("has no api_listener; gRPC clients need an API listener")?;
-    if api.type_url != HCM_TYPE {
+    if api.type_url != type_url::HTTP_CONNECTION_MANAGER {
         return Err(format!(
             "api_listener holds {:?}, expected an HttpConnectionManager",
             api.type_url
@@ -287,14 +268,14 @@ fn check_filters(filters: &[HttpFilter]) -> Result<(), String> {
             return Err(format!("HTTP filter name {:?} is used twice", filter.name));
         }
     }
-    if filter_type(last) != Some(ROUTER_TYPE) {
+    if filter_type(last) != Some(type_url::ROUTER) {
         return Err(format!(
             "the last HTTP filter ({:?}) is not the router filter",
             last.name
         ));
     }
     for filter in rest {
-        if filter_type(filter) == Some(ROUTER_TYPE) {
+        if filter_type(filter) == Some(type_url::ROUTER) {
             return Err(format!("the router filter {:?} is not last", filter.name));
         }
         if !filter.is_optional {
@@ -392,15 +373,17 @@ fn policy_from_list(list: &LoadBalancingPolicy, depth: usize) -> Result<PickPoli
             continue;
         };
         match any.type_url.as_str() {
-            ROUND_ROBIN_TYPE => return Ok(PickPolicy::RoundRobin),
-            LEAST_REQUEST_TYPE => {
+            type_url::ROUND_ROBIN => return Ok(PickPolicy::RoundRobin),
+            type_url::LEAST_REQUEST => {
                 let config = LeastRequest::decode(any.value.as_slice())
                     .map_err(|e| format!("cannot decode its LeastRequest policy: {e}"))?;
                 return least_request(config.choice_count.map(|c| c.value));
             }
-            // One level of nesting is what gRPC sends; more is refused
-            // rather than followed without bound.
-            WRR_LOCALITY_TYPE if depth == 0 => {
+            // What gRPC turns `lb_policy` into: its endpoint picking
+            // policy within weighted localities. One level of nesting is
+            // what gRPC sends; more is refused rather than followed
+            // without bound.
+            type_url::WRR_LOCALITY if depth == 0 => {
                 let wrapper = WrrLocality::decode(any.value.as_slice())
                     .map_err(|e| format!("cannot decode its WrrLocality policy: {e}"))?;
                 let inner = wrapper

@@ -21,12 +21,9 @@ use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use prost::Message;
 
 use tls_reload::SanMatcher;
+use xds_type_urls::UPSTREAM_TLS_CONTEXT;
 
 use crate::model::UpstreamTls;
-
-/// Type URL of `UpstreamTlsContext`, the only transport socket supported.
-pub(crate) const UPSTREAM_TLS_CONTEXT: &str =
-    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 
 /// The TLS settings of a Cluster's `transport_socket`. The older A29 form
 /// (deprecated fields 11 and the combined context's provider instance) is

@@ -80,11 +80,11 @@ pub(crate) fn publish_routes(fake: &FakeXds, service: &str, routes: Vec<Route>) 
     let mut config: RouteConfiguration = fake_xds::route_configuration(service, "unused");
     config.virtual_hosts[0].routes = routes;
     fake.set_resource(
-        fake_xds::LISTENER,
+        xds_type_urls::LISTENER,
         service,
         any(fake_xds::listener(service, service)),
     );
-    fake.set_resource(fake_xds::ROUTE, service, any(config));
+    fake.set_resource(xds_type_urls::ROUTE_CONFIGURATION, service, any(config));
 }
 
 /// Publishes a round-robin cluster and its endpoints (one locality).
@@ -103,11 +103,11 @@ pub(crate) fn publish_cluster_with(
     assignment: ClusterLoadAssignment,
 ) {
     fake.set_resource(
-        fake_xds::ENDPOINTS,
+        xds_type_urls::CLUSTER_LOAD_ASSIGNMENT,
         &assignment.cluster_name,
         any(assignment.clone()),
     );
-    fake.set_resource(fake_xds::CLUSTER, &cluster.name.clone(), any(cluster));
+    fake.set_resource(xds_type_urls::CLUSTER, &cluster.name.clone(), any(cluster));
 }
 
 /// A least-request cluster (`lb_policy: LEAST_REQUEST`, two choices).

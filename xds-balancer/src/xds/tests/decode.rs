@@ -85,7 +85,7 @@ fn listeners_are_validated_like_grpc() {
         Err(DecodeError::WrongType { .. })
     ));
     let garbage = Any {
-        type_url: fake_xds::LISTENER.into(),
+        type_url: xds_type_urls::LISTENER.into(),
         value: vec![0xff, 0xff, 0xff],
     };
     assert!(matches!(
@@ -264,7 +264,7 @@ fn nested(levels: usize, inner: &Any) -> Any {
         }
         out.push(n as u8);
     }
-    let url = decode::RESOURCE_TYPE.as_bytes();
+    let url = xds_type_urls::RESOURCE.as_bytes();
     // Resource { resource (field 2): <any> }, as bytes.
     let resource_prefix = |any_len: usize| {
         let mut prefix = vec![0x12];
@@ -293,7 +293,7 @@ fn nested(levels: usize, inner: &Any) -> Any {
     }
     value.append(&mut innermost);
     Any {
-        type_url: decode::RESOURCE_TYPE.to_owned(),
+        type_url: xds_type_urls::RESOURCE.to_owned(),
         value,
     }
 }

@@ -337,13 +337,13 @@ fn every_cluster_the_routes_name_is_subscribed_and_dropped_when_unnamed() {
     let mut s = state("greeter");
     s.on_stream_start();
     s.on_response(response(
-        fake_xds::LISTENER,
+        xds_type_urls::LISTENER,
         "1",
         "n1",
         vec![any(fake_xds::listener("greeter", "r"))],
     ));
     let outcome = s.on_response(response(
-        fake_xds::ROUTE,
+        xds_type_urls::ROUTE_CONFIGURATION,
         "1",
         "n2",
         vec![any(config(vec![
@@ -357,11 +357,11 @@ fn every_cluster_the_routes_name_is_subscribed_and_dropped_when_unnamed() {
     let clusters = outcome
         .requests
         .iter()
-        .find(|r| r.type_url == fake_xds::CLUSTER)
+        .find(|r| r.type_url == xds_type_urls::CLUSTER)
         .expect("a cluster request");
     assert_eq!(clusters.resource_names, ["v1", "v2"]);
     let outcome = s.on_response(response(
-        fake_xds::CLUSTER,
+        xds_type_urls::CLUSTER,
         "1",
         "n3",
         vec![any(fake_xds::cluster("v1")), any(fake_xds::cluster("v2"))],
@@ -369,11 +369,11 @@ fn every_cluster_the_routes_name_is_subscribed_and_dropped_when_unnamed() {
     let endpoints = outcome
         .requests
         .iter()
-        .find(|r| r.type_url == fake_xds::ENDPOINTS)
+        .find(|r| r.type_url == xds_type_urls::CLUSTER_LOAD_ASSIGNMENT)
         .expect("an endpoints request");
     assert_eq!(endpoints.resource_names, ["v1", "v2"]);
     s.on_response(response(
-        fake_xds::ENDPOINTS,
+        xds_type_urls::CLUSTER_LOAD_ASSIGNMENT,
         "1",
         "n4",
         vec![any(fake_xds::load_assignment(
@@ -397,7 +397,7 @@ fn every_cluster_the_routes_name_is_subscribed_and_dropped_when_unnamed() {
 
     // The canary is over: v2 is no longer named, so it is dropped.
     let outcome = s.on_response(response(
-        fake_xds::ROUTE,
+        xds_type_urls::ROUTE_CONFIGURATION,
         "2",
         "n5",
         vec![any(config(vec![route(prefix(""), to("v1"))]))],
@@ -409,6 +409,9 @@ fn every_cluster_the_routes_name_is_subscribed_and_dropped_when_unnamed() {
             .find(|r| r.type_url == type_url)
             .map(|r| r.resource_names.clone())
     };
-    assert_eq!(names(fake_xds::CLUSTER), Some(vec!["v1".to_owned()]));
-    assert_eq!(names(fake_xds::ENDPOINTS), Some(vec!["v1".to_owned()]));
+    assert_eq!(names(xds_type_urls::CLUSTER), Some(vec!["v1".to_owned()]));
+    assert_eq!(
+        names(xds_type_urls::CLUSTER_LOAD_ASSIGNMENT),
+        Some(vec!["v1".to_owned()])
+    );
 }

@@ -49,13 +49,13 @@ fn resolved(endpoints: &[fake_xds::EndpointSpec<'_>]) -> AdsState {
     let mut s = state("xds:///greeter");
     s.on_stream_start();
     s.on_response(response(
-        fake_xds::LISTENER,
+        xds_type_urls::LISTENER,
         "1",
         "n1",
         vec![any(fake_xds::listener("greeter", "greeter-routes"))],
     ));
     s.on_response(response(
-        fake_xds::ROUTE,
+        xds_type_urls::ROUTE_CONFIGURATION,
         "1",
         "n2",
         vec![any(fake_xds::route_configuration(
@@ -64,13 +64,13 @@ fn resolved(endpoints: &[fake_xds::EndpointSpec<'_>]) -> AdsState {
         ))],
     ));
     s.on_response(response(
-        fake_xds::CLUSTER,
+        xds_type_urls::CLUSTER,
         "1",
         "n3",
         vec![any(fake_xds::cluster("greeter-cluster"))],
     ));
     let outcome = s.on_response(response(
-        fake_xds::ENDPOINTS,
+        xds_type_urls::CLUSTER_LOAD_ASSIGNMENT,
         "1",
         "n4",
         vec![any(fake_xds::load_assignment("greeter-cluster", endpoints))],
@@ -102,7 +102,7 @@ fn follows_the_chain_acking_each_step() {
     let mut s = state("xds:///greeter");
     let start = s.on_stream_start();
     assert_eq!(start.len(), 1);
-    assert_eq!(start[0].type_url, fake_xds::LISTENER);
+    assert_eq!(start[0].type_url, xds_type_urls::LISTENER);
     assert_eq!(names(&start[0]), ["greeter"]);
     assert_eq!(
         start[0].node.as_ref().map(|n| n.id.as_str()),
@@ -114,7 +114,7 @@ fn follows_the_chain_acking_each_step() {
     );
 
     let outcome = s.on_response(response(
-        fake_xds::LISTENER,
+        xds_type_urls::LISTENER,
         "v1",
         "n1",
         vec![any(fake_xds::listener("greeter", "routes"))],
@@ -132,7 +132,7 @@ fn follows_the_chain_acking_each_step() {
             ack.version_info.as_str(),
             ack.response_nonce.as_str()
         ),
-        (fake_xds::LISTENER, "v1", "n1")
+        (xds_type_urls::LISTENER, "v1", "n1")
     );
     assert!(ack.error_detail.is_none());
     assert!(
@@ -141,7 +141,7 @@ fn follows_the_chain_acking_each_step() {
     );
     assert_eq!(
         (next.type_url.as_str(), names(next)),
-        (fake_xds::ROUTE, vec!["routes"])
+        (xds_type_urls::ROUTE_CONFIGURATION, vec!["routes"])
     );
     assert_eq!(next.version_info, "");
     assert_eq!(
@@ -150,7 +150,7 @@ fn follows_the_chain_acking_each_step() {
     );
 
     let outcome = s.on_response(response(
-        fake_xds::ROUTE,
+        xds_type_urls::ROUTE_CONFIGURATION,
         "v1",
         "n2",
         vec![any(fake_xds::route_configuration("routes", "c1"))],
@@ -161,11 +161,11 @@ fn follows_the_chain_acking_each_step() {
             outcome.requests[1].type_url.as_str(),
             names(&outcome.requests[1])
         ),
-        (fake_xds::CLUSTER, vec!["c1"])
+        (xds_type_urls::CLUSTER, vec!["c1"])
     );
 
     let outcome = s.on_response(response(
-        fake_xds::CLUSTER,
+        xds_type_urls::CLUSTER,
         "v1",
         "n3",
         vec![any(fake_xds::cluster("c1"))],
@@ -175,7 +175,7 @@ fn follows_the_chain_acking_each_step() {
             outcome.requests[1].type_url.as_str(),
             names(&outcome.requests[1])
         ),
-        (fake_xds::ENDPOINTS, vec!["c1"])
+        (xds_type_urls::CLUSTER_LOAD_ASSIGNMENT, vec!["c1"])
     );
     assert_eq!(
         s.resolution("greeter").flat(),
@@ -183,7 +183,7 @@ fn follows_the_chain_acking_each_step() {
     );
 
     let outcome = s.on_response(response(
-        fake_xds::ENDPOINTS,
+        xds_type_urls::CLUSTER_LOAD_ASSIGNMENT,
         "v7",
         "n4",
         vec![any(fake_xds::load_assignment(
@@ -222,7 +222,7 @@ fn follows_the_chain_acking_each_step() {
 fn a_listener_left_out_does_not_exist_until_it_appears() {
     let mut s = state("greeter");
     s.on_stream_start();
-    let outcome = s.on_response(response(fake_xds::LISTENER, "1", "n1", vec![]));
+    let outcome = s.on_response(response(xds_type_urls::LISTENER, "1", "n1", vec![]));
     assert!(outcome.nack.is_none());
     assert_eq!(outcome.requests.len(), 1, "ACK only");
     assert_eq!(
@@ -230,7 +230,7 @@ fn a_listener_left_out_does_not_exist_until_it_appears() {
         Resolution::DoesNotExist("listener \"greeter\"".into())
     );
     s.on_response(response(
-        fake_xds::LISTENER,
+        xds_type_urls::LISTENER,
         "2",
         "n2",
         vec![any(fake_xds::listener("greeter", "r"))],
@@ -244,20 +244,25 @@ fn a_listener_left_out_does_not_exist_until_it_appears() {
 #[test]
 fn deleted_resources_are_noticed() {
     let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
-    s.on_response(response(fake_xds::CLUSTER, "2", "n5", vec![]));
+    s.on_response(response(xds_type_urls::CLUSTER, "2", "n5", vec![]));
     assert_eq!(
         s.resolution("greeter").flat(),
         Resolution::DoesNotExist("cluster \"greeter-cluster\"".into())
     );
     let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
-    s.on_response(response(fake_xds::LISTENER, "2", "n5", vec![]));
+    s.on_response(response(xds_type_urls::LISTENER, "2", "n5", vec![]));
     assert_eq!(
         s.resolution("greeter").flat(),
         Resolution::DoesNotExist("listener \"greeter\"".into())
     );
     // Leaving out endpoints or routes is not deletion.
     let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
-    s.on_response(response(fake_xds::ENDPOINTS, "2", "n5", vec![]));
+    s.on_response(response(
+        xds_type_urls::CLUSTER_LOAD_ASSIGNMENT,
+        "2",
+        "n5",
+        vec![],
+    ));
     assert!(matches!(
         s.resolution("greeter").flat(),
         Resolution::Endpoints { .. }
@@ -272,7 +277,7 @@ fn an_invalid_update_is_nacked_and_the_last_good_one_kept() {
     ]);
     let before = s.resolution("greeter").flat();
     let outcome = s.on_response(response(
-        fake_xds::ENDPOINTS,
+        xds_type_urls::CLUSTER_LOAD_ASSIGNMENT,
         "2",
         "n5",
         vec![any(fake_xds::load_assignment(
@@ -300,7 +305,7 @@ fn an_invalid_update_is_nacked_and_the_last_good_one_kept() {
     assert_eq!(s.resolution("greeter").flat(), before);
     // The next good update is taken.
     let outcome = s.on_response(response(
-        fake_xds::ENDPOINTS,
+        xds_type_urls::CLUSTER_LOAD_ASSIGNMENT,
         "3",
         "n6",
         vec![any(fake_xds::load_assignment(
@@ -331,10 +336,28 @@ fn resubscribes_everything_after_a_reconnect() {
     assert_eq!(
         summary,
         [
-            (fake_xds::LISTENER, vec!["greeter"], "1", "", true),
-            (fake_xds::ROUTE, vec!["greeter-routes"], "1", "", false),
-            (fake_xds::CLUSTER, vec!["greeter-cluster"], "1", "", false),
-            (fake_xds::ENDPOINTS, vec!["greeter-cluster"], "1", "", false),
+            (xds_type_urls::LISTENER, vec!["greeter"], "1", "", true),
+            (
+                xds_type_urls::ROUTE_CONFIGURATION,
+                vec!["greeter-routes"],
+                "1",
+                "",
+                false
+            ),
+            (
+                xds_type_urls::CLUSTER,
+                vec!["greeter-cluster"],
+                "1",
+                "",
+                false
+            ),
+            (
+                xds_type_urls::CLUSTER_LOAD_ASSIGNMENT,
+                vec!["greeter-cluster"],
+                "1",
+                "",
+                false
+            ),
         ]
     );
     assert!(
@@ -348,7 +371,7 @@ fn a_response_older_than_the_subscription_says_nothing_about_absence() {
     let mut s = resolved(&[(addr(1), Health::Healthy, "a")]);
     // The route moves to another cluster.
     let outcome = s.on_response(response(
-        fake_xds::ROUTE,
+        xds_type_urls::ROUTE_CONFIGURATION,
         "2",
         "n5",
         vec![any(fake_xds::route_configuration("greeter-routes", "c2"))],
@@ -356,12 +379,12 @@ fn a_response_older_than_the_subscription_says_nothing_about_absence() {
     let cds = outcome
         .requests
         .iter()
-        .find(|r| r.type_url == fake_xds::CLUSTER)
+        .find(|r| r.type_url == xds_type_urls::CLUSTER)
         .expect("CDS update");
     assert_eq!(names(cds), ["c2"]);
     // A CDS response sent before the server saw that still lists the old one.
     s.on_response(response(
-        fake_xds::CLUSTER,
+        xds_type_urls::CLUSTER,
         "2",
         "n6",
         vec![any(fake_xds::cluster("greeter-cluster"))],
@@ -371,7 +394,7 @@ fn a_response_older_than_the_subscription_says_nothing_about_absence() {
         Resolution::Waiting("cluster \"c2\"".into())
     );
     // The answer to the new subscription, without c2: it does not exist.
-    s.on_response(response(fake_xds::CLUSTER, "3", "n7", vec![]));
+    s.on_response(response(xds_type_urls::CLUSTER, "3", "n7", vec![]));
     assert_eq!(
         s.resolution("greeter").flat(),
         Resolution::DoesNotExist("cluster \"c2\"".into())
@@ -413,12 +436,17 @@ fn inline_routes_and_wrapped_resources_are_accepted() {
     };
     let mut s = state("greeter");
     s.on_stream_start();
-    let outcome = s.on_response(response(fake_xds::LISTENER, "1", "n1", vec![any(wrapped)]));
+    let outcome = s.on_response(response(
+        xds_type_urls::LISTENER,
+        "1",
+        "n1",
+        vec![any(wrapped)],
+    ));
     assert!(outcome.nack.is_none(), "{:?}", outcome.nack);
     let cds = outcome
         .requests
         .iter()
-        .find(|r| r.type_url == fake_xds::CLUSTER)
+        .find(|r| r.type_url == xds_type_urls::CLUSTER)
         .expect("straight to CDS");
     assert_eq!(names(cds), ["c9"]);
 }
@@ -430,7 +458,7 @@ fn targets_share_one_session_and_leave_without_disturbing_the_others() {
 
     let added = s.add_target("echo");
     assert_eq!(added.len(), 1);
-    assert_eq!(added[0].type_url, fake_xds::LISTENER);
+    assert_eq!(added[0].type_url, xds_type_urls::LISTENER);
     assert_eq!(names(&added[0]), ["echo", "greeter"]);
     assert_eq!(
         s.resolution("echo").flat(),
@@ -441,7 +469,7 @@ fn targets_share_one_session_and_leave_without_disturbing_the_others() {
     // the new one leads to its own route and cluster, subscribed beside
     // greeter's.
     let outcome = s.on_response(response(
-        fake_xds::LISTENER,
+        xds_type_urls::LISTENER,
         "2",
         "n5",
         vec![
@@ -452,11 +480,11 @@ fn targets_share_one_session_and_leave_without_disturbing_the_others() {
     let routes = outcome
         .requests
         .iter()
-        .find(|r| r.type_url == fake_xds::ROUTE)
+        .find(|r| r.type_url == xds_type_urls::ROUTE_CONFIGURATION)
         .expect("a route subscription");
     assert_eq!(names(routes), ["echo-routes", "greeter-routes"]);
     s.on_response(response(
-        fake_xds::ROUTE,
+        xds_type_urls::ROUTE_CONFIGURATION,
         "2",
         "n6",
         vec![any(fake_xds::route_configuration(
@@ -465,7 +493,7 @@ fn targets_share_one_session_and_leave_without_disturbing_the_others() {
         ))],
     ));
     s.on_response(response(
-        fake_xds::CLUSTER,
+        xds_type_urls::CLUSTER,
         "2",
         "n7",
         vec![
@@ -474,7 +502,7 @@ fn targets_share_one_session_and_leave_without_disturbing_the_others() {
         ],
     ));
     s.on_response(response(
-        fake_xds::ENDPOINTS,
+        xds_type_urls::CLUSTER_LOAD_ASSIGNMENT,
         "2",
         "n8",
         vec![any(fake_xds::load_assignment(
@@ -501,10 +529,10 @@ fn targets_share_one_session_and_leave_without_disturbing_the_others() {
     assert_eq!(
         by_type,
         [
-            (fake_xds::LISTENER, vec!["echo"]),
-            (fake_xds::ROUTE, vec!["echo-routes"]),
-            (fake_xds::CLUSTER, vec!["echo-cluster"]),
-            (fake_xds::ENDPOINTS, vec!["echo-cluster"]),
+            (xds_type_urls::LISTENER, vec!["echo"]),
+            (xds_type_urls::ROUTE_CONFIGURATION, vec!["echo-routes"]),
+            (xds_type_urls::CLUSTER, vec!["echo-cluster"]),
+            (xds_type_urls::CLUSTER_LOAD_ASSIGNMENT, vec!["echo-cluster"]),
         ]
     );
     assert!(matches!(
@@ -546,7 +574,14 @@ fn a_tls_cluster_naming_an_unknown_provider_instance_is_nacked() {
             },
         ))),
     });
-    let response = || response(fake_xds::CLUSTER, "2", "n9", vec![any(cluster.clone())]);
+    let response = || {
+        response(
+            xds_type_urls::CLUSTER,
+            "2",
+            "n9",
+            vec![any(cluster.clone())],
+        )
+    };
 
     let mut plain = resolved(&[(addr(1), Health::Healthy, "a")]);
     let outcome = plain.on_response(response());
