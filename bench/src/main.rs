@@ -6,11 +6,13 @@
 //!    subscribers, and the control plane's CPU and memory for it;
 //! 2. `bench data-path`: unary call throughput and latency through our
 //!    channel, a direct tonic channel, tonic's `balance_channel` and
-//!    ginepro, over 1, 3 and 10 backends;
+//!    ginepro, over 1, 3 and 10 backends; `bench data-path --tls`: ours and
+//!    the direct channel over mutual TLS against plaintext, over 1 and 3
+//!    backends, and the cost of one handshake;
 //! 3. `bench rollout`: failed calls during a rolling restart, for ours, DNS
 //!    polling (ginepro) and a per-connection L4 balancer ("ClusterIP");
 //!
-//! and `bench all` runs the three. Every command ends by regenerating the
+//! and `bench all` runs them all. Every command ends by regenerating the
 //! report from the results present (`bench report` does only that). Run it
 //! in release mode, with the workspace binaries built next to it:
 //! `cargo build --release --bins && target/release/bench all`.
@@ -20,7 +22,8 @@
 //! - [`propagation`] (scenario 1) with [`cphost`], the control plane under
 //!   test in its own process (`bench cp-host`, not for people);
 //! - [`datapath`] (scenario 2): the compared [`datapath::clients`] and the
-//!   closed-loop [`datapath::load`] generator, shared with scenario 3;
+//!   closed-loop [`datapath::load`] generator, shared with scenario 3; its
+//!   mTLS runs in [`datapath::tls`] and [`datapath::handshake`];
 //! - [`rollout`] (scenario 3), its "ClusterIP" being the demo's TCP
 //!   balancer (`demo::balancer`);
 //! - [`report`]: Markdown tables, goal verdicts and SVG charts from the
@@ -64,11 +67,12 @@ struct Cli {
 enum Command {
     /// Scenario 1: readiness change → every subscriber, and its cost.
     Propagation(PropagationArgs),
-    /// Scenario 2: unary throughput and latency per client.
+    /// Scenario 2: unary throughput and latency per client (with --tls:
+    /// over mutual TLS against plaintext, and the cost of one handshake).
     DataPath(DataPathArgs),
     /// Scenario 3: failed calls during a rolling restart.
     Rollout(RunArgs),
-    /// All three scenarios, then the report.
+    /// Every scenario (the data path also with --tls), then the report.
     All(RunArgs),
     /// Only regenerate the report from the results present.
     Report(Paths),
@@ -125,16 +129,26 @@ struct PropagationArgs {
 struct DataPathArgs {
     #[command(flatten)]
     run: RunArgs,
-    /// Backend counts (default 1,3,10).
+    /// Backend counts (default 1,3,10; with --tls 1,3).
     #[arg(long, value_delimiter = ',')]
     backends: Vec<usize>,
     /// Concurrent callers (default 16,64).
     #[arg(long, value_delimiter = ',')]
     concurrency: Vec<usize>,
-    /// Only these clients (default: ours, direct, balance-channel, ginepro),
-    /// e.g. for profiling one.
+    /// Only these clients (default: ours, direct, balance-channel, ginepro;
+    /// with --tls: ours, direct), e.g. for profiling one.
     #[arg(long, value_delimiter = ',', value_enum)]
     clients: Vec<datapath::clients::ClientKind>,
+    /// Instead: ours and the direct channel each over plaintext and over
+    /// mutual TLS (backends that require a client certificate, TLS settings
+    /// from the control plane), then the cost of one handshake; results in
+    /// data-path-tls.json.
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: fresh connections per transport in the handshake
+    /// measurement (default 2000).
+    #[arg(long, requires = "tls")]
+    handshakes: Option<usize>,
 }
 
 fn propagation_config(args: &PropagationArgs) -> propagation::Config {
@@ -174,6 +188,36 @@ fn data_path_config(args: &DataPathArgs) -> datapath::Config {
     }
     config.clients.clone_from(&args.clients);
     config
+}
+
+fn data_path_tls_config(args: &DataPathArgs) -> anyhow::Result<datapath::tls::Config> {
+    use datapath::clients::ClientKind;
+    let mut config = if args.run.quick {
+        datapath::tls::Config::quick()
+    } else {
+        datapath::tls::Config::full()
+    };
+    if !args.backends.is_empty() {
+        config.data.backends.clone_from(&args.backends);
+    }
+    if !args.concurrency.is_empty() {
+        config.data.concurrency.clone_from(&args.concurrency);
+    }
+    if let Some(other) = args
+        .clients
+        .iter()
+        .find(|c| !matches!(c, ClientKind::Ours | ClientKind::Direct))
+    {
+        anyhow::bail!(
+            "--tls measures only ours and direct, not {}",
+            other.short_label()
+        );
+    }
+    config.data.clients.clone_from(&args.clients);
+    if let Some(connections) = args.handshakes {
+        config.handshake.connections = connections.max(1);
+    }
+    Ok(config)
 }
 
 fn rollout_config(args: &RunArgs) -> rollout::Config {
@@ -248,6 +292,16 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
         }
+        Command::DataPath(args) if args.tls => {
+            let bins = Bins::new(args.run.paths.bin_dir.clone());
+            let config = data_path_tls_config(&args)?;
+            scenario(
+                &args.run,
+                results::DATA_PATH_TLS,
+                datapath::tls::run(&config, &bins),
+            )
+            .await?;
+        }
         Command::DataPath(args) => {
             let bins = Bins::new(args.run.paths.bin_dir.clone());
             let config = data_path_config(&args);
@@ -276,6 +330,8 @@ async fn main() -> anyhow::Result<()> {
                 backends: Vec::new(),
                 concurrency: Vec::new(),
                 clients: Vec::new(),
+                tls: false,
+                handshakes: None,
             };
             scenario(
                 &args,
@@ -287,6 +343,12 @@ async fn main() -> anyhow::Result<()> {
                 &args,
                 results::DATA_PATH,
                 datapath::run(&data_path_config(&data), &bins),
+            )
+            .await?;
+            scenario(
+                &args,
+                results::DATA_PATH_TLS,
+                datapath::tls::run(&data_path_tls_config(&data)?, &bins),
             )
             .await?;
             scenario(

@@ -12,6 +12,8 @@ use crate::machine::Machine;
 pub(crate) const PROPAGATION: &str = "propagation.json";
 /// File name of scenario 2's results.
 pub(crate) const DATA_PATH: &str = "data-path.json";
+/// File name of scenario 2's results over mutual TLS.
+pub(crate) const DATA_PATH_TLS: &str = "data-path-tls.json";
 /// File name of scenario 3's results.
 pub(crate) const ROLLOUT: &str = "rollout.json";
 

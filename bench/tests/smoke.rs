@@ -1,5 +1,5 @@
 //! The harness itself: every scenario runs at tiny sizes (`bench all
-//! --quick`) against the real binaries and writes well-formed results, a
+//! --quick`, the data path also over mutual TLS) against the real binaries and writes well-formed results, a
 //! report and charts. No timing is asserted; this keeps the harness from
 //! rotting.
 //!
@@ -130,6 +130,53 @@ async fn quick_run_writes_results_report_and_charts() {
             "our channel spread calls over both backends: {two_backends}"
         );
 
+        // Over mTLS: every call answered, by the backends that require a
+        // client certificate (named tls-b*), through our channel (TLS
+        // settings from the control plane) and the direct one; and the
+        // handshake rows, the TLS ones having negotiated TLS 1.3.
+        let data_tls = read_json(&dir.join("data-path-tls.json"));
+        let tls_rows = rows(&data_tls, "rows");
+        for client in ["ours", "direct"] {
+            for transport in ["plaintext", "mtls"] {
+                let mine: Vec<_> = tls_rows
+                    .iter()
+                    .filter(|r| r["client"] == client && r["transport"] == transport)
+                    .collect();
+                assert!(!mine.is_empty(), "{client} over {transport} measured");
+                for row in mine {
+                    assert!(row["throughput"].as_f64() > Some(0.0), "{row}");
+                    assert_eq!(row["failed"], 0, "{row}");
+                    let backends = row["by_backend"].as_object().expect("by_backend");
+                    assert!(
+                        backends
+                            .keys()
+                            .all(|b| b.starts_with("tls-b") == (transport == "mtls")),
+                        "{row}"
+                    );
+                }
+            }
+        }
+        let ours_tls_two = tls_rows
+            .iter()
+            .find(|r| r["client"] == "ours" && r["transport"] == "mtls" && r["backends"] == 2)
+            .expect("ours over mTLS to two backends");
+        assert_eq!(
+            ours_tls_two["by_backend"].as_object().map(|m| m.len()),
+            Some(2),
+            "{ours_tls_two}"
+        );
+        let handshake = &data_tls["results"]["handshake"];
+        assert_eq!(
+            handshake["negotiated"]["protocol"], "TLSv1_3",
+            "{handshake}"
+        );
+        let handshake_rows = handshake["rows"].as_array().expect("handshake rows");
+        assert_eq!(handshake_rows.len(), 2, "{handshake}");
+        for row in handshake_rows {
+            assert!(row["connections"].as_u64() > Some(0), "{row}");
+            assert_eq!(row["failed"], 0, "{row}");
+        }
+
         let rollout = read_json(&dir.join("rollout.json"));
         let roll_rows = rows(&rollout, "rows");
         assert_eq!(roll_rows.len(), 3, "{roll_rows:?}");
@@ -142,7 +189,14 @@ async fn quick_run_writes_results_report_and_charts() {
         }
 
         let report = std::fs::read_to_string(&doc).expect("report written");
-        for block in ["runs", "goals", "propagation", "data-path", "rollout"] {
+        for block in [
+            "runs",
+            "goals",
+            "propagation",
+            "data-path",
+            "data-path-tls",
+            "rollout",
+        ] {
             assert!(
                 report.contains(&format!("<!-- BEGIN generated: {block} -->")),
                 "{block}"

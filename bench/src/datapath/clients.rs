@@ -21,6 +21,7 @@ use std::time::Duration;
 use proto::greet::HelloRequest;
 use proto::greet::greeter_client::GreeterClient;
 use serde::{Deserialize, Serialize};
+use tls_reload::client::{ClientTls, ServerVerification};
 
 /// Every call's deadline.
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -138,6 +139,11 @@ pub(crate) enum Caller {
 }
 
 impl Caller {
+    /// A greeter client over a tonic channel.
+    pub(crate) fn tonic(channel: tonic::transport::Channel) -> Self {
+        Self::Tonic(GreeterClient::new(channel))
+    }
+
     /// One SayHello; the `served_by` of the reply, or the error's text.
     pub(crate) async fn say_hello(&mut self) -> Result<String, String> {
         let call = async {
@@ -190,9 +196,23 @@ fn endpoint(addr: SocketAddr) -> Result<tonic::transport::Endpoint, Error> {
 /// xds-balancer through the control plane at `control_plane`, once every
 /// ready endpoint is connected.
 pub(crate) async fn ours(control_plane: SocketAddr) -> Result<Caller, Error> {
-    let channel = xds_balancer::Builder::new("xds:///greeter")
+    ours_for(control_plane, "greeter", None).await
+}
+
+/// xds-balancer for `service`, with certificate provider instance
+/// `default` when `provider` is given (TLS itself is the Cluster's word).
+pub(crate) async fn ours_for(
+    control_plane: SocketAddr,
+    service: &str,
+    provider: Option<xds_balancer::CertificateProvider>,
+) -> Result<Caller, Error> {
+    let mut builder = xds_balancer::Builder::new(format!("xds:///{service}"))
         .control_plane(format!("http://{control_plane}"))
-        .node_id("bench-datapath")
+        .node_id("bench-datapath");
+    if let Some(provider) = provider {
+        builder = builder.certificate_provider("default", provider);
+    }
+    let channel = builder
         .connect()
         .await
         .map_err(|e| Error::Ours(e.to_string()))?;
@@ -210,6 +230,19 @@ pub(crate) async fn direct(addr: SocketAddr) -> Result<Caller, Error> {
         .await
         .map_err(|source| Error::Tonic { addr, source })?;
     Ok(Caller::Tonic(GreeterClient::new(channel)))
+}
+
+/// A plain tonic channel to `addr` through the TLS connector our channel
+/// uses too (`tls_reload`): TCP with `TCP_NODELAY`, then, with `tls`, the
+/// TLS handshake. Connected.
+pub(crate) async fn through_connector(
+    addr: SocketAddr,
+    tls: Option<(ClientTls, ServerVerification)>,
+) -> Result<tonic::transport::Channel, Error> {
+    endpoint(addr)?
+        .connect_with_connector(tls_reload::client::Connector::new(tls))
+        .await
+        .map_err(|source| Error::Tonic { addr, source })
 }
 
 /// tonic's `balance_channel` over `addrs`.

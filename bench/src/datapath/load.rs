@@ -118,7 +118,7 @@ pub(crate) async fn run(
 }
 
 /// `text` cut to at most [`ERROR_TEXT`] bytes, at a character boundary.
-fn shorten(mut text: String) -> String {
+pub(crate) fn shorten(mut text: String) -> String {
     let mut end = text.len().min(ERROR_TEXT);
     while !text.is_char_boundary(end) {
         end -= 1;

@@ -14,9 +14,19 @@
 //! divides each side's CPU time over the measured windows by the calls. Everything shares the machine's cores,
 //! so the absolute numbers are the machine's; the ratios between clients
 //! are the point.
+//!
+//! # Layout
+//!
+//! - [`clients`]: the compared clients; [`load`]: the closed-loop load;
+//! - [`tls`]: the same over mutual TLS against plaintext (`--tls`), with
+//!   [`handshake`] (the cost of one handshake) and [`certs`] (the
+//!   certificates, generated at start).
 
+pub(crate) mod certs;
 pub(crate) mod clients;
+pub(crate) mod handshake;
 pub(crate) mod load;
+pub(crate) mod tls;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -183,30 +193,17 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<Results, Error> 
         if wanted(ClientKind::Ginepro) {
             callers.push((ClientKind::Ginepro, clients::ginepro(set, None).await?));
         }
-        for (_, caller) in &callers {
-            load::run_for(caller, 4, Duration::ZERO, config.warmup).await;
-        }
+        let contenders: Vec<_> = callers
+            .into_iter()
+            .map(|(kind, caller)| (kind, caller, &backends[..]))
+            .collect();
+        warm_up(&contenders, config).await;
         for &concurrency in &config.concurrency {
-            let mut rounds: BTreeMap<ClientKind, Vec<(load::Load, u64)>> = BTreeMap::new();
-            for round in 0..config.reps {
-                // Each round starts with another client, so no client always
-                // runs right after the same one.
-                let order = (0..callers.len()).map(|i| (i + round) % callers.len());
-                for (kind, caller) in order.map(|i| &callers[i]) {
-                    load::run_for(caller, concurrency, Duration::ZERO, config.warmup).await;
-                    let server_cpu = || backends.iter().map(Proc::cpu_ns).sum::<u64>();
-                    let server_before = server_cpu();
-                    let load =
-                        load::run_for(caller, concurrency, Duration::ZERO, config.duration).await;
-                    let server_ns = server_cpu().saturating_sub(server_before);
-                    rounds.entry(*kind).or_default().push((load, server_ns));
-                }
-            }
-            for (kind, loads) in rounds {
+            for (kind, loads) in rounds(&contenders, concurrency, config).await {
                 rows.push(row(kind, count, concurrency, loads));
             }
         }
-        drop(callers);
+        drop(contenders);
         drop(control_plane);
         drop(backends);
     }
@@ -217,7 +214,44 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<Results, Error> 
     })
 }
 
-fn row(
+/// A client under measurement: what it is called, the client, and the
+/// backend processes its calls reach (whose CPU time is charged to it).
+pub(crate) type Contender<'a, K> = (K, Caller, &'a [Proc]);
+
+/// Sends a few calls through every contender, so connections and caches
+/// exist before anything is measured.
+pub(crate) async fn warm_up<K>(contenders: &[Contender<'_, K>], config: &Config) {
+    for (_, caller, _) in contenders {
+        load::run_for(caller, 4, Duration::ZERO, config.warmup).await;
+    }
+}
+
+/// [`Config::reps`] rounds at `concurrency`, the contenders taking turns
+/// (each round starting with the next, so no contender always runs right
+/// after the same one): every measured load, with the CPU time its
+/// backends used meanwhile, by contender.
+pub(crate) async fn rounds<K: Ord + Copy>(
+    contenders: &[Contender<'_, K>],
+    concurrency: usize,
+    config: &Config,
+) -> BTreeMap<K, Vec<(load::Load, u64)>> {
+    let mut rounds: BTreeMap<K, Vec<(load::Load, u64)>> = BTreeMap::new();
+    for round in 0..config.reps {
+        let order = (0..contenders.len()).map(|i| (i + round) % contenders.len());
+        for (key, caller, backends) in order.map(|i| &contenders[i]) {
+            load::run_for(caller, concurrency, Duration::ZERO, config.warmup).await;
+            let server_cpu = || backends.iter().map(Proc::cpu_ns).sum::<u64>();
+            let server_before = server_cpu();
+            let load = load::run_for(caller, concurrency, Duration::ZERO, config.duration).await;
+            let server_ns = server_cpu().saturating_sub(server_before);
+            rounds.entry(*key).or_default().push((load, server_ns));
+        }
+    }
+    rounds
+}
+
+/// One row from a contender's rounds.
+pub(crate) fn row(
     client: ClientKind,
     backends: usize,
     concurrency: usize,

@@ -9,7 +9,7 @@ use crate::rollout;
 use crate::stats::Summary;
 
 /// Milliseconds with a precision that suits their size.
-fn ms(value: f64) -> String {
+pub(super) fn ms(value: f64) -> String {
     if value >= 100.0 {
         format!("{value:.0}")
     } else if value >= 10.0 {
