@@ -140,15 +140,30 @@ pub async fn run(client: kube::Client, config: WatchConfig, handle: SourceHandle
         let slice_config = base.clone().labels(SERVICE_NAME_LABEL);
         tracing::info!("watching Services, EndpointSlices and GRPCRoutes");
         tokio::join!(
-            watch(services, base.clone(), Kind::Services, tx.clone(), &config),
+            watch(
+                services,
+                base.clone(),
+                Kind::Services,
+                tx.clone(),
+                &config,
+                None
+            ),
             watch(
                 slices,
                 slice_config,
                 Kind::EndpointSlices,
                 tx.clone(),
-                &config
+                &config,
+                None,
             ),
-            route_watch::watch(grpc_routes, base, tx, &config),
+            watch(
+                grpc_routes,
+                base,
+                Kind::GrpcRoutes,
+                tx,
+                &config,
+                Some(route_watch::unavailable),
+            ),
             process(rx, handle),
         );
     }
@@ -156,13 +171,20 @@ pub async fn run(client: kube::Client, config: WatchConfig, handle: SourceHandle
     .await;
 }
 
+/// Why a watcher's type is not available in this cluster (the error means
+/// "absent", not an outage), or `None`; given the recheck interval.
+type Unavailable = fn(&watcher::Error, std::time::Duration) -> Option<String>;
+
 /// Runs one watcher, starting over after each error; reports everything.
+/// With `unavailable`, an error it recognises turns routes off (reported
+/// as such) and the watcher looks again after `route_recheck`.
 async fn watch(
     api: Api<DynamicObject>,
     watch_config: watcher::Config,
     kind: Kind,
     tx: mpsc::Sender<Input>,
     config: &WatchConfig,
+    unavailable: Option<Unavailable>,
 ) {
     let mut delay = config.backoff_initial;
     loop {
@@ -181,6 +203,13 @@ async fn watch(
                 None => break watcher::Error::NoResourceVersion,
             }
         };
+        if let Some(reason) = unavailable.and_then(|off| off(&error, config.route_recheck)) {
+            if tx.send(Input::RoutesOff(reason)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(config.route_recheck).await;
+            continue;
+        }
         let expired = matches!(&error, watcher::Error::WatchError(status) if status.code == 410);
         let failed = Input::Failed {
             kind,

@@ -14,18 +14,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::StreamExt;
-use kube::api::{Api, DynamicObject};
+use kube::api::DynamicObject;
 use kube::runtime::watcher::{self, Event};
-use tokio::sync::mpsc;
 
 use super::routes::{GATEWAY_GROUP, GATEWAY_VERSION, GRPC_ROUTE_PLURAL, route_info};
-use super::{Input, Kind, WatchConfig};
 use crate::routes::{RouteSet, RouteSupport, TrafficRoute};
 
 /// Why routes are off, for an error that means "not available here"; `None`
-/// for other errors.
-fn unavailable(error: &watcher::Error, recheck: Duration) -> Option<String> {
+/// for other errors (the source's watcher then treats them as an outage).
+pub(super) fn unavailable(error: &watcher::Error, recheck: Duration) -> Option<String> {
     let (watcher::Error::InitialListFailed(kube::Error::Api(status))
     | watcher::Error::WatchStartFailed(kube::Error::Api(status))) = error
     else {
@@ -43,56 +40,6 @@ fn unavailable(error: &watcher::Error, recheck: Duration) -> Option<String> {
              get, list and watch on them (looking again every {again})"
         )),
         _ => None,
-    }
-}
-
-/// Runs the GRPCRoute watcher, starting over after each error; reports
-/// everything, including "not available".
-pub(super) async fn watch(
-    api: Api<DynamicObject>,
-    watch_config: watcher::Config,
-    tx: mpsc::Sender<Input>,
-    config: &WatchConfig,
-) {
-    let mut delay = config.backoff_initial;
-    loop {
-        let mut events = watcher::watcher(api.clone(), watch_config.clone()).boxed();
-        let error = loop {
-            match events.next().await {
-                Some(Ok(event)) => {
-                    if matches!(event, Event::InitDone) {
-                        delay = config.backoff_initial;
-                    }
-                    let input = Input::Event(Kind::GrpcRoutes, Box::new(event));
-                    if tx.send(input).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Err(error)) => break error,
-                None => break watcher::Error::NoResourceVersion,
-            }
-        };
-        if let Some(reason) = unavailable(&error, config.route_recheck) {
-            if tx.send(Input::RoutesOff(reason)).await.is_err() {
-                return;
-            }
-            tokio::time::sleep(config.route_recheck).await;
-            continue;
-        }
-        let expired = matches!(&error, watcher::Error::WatchError(status) if status.code == 410);
-        let failed = Input::Failed {
-            kind: Kind::GrpcRoutes,
-            error: error.to_string(),
-            expired,
-        };
-        if tx.send(failed).await.is_err() {
-            return;
-        }
-        if !expired {
-            let jittered = delay.mul_f64(rand::random_range(0.8..1.2));
-            tokio::time::sleep(jittered).await;
-            delay = (delay * 2).min(config.backoff_max);
-        }
     }
 }
 
