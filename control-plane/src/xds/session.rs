@@ -3,7 +3,7 @@
 //! # Design notes
 //!
 //! [`Session`] does no I/O and reads no clock: it is fed
-//! [`DiscoveryRequest`]s ([`Session::on_request`]) and store snapshots
+//! [`DiscoveryRequest`]s ([`Session::on_request`]) and resource snapshots
 //! ([`Session::on_snapshot`]) and returns the [`DiscoveryResponse`]s to
 //! write. The stream task ([`super::stream`]) does the I/O around it, and
 //! the rules below are unit-tested here without a network.
