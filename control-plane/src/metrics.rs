@@ -28,10 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use self::text::{Family, Format, Kind};
 use self::text::{Value, Writer, float};
-use crate::source::{SourceKind, SourceState};
-use crate::xds::ResourceType;
-use crate::xds::admission::Refusal;
-use crate::xds::stream::EndReason;
+use crate::kinds::{EndReason, Refusal, ResourceType};
+use crate::store::{SourceKind, SourceState};
 
 /// `control_plane_connected_clients`.
 pub const CONNECTED_CLIENTS: Family = Family {

@@ -1,5 +1,5 @@
 //! The control plane's own model of what it serves: services, their ports,
-//! and the endpoints behind each port.
+//! and the endpoints behind each port, each with its [`Readiness`].
 //!
 //! Sources (static, Kubernetes) convert their inputs into these types; the
 //! xDS layer converts them into Envoy resources. Neither protobuf nor
@@ -75,7 +75,7 @@ pub enum ModelError {
 
 /// Whether an endpoint takes calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EndpointState {
+pub enum Readiness {
     /// Ready: takes new calls (xDS `HEALTHY`).
     Ready,
     /// Still serving but on its way out (a terminating pod): takes no new
@@ -86,7 +86,10 @@ pub enum EndpointState {
     NotReady,
 }
 
-impl EndpointState {
+/// The name [`Readiness`] had before; the benchmark harness still uses it.
+pub type EndpointState = Readiness;
+
+impl Readiness {
     /// Lower is better: which state wins when one address is listed twice.
     fn rank(self) -> u8 {
         match self {
@@ -97,7 +100,7 @@ impl EndpointState {
     }
 }
 
-impl fmt::Display for EndpointState {
+impl fmt::Display for Readiness {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Ready => "ready",
@@ -115,7 +118,7 @@ pub struct Endpoint {
     /// The port to dial: the Service's targetPort, already resolved.
     pub port: u16,
     /// Whether it takes calls.
-    pub state: EndpointState,
+    pub state: Readiness,
     /// Zone, used as the xDS locality; `None` when unknown.
     pub zone: Option<String>,
     /// Pod or instance name, for people reading status output.
@@ -134,7 +137,7 @@ impl Endpoint {
         Self {
             address: addr.ip(),
             port: addr.port(),
-            state: EndpointState::Ready,
+            state: Readiness::Ready,
             zone: None,
             instance: None,
             detail: None,
@@ -340,9 +343,9 @@ impl Service {
         let mut counts = (0, 0, 0);
         for endpoint in self.ports.iter().flat_map(|p| &p.endpoints) {
             match endpoint.state {
-                EndpointState::Ready => counts.0 += 1,
-                EndpointState::Draining => counts.1 += 1,
-                EndpointState::NotReady => counts.2 += 1,
+                Readiness::Ready => counts.0 += 1,
+                Readiness::Draining => counts.1 += 1,
+                Readiness::NotReady => counts.2 += 1,
             }
         }
         counts
@@ -363,122 +366,4 @@ pub fn is_dns_label(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn endpoint(addr: &str, state: EndpointState) -> Endpoint {
-        Endpoint {
-            state,
-            ..Endpoint::ready(addr.parse().unwrap())
-        }
-    }
-
-    fn service(ports: Vec<ServicePort>) -> Service {
-        Service {
-            name: "greeter".into(),
-            namespace: "default".into(),
-            ports,
-            tls: None,
-            policy: TrafficPolicy::default(),
-        }
-    }
-
-    fn port(name: Option<&str>, number: u16, endpoints: Vec<Endpoint>) -> ServicePort {
-        ServicePort {
-            name: name.map(Into::into),
-            port: number,
-            endpoints,
-        }
-    }
-
-    #[test]
-    fn normalize_sorts_and_keeps_the_best_duplicate() {
-        let mut svc = service(vec![port(
-            None,
-            80,
-            vec![
-                endpoint("10.0.0.2:8080", EndpointState::Ready),
-                endpoint("10.0.0.1:8080", EndpointState::NotReady),
-                endpoint("10.0.0.1:8080", EndpointState::Draining),
-                endpoint("10.0.0.1:9090", EndpointState::Ready),
-            ],
-        )]);
-        svc.normalize();
-        let got: Vec<_> = svc.ports[0]
-            .endpoints
-            .iter()
-            .map(|e| (e.socket_addr().to_string(), e.state))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("10.0.0.1:8080".to_owned(), EndpointState::Draining),
-                ("10.0.0.1:9090".to_owned(), EndpointState::Ready),
-                ("10.0.0.2:8080".to_owned(), EndpointState::Ready),
-            ]
-        );
-    }
-
-    #[test]
-    fn validate_rejects_bad_definitions() {
-        let ok = service(vec![port(Some("grpc"), 80, vec![])]);
-        assert_eq!(ok.validate("default"), Ok(()));
-        assert!(matches!(
-            ok.validate("other"),
-            Err(ModelError::WrongNamespace { .. })
-        ));
-        let mut dotted = ok.clone();
-        dotted.name = "greeter.v2".into();
-        assert!(matches!(
-            dotted.validate("default"),
-            Err(ModelError::InvalidName(_))
-        ));
-        let none = service(vec![]);
-        assert!(matches!(
-            none.validate("default"),
-            Err(ModelError::NoPorts(_))
-        ));
-        let twice = service(vec![
-            port(Some("grpc"), 80, vec![]),
-            port(Some("grpc"), 81, vec![]),
-        ]);
-        assert!(matches!(
-            twice.validate("default"),
-            Err(ModelError::DuplicatePort { .. })
-        ));
-        let zero = service(vec![port(
-            None,
-            80,
-            vec![endpoint("10.0.0.1:0", EndpointState::Ready)],
-        )]);
-        assert!(matches!(
-            zero.validate("default"),
-            Err(ModelError::ZeroEndpointPort { .. })
-        ));
-    }
-
-    #[test]
-    fn port_selection() {
-        let one = service(vec![port(Some("grpc"), 80, vec![])]);
-        assert_eq!(one.port(None).map(|p| p.port), Some(80));
-        assert_eq!(one.port(Some("80")).map(|p| p.port), Some(80));
-        assert_eq!(one.port(Some("grpc")).map(|p| p.port), Some(80));
-        assert!(one.port(Some("81")).is_none());
-        let two = service(vec![
-            port(None, 80, vec![]),
-            port(Some("admin"), 9000, vec![]),
-        ]);
-        assert!(two.port(None).is_none(), "ambiguous without a port");
-        assert_eq!(two.port(Some("admin")).map(|p| p.port), Some(9000));
-    }
-
-    #[test]
-    fn dns_labels() {
-        for good in ["a", "greeter", "greeter-2", "0abc"] {
-            assert!(is_dns_label(good), "{good}");
-        }
-        for bad in ["", "-a", "a-", "Greeter", "a.b", "a:b", &"a".repeat(64)] {
-            assert!(!is_dns_label(bad), "{bad}");
-        }
-    }
-}
+mod tests;

@@ -1,107 +1,50 @@
 //! The current state of every service, published to all readers.
 //!
 //! Sources write through a [`SourceHandle`]; each write is applied under a
-//! short lock, builds the changed service's xDS resources once
-//! ([`ServiceResources::build`]) and publishes a new immutable [`Snapshot`]
-//! on a `tokio::sync::watch` channel. Readers (one task per xDS stream, the
-//! status API) only ever see whole snapshots, and a slow reader simply skips
-//! to the newest one: nothing queues up per reader.
+//! short lock and publishes a new immutable [`Catalog`] (the services in
+//! the model's terms, their revisions, the source's health and the routes)
+//! on a `tokio::sync::watch` channel. The store knows nothing of Envoy:
+//! after each publication, outside its lock, it hands the catalog to its
+//! [`Follower`]s, such as the xDS snapshot builder
+//! ([`crate::xds::snapshot`]), which turns changed services into
+//! resources. Readers only ever see whole catalogs, and a slow reader
+//! simply skips to the newest one: nothing queues up per reader.
 //!
 //! Routes: the source also reports its traffic routes ([`RouteSet`]).
 //! Whenever routes or services change, and any route exists (or existed),
-//! [`routes::resolve`] decides again which are in force, and every service
-//! whose route tables changed gets its RouteConfigurations rebuilt. With
-//! no routes, none of this runs.
+//! [`routes::resolve`](crate::routes::resolve) decides again which are in
+//! force, and every service whose route tables changed gets a new entry
+//! (and revision). With no routes, none of this runs.
 //!
-//! Versions: every published snapshot has a revision, counting up from 1;
-//! every resource records the revision at which it last changed. The xDS
+//! Versions: every published catalog has a revision, counting up from 1;
+//! every service records the revision at which it last changed. The xDS
 //! `version_info` is `<instance id>-<revision>`, where the instance id is new
 //! on every start, so a version never repeats across restarts.
+//!
+//! - `catalog.rs`: what is published: [`Catalog`], one [`ServiceEntry`]
+//!   per service, and the [`Follower`]s told of each.
+//! - `source_status.rs`: the source's health, and what it had refused.
+//! - `handle.rs`: [`SourceHandle`], what sources write through.
+//! - `routing.rs`: replacing the routes, and settling which are in force.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
 use crate::model::{ModelError, Service};
-use crate::routes::{RouteSet, RouteStatus, RouteSupport, RouteTable};
-use crate::source::{Rejected, SourceHandle, SourceState, SourceStatus, Stamped};
-use crate::xds::ResourceType;
-use crate::xds::names::{self, Naming};
-use crate::xds::resources::{Resource, ServiceResources};
+use crate::names::Naming;
+use crate::routes::RouteSet;
 
-/// One service as currently served.
-#[derive(Debug)]
-pub struct ServiceEntry {
-    /// The service, normalised.
-    pub service: Service,
-    /// Revision at which it last changed.
-    pub revision: u64,
-    /// When it last changed (wall clock, for people).
-    pub updated_at: SystemTime,
-    /// When it last changed (monotonic, for latency measurements).
-    pub changed_at: Instant,
-    /// Its xDS resources.
-    pub resources: ServiceResources,
-}
+mod catalog;
+mod handle;
+mod routing;
+mod source_status;
 
-/// The routes as last resolved, for the status API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoutesView {
-    /// Whether the source reads routes, and from where or why not.
-    pub support: RouteSupport,
-    /// What became of each route, by name.
-    pub statuses: Vec<RouteStatus>,
-}
-
-/// Everything served, as of one revision. Immutable; cheap to share.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// Counts up with every publication.
-    pub revision: u64,
-    /// Services by name.
-    pub services: Arc<BTreeMap<String, Arc<ServiceEntry>>>,
-    /// The source's health.
-    pub source: SourceStatus,
-    /// Whether the source has completed a first sync (been `Connected` or
-    /// `Degraded` at least once). Before that the services are not known,
-    /// so nothing may be served as if they were: an empty answer would tell
-    /// clients that every service is gone.
-    pub synced: bool,
-    /// Routes and their status.
-    pub routes: Arc<RoutesView>,
-}
-
-impl Snapshot {
-    /// The resource of type `kind` named `name`, if it exists.
-    pub fn get(&self, kind: ResourceType, name: &str) -> Option<&Arc<Resource>> {
-        let service = names::service_of(name)?;
-        self.services.get(service)?.resources.get(kind, name)
-    }
-
-    /// Like [`Snapshot::get`], as a client in `zone` gets it (the zone's
-    /// variant of a zone-aware service's assignment).
-    pub fn get_in_zone(
-        &self,
-        kind: ResourceType,
-        name: &str,
-        zone: &str,
-    ) -> Option<&Arc<Resource>> {
-        let service = names::service_of(name)?;
-        self.services
-            .get(service)?
-            .resources
-            .get_in_zone(kind, name, zone)
-    }
-
-    /// Every resource of type `kind` a wildcard subscription gets.
-    pub fn wildcard(&self, kind: ResourceType) -> impl Iterator<Item = &Arc<Resource>> + '_ {
-        self.services
-            .values()
-            .flat_map(move |entry| entry.resources.wildcard(kind))
-    }
-}
+pub use catalog::{Catalog, Follower, PortRoutes, RoutesView, ServiceEntry};
+pub use handle::SourceHandle;
+pub use source_status::{Rejected, SourceKind, SourceState, SourceStatus, Stamped};
 
 #[derive(Debug)]
 struct Inner {
@@ -123,7 +66,8 @@ pub struct Store {
     instance_id: String,
     started_at: SystemTime,
     inner: Mutex<Inner>,
-    tx: watch::Sender<Arc<Snapshot>>,
+    tx: watch::Sender<Arc<Catalog>>,
+    followers: RwLock<Vec<Arc<dyn Follower>>>,
 }
 
 impl Store {
@@ -156,7 +100,7 @@ impl Store {
             routed: Default::default(),
             routes,
         };
-        let (tx, _) = watch::channel(Arc::new(Snapshot {
+        let (tx, _) = watch::channel(Arc::new(Catalog {
             revision: inner.revision,
             services: inner.services.clone(),
             source: inner.source.clone(),
@@ -170,6 +114,7 @@ impl Store {
             started_at,
             inner: Mutex::new(inner),
             tx,
+            followers: RwLock::default(),
         })
     }
 
@@ -178,14 +123,26 @@ impl Store {
         SourceHandle::new(self.clone())
     }
 
-    /// Follows every published snapshot (latest value wins).
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+    /// Follows every published catalog (latest value wins).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Catalog>> {
         self.tx.subscribe()
     }
 
-    /// The current snapshot.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    /// The current catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
         self.tx.borrow().clone()
+    }
+
+    /// Adds `follower`, told of every catalog from now on; it is first
+    /// told of the current one.
+    pub fn follow(&self, follower: Arc<dyn Follower>) {
+        // Listed first, then told of the current catalog: a publication in
+        // between reaches it either way (a follower keeps the newest).
+        self.followers
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(follower.clone());
+        follower.follow(&self.catalog());
     }
 
     /// Namespace and cluster domain.
@@ -226,50 +183,37 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn publish(&self, inner: &mut Inner) {
+    /// Publishes `inner` as the next revision; returns the catalog for
+    /// [`Store::tell`].
+    fn publish(&self, inner: &mut Inner) -> Arc<Catalog> {
         inner.revision += 1;
-        self.tx.send_replace(Arc::new(Snapshot {
+        let catalog = Arc::new(Catalog {
             revision: inner.revision,
             services: inner.services.clone(),
             source: inner.source.clone(),
             synced: inner.synced,
             routes: inner.routes.clone(),
-        }));
+        });
+        self.tx.send_replace(catalog.clone());
+        catalog
     }
 
-    /// Builds the entry of `service` at `revision`, keeping the route
-    /// tables `previous` was built with ([`Store::reroute`] settles them).
-    fn entry(
-        &self,
-        service: Service,
-        revision: u64,
-        previous: Option<&ServiceEntry>,
-    ) -> ServiceEntry {
-        let tables = previous.map(|p| p.resources.routes()).unwrap_or_default();
-        self.entry_routed(service, &tables, revision, previous)
-    }
-
-    fn entry_routed(
-        &self,
-        service: Service,
-        tables: &[(u16, Arc<RouteTable>)],
-        revision: u64,
-        previous: Option<&ServiceEntry>,
-    ) -> ServiceEntry {
-        let resources = ServiceResources::build_routed(
-            &service,
-            tables,
-            &self.naming,
-            revision,
-            previous.map(|p| (&p.service, &p.resources)),
-        );
-        ServiceEntry {
-            service,
-            revision,
-            updated_at: SystemTime::now(),
-            changed_at: Instant::now(),
-            resources,
+    /// Tells every follower of `catalog`; called without the lock.
+    fn tell(&self, catalog: &Arc<Catalog>) {
+        let followers = self
+            .followers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for follower in followers.iter() {
+            follower.follow(catalog);
         }
+    }
+
+    /// The entry of `service` at `revision`, keeping the route tables
+    /// `previous` had ([`Store::reroute`] settles them).
+    fn entry(service: Service, revision: u64, previous: Option<&ServiceEntry>) -> ServiceEntry {
+        let routes = previous.map(|p| p.routes.clone()).unwrap_or_default();
+        ServiceEntry::new(service, routes, revision)
     }
 
     pub(crate) fn replace_all(&self, services: Vec<Service>, event: String) -> Vec<Rejected> {
@@ -294,7 +238,7 @@ impl Store {
                 _ => {
                     changed = true;
                     log_change(&service, revision, previous.is_some());
-                    Arc::new(self.entry(service, revision, previous.map(|p| &**p)))
+                    Arc::new(Self::entry(service, revision, previous.map(|p| &**p)))
                 }
             };
             next.insert(entry.service.name.clone(), entry);
@@ -312,7 +256,9 @@ impl Store {
         }
         self.reroute(&mut inner, revision);
         inner.source.last_event = Some(Stamped::now(event));
-        self.publish(&mut inner);
+        let catalog = self.publish(&mut inner);
+        drop(inner);
+        self.tell(&catalog);
         rejected
     }
 
@@ -326,11 +272,13 @@ impl Store {
         }
         let revision = inner.revision + 1;
         log_change(&service, revision, previous.is_some());
-        let entry = Arc::new(self.entry(service, revision, previous.as_deref()));
+        let entry = Arc::new(Self::entry(service, revision, previous.as_deref()));
         Arc::make_mut(&mut inner.services).insert(entry.service.name.clone(), entry);
         self.reroute(&mut inner, revision);
         inner.source.last_event = Some(Stamped::now(event));
-        self.publish(&mut inner);
+        let catalog = self.publish(&mut inner);
+        drop(inner);
+        self.tell(&catalog);
         Ok(true)
     }
 
@@ -344,7 +292,9 @@ impl Store {
         tracing::info!(service = name, revision, "service removed");
         self.reroute(&mut inner, revision);
         inner.source.last_event = Some(Stamped::now(event));
-        self.publish(&mut inner);
+        let catalog = self.publish(&mut inner);
+        drop(inner);
+        self.tell(&catalog);
         true
     }
 
@@ -371,7 +321,9 @@ impl Store {
             source.last_error = error;
         }
         inner.synced |= is_synced(state);
-        self.publish(&mut inner);
+        let catalog = self.publish(&mut inner);
+        drop(inner);
+        self.tell(&catalog);
     }
 }
 
@@ -411,6 +363,5 @@ fn new_instance_id(started_at: SystemTime) -> String {
     format!("{millis:x}{:04x}", rand::random::<u16>())
 }
 
-mod routing;
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use control_plane::model::EndpointState;
+use control_plane::model::Readiness;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, LbPolicy,
@@ -53,8 +53,8 @@ async fn listener_greeter_leads_through_the_whole_chain() {
     bounded(LIMIT, async {
         let server = TestServer::start(vec![greeter(&[
             ready("10.0.0.1:8080"),
-            ("10.0.0.2:8080", EndpointState::Draining),
-            ("10.0.0.3:8080", EndpointState::NotReady),
+            ("10.0.0.2:8080", Readiness::Draining),
+            ("10.0.0.3:8080", Readiness::NotReady),
         ])])
         .await;
         let mut ads = AdsStream::open(channel(server.addr).await, "chain").await;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use control_plane::model::EndpointState;
+use control_plane::model::Readiness;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use nix::sys::signal::Signal;
@@ -154,8 +154,8 @@ async fn status_shows_services_endpoint_states_and_clients() {
     bounded(LIMIT, async {
         let server = TestServer::start(vec![greeter(&[
             ready("10.0.0.1:8080"),
-            ("10.0.0.2:8080", EndpointState::Draining),
-            ("10.0.0.3:8080", EndpointState::NotReady),
+            ("10.0.0.2:8080", Readiness::Draining),
+            ("10.0.0.3:8080", Readiness::NotReady),
         ])])
         .await;
         let mut ads = AdsStream::open(channel(server.addr).await, "status-client").await;

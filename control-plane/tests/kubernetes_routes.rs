@@ -12,7 +12,7 @@ use control_plane::model::LbPolicy;
 use control_plane::routes::RouteState;
 use control_plane::source::kubernetes::{self, LB_POLICY_ANNOTATION, WatchConfig};
 use control_plane::source::{SourceKind, SourceState, SourceStatus};
-use control_plane::store::{Snapshot, Store};
+use control_plane::store::{Catalog, Store};
 use control_plane::xds::names::Naming;
 use k8s_openapi::api::core::v1::Service as KubeService;
 use k8s_openapi::api::discovery::v1::{EndpointHints, EndpointSlice, ForZone};
@@ -52,7 +52,7 @@ impl Harness {
         Self { kube, store, task }
     }
 
-    async fn wait_for(&self, what: &str, check: impl Fn(&Snapshot) -> bool) -> Arc<Snapshot> {
+    async fn wait_for(&self, what: &str, check: impl Fn(&Catalog) -> bool) -> Arc<Catalog> {
         let mut rx = self.store.subscribe();
         let waited = tokio::time::timeout(STEP, async {
             loop {
@@ -67,7 +67,7 @@ impl Harness {
             Ok(snapshot) => snapshot,
             Err(_) => panic!(
                 "{what}: not published within {STEP:?}; routes: {:?}",
-                self.store.snapshot().routes
+                self.store.catalog().routes
             ),
         }
     }
@@ -112,9 +112,9 @@ fn canary(v1: i32, v2: i32) -> Value {
 }
 
 /// The weights of `greeter` port 80's last route entry.
-fn split(snapshot: &Snapshot) -> Option<Vec<(String, u32)>> {
+fn split(snapshot: &Catalog) -> Option<Vec<(String, u32)>> {
     let entry = snapshot.services.get("greeter")?;
-    let table = entry.resources.ports[0].routes.as_ref()?;
+    let table = entry.routes_of(entry.service.ports[0].port)?;
     let last = table.entries.last()?;
     Some(
         last.backends
@@ -124,7 +124,7 @@ fn split(snapshot: &Snapshot) -> Option<Vec<(String, u32)>> {
     )
 }
 
-fn state_of(snapshot: &Snapshot, route: &str) -> Option<RouteState> {
+fn state_of(snapshot: &Catalog, route: &str) -> Option<RouteState> {
     snapshot
         .routes
         .statuses

@@ -6,10 +6,10 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use control_plane::model::EndpointState;
+use control_plane::model::Readiness;
 use control_plane::source::kubernetes::{self, WatchConfig};
 use control_plane::source::{SourceKind, SourceState, SourceStatus};
-use control_plane::store::{Snapshot, Store};
+use control_plane::store::{Catalog, Store};
 use control_plane::xds::names::Naming;
 use serde_json::json;
 use tests::bounded;
@@ -26,7 +26,7 @@ const STEP: Duration = Duration::from_secs(15);
 struct Harness {
     kube: FakeKube,
     store: Arc<Store>,
-    seen: Arc<Mutex<Vec<Arc<Snapshot>>>>,
+    seen: Arc<Mutex<Vec<Arc<Catalog>>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -68,7 +68,7 @@ impl Harness {
     }
 
     /// Waits for a snapshot for which `check` holds.
-    async fn wait_for(&self, what: &str, check: impl Fn(&Snapshot) -> bool) -> Arc<Snapshot> {
+    async fn wait_for(&self, what: &str, check: impl Fn(&Catalog) -> bool) -> Arc<Catalog> {
         let mut rx = self.store.subscribe();
         let waited = tokio::time::timeout(STEP, async {
             loop {
@@ -83,18 +83,18 @@ impl Harness {
             Ok(snapshot) => snapshot,
             Err(_) => panic!(
                 "{what}: not published within {STEP:?}; last: {}",
-                describe(&self.store.snapshot())
+                describe(&self.store.catalog())
             ),
         }
     }
 
-    fn seen(&self) -> Vec<Arc<Snapshot>> {
+    fn seen(&self) -> Vec<Arc<Catalog>> {
         self.seen.lock().unwrap().clone()
     }
 }
 
 /// Endpoints of `service`'s first port as ("ip:port", state), sorted.
-fn endpoints(snapshot: &Snapshot, service: &str) -> Option<Vec<(String, EndpointState)>> {
+fn endpoints(snapshot: &Catalog, service: &str) -> Option<Vec<(String, Readiness)>> {
     let entry = snapshot.services.get(service)?;
     Some(
         entry.service.ports[0]
@@ -105,14 +105,14 @@ fn endpoints(snapshot: &Snapshot, service: &str) -> Option<Vec<(String, Endpoint
     )
 }
 
-fn state_of(snapshot: &Snapshot, service: &str, addr: &str) -> Option<EndpointState> {
+fn state_of(snapshot: &Catalog, service: &str, addr: &str) -> Option<Readiness> {
     endpoints(snapshot, service)?
         .into_iter()
         .find(|(a, _)| a == addr)
         .map(|(_, state)| state)
 }
 
-fn describe(snapshot: &Snapshot) -> String {
+fn describe(snapshot: &Catalog) -> String {
     let services: Vec<String> = snapshot
         .services
         .values()
@@ -181,7 +181,7 @@ async fn populate(kube: &FakeKube) {
     );
 }
 
-fn complete(snapshot: &Snapshot) -> bool {
+fn complete(snapshot: &Catalog) -> bool {
     endpoints(snapshot, "greeter").is_some_and(|e| e.len() == 150)
         && snapshot.services.contains_key("manual")
 }
@@ -220,7 +220,7 @@ async fn initial_sync_publishes_the_complete_namespace_once() {
         );
         assert_eq!(
             endpoints(&snapshot, "manual").unwrap(),
-            [("[fd00::1]:50051".to_owned(), EndpointState::Ready)]
+            [("[fd00::1]:50051".to_owned(), Readiness::Ready)]
         );
         let manual = &snapshot.services["manual"].service.ports[0].endpoints[0];
         assert_eq!(manual.zone.as_deref(), Some("zone-a"));
@@ -250,7 +250,7 @@ async fn readiness_changes_reach_the_published_endpoints() {
         kube.apply(greeter_slice("greeter-a").endpoint("10.0.0.1", K8sState::Ready));
         let h = Harness::start(kube).await;
         h.wait_for("greeter", |s| {
-            state_of(s, "greeter", "10.0.0.1:8080") == Some(EndpointState::Ready)
+            state_of(s, "greeter", "10.0.0.1:8080") == Some(Readiness::Ready)
         })
         .await;
 
@@ -263,24 +263,24 @@ async fn readiness_changes_reach_the_published_endpoints() {
         );
         let s = h
             .wait_for("a new unready pod", |s| {
-                state_of(s, "greeter", "10.0.0.2:8080") == Some(EndpointState::NotReady)
+                state_of(s, "greeter", "10.0.0.2:8080") == Some(Readiness::NotReady)
             })
             .await;
         assert_eq!(
             state_of(&s, "greeter", "10.0.0.1:8080"),
-            Some(EndpointState::Ready)
+            Some(Readiness::Ready)
         );
 
         h.kube
             .set_endpoint_state("default", "greeter-a", "10.0.0.2", K8sState::Ready);
         h.wait_for("the pod ready", |s| {
-            state_of(s, "greeter", "10.0.0.2:8080") == Some(EndpointState::Ready)
+            state_of(s, "greeter", "10.0.0.2:8080") == Some(Readiness::Ready)
         })
         .await;
         h.kube
             .set_endpoint_state("default", "greeter-a", "10.0.0.1", K8sState::Terminating);
         h.wait_for("the other terminating", |s| {
-            state_of(s, "greeter", "10.0.0.1:8080") == Some(EndpointState::Draining)
+            state_of(s, "greeter", "10.0.0.1:8080") == Some(Readiness::Draining)
         })
         .await;
         h.kube.set_endpoint_state(
@@ -290,7 +290,7 @@ async fn readiness_changes_reach_the_published_endpoints() {
             K8sState::TerminatingNotServing,
         );
         h.wait_for("it stops serving", |s| {
-            state_of(s, "greeter", "10.0.0.1:8080") == Some(EndpointState::NotReady)
+            state_of(s, "greeter", "10.0.0.1:8080") == Some(Readiness::NotReady)
         })
         .await;
         assert!(h.kube.remove_endpoint("default", "greeter-a", "10.0.0.1"));
@@ -301,7 +301,7 @@ async fn readiness_changes_reach_the_published_endpoints() {
             .await;
         assert_eq!(
             state_of(&s, "greeter", "10.0.0.2:8080"),
-            Some(EndpointState::Ready)
+            Some(Readiness::Ready)
         );
         assert_eq!(
             h.kube.count(Resource::EndpointSlices, Verb::List),
@@ -338,7 +338,7 @@ async fn a_deleted_service_is_withdrawn_and_can_come_back() {
         h.kube
             .apply(ServiceFixture::new("greeter").port("grpc", 80, "grpc"));
         h.wait_for("greeter back with its slice", |s| {
-            state_of(s, "greeter", "10.0.0.1:8080") == Some(EndpointState::NotReady)
+            state_of(s, "greeter", "10.0.0.1:8080") == Some(Readiness::NotReady)
         })
         .await;
     })
@@ -370,7 +370,7 @@ async fn a_forced_410_relists_without_publishing_a_partial_set() {
         h.kube
             .set_endpoint_state("default", "greeter-a", "10.0.0.2", K8sState::NotReady);
         h.wait_for("the change after the re-list", |s| {
-            state_of(s, "greeter", "10.0.0.2:8080") == Some(EndpointState::NotReady)
+            state_of(s, "greeter", "10.0.0.2:8080") == Some(Readiness::NotReady)
         })
         .await;
 
@@ -443,7 +443,7 @@ async fn an_api_server_outage_keeps_the_last_state_and_shows_in_the_status() {
             .await;
         assert_eq!(
             state_of(&back, "greeter", "10.0.0.1:8080"),
-            Some(EndpointState::NotReady)
+            Some(Readiness::NotReady)
         );
         for snapshot in h.seen() {
             if !snapshot.services.is_empty() {

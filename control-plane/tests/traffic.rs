@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use control_plane::model::{EndpointState, Service};
+use control_plane::model::{Readiness, Service};
 use control_plane::routes::{
     Backend, CallMatch, MethodMatch, RouteParent, RouteRule, RouteSet, RouteSupport, TrafficRoute,
 };
@@ -241,7 +241,7 @@ async fn a_client_in_a_zone_gets_its_zone_first() {
             ready("10.0.0.1:8080"),
             ready("10.0.0.2:8080"),
             ready("10.0.0.3:8080"),
-            ("10.0.0.4:8080", EndpointState::Ready),
+            ("10.0.0.4:8080", Readiness::Ready),
         ]);
         for (endpoint, zone) in zoned.ports[0]
             .endpoints

@@ -7,7 +7,7 @@
 //! `main` is [`Cli::parse_args`] followed by [`run`].
 //!
 //! - `args.rs`: the flags, and the check that `serve` got no flag of the
-//!   source it does not run.
+//!   source it does not run; `args/status.rs`: the flags of `status`.
 //! - `sources.rs`: choosing, configuring and starting that source.
 //! - `serve.rs`: `serve`: the store, the listeners, the server, the
 //!   shutdown.

@@ -13,11 +13,11 @@ use super::Error;
 use super::args::ServeArgs;
 use super::sources::{self, Prepared};
 use crate::metrics::Metrics;
+use crate::names::Naming;
 use crate::server::{self, Outcome};
 use crate::source::SourceStatus;
 use crate::store::Store;
 use crate::xds::admission::AdmissionConfig;
-use crate::xds::names::Naming;
 
 /// Serves until a stop signal; the exit code says how the shutdown went.
 pub(super) async fn serve(args: ServeArgs, in_pod: bool) -> Result<ExitCode, Error> {

@@ -6,16 +6,16 @@ use std::time::SystemTime;
 
 use crate::metrics::http::Observer;
 use crate::metrics::{Observed, ObservedSource};
-use crate::store::{Snapshot, Store};
+use crate::store::{Catalog, Store};
 use crate::xds::registry::Registry;
 
 /// What `/metrics` calls on every scrape.
 pub(super) fn observer(store: Arc<Store>, registry: Arc<Registry>) -> Observer {
-    Arc::new(move || observe(&store.snapshot(), &registry, SystemTime::now()))
+    Arc::new(move || observe(&store.catalog(), &registry, SystemTime::now()))
 }
 
 /// The gauges' values for `snapshot` and `registry`, at `now`.
-fn observe(snapshot: &Snapshot, registry: &Registry, now: SystemTime) -> Observed {
+fn observe(snapshot: &Catalog, registry: &Registry, now: SystemTime) -> Observed {
     let mut endpoints = (0, 0, 0);
     for entry in snapshot.services.values() {
         let (ready, draining, not_ready) = entry.service.counts();

@@ -5,10 +5,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use proto::controlplane::v1 as pb;
 
-use crate::model::{self, EndpointState};
+use crate::model::{self, Readiness};
 use crate::routes::RouteState;
 use crate::source::{SourceState, SourceStatus};
-use crate::store::{RoutesView, ServiceEntry, Snapshot, Store};
+use crate::store::{Catalog, RoutesView, ServiceEntry, Store};
 use crate::xds::admission::RefusalCounts;
 use crate::xds::registry::ClientView;
 
@@ -19,7 +19,7 @@ pub fn unix_ms(time: SystemTime) -> i64 {
 }
 
 /// The control plane's overview.
-pub fn info(store: &Store, snapshot: &Snapshot, clients: usize, now: SystemTime) -> pb::Info {
+pub fn info(store: &Store, catalog: &Catalog, clients: usize, now: SystemTime) -> pb::Info {
     let started_at = store.started_at();
     pb::Info {
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -30,9 +30,9 @@ pub fn info(store: &Store, snapshot: &Snapshot, clients: usize, now: SystemTime)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         namespace: store.naming().namespace.clone(),
         cluster_domain: store.naming().cluster_domain.clone(),
-        source: Some(source(&snapshot.source)),
+        source: Some(source(&catalog.source)),
         connected_clients: u32::try_from(clients).unwrap_or(u32::MAX),
-        services: u32::try_from(snapshot.services.len()).unwrap_or(u32::MAX),
+        services: u32::try_from(catalog.services.len()).unwrap_or(u32::MAX),
         replica: store.replica().to_owned(),
         transport: String::new(),
         refusals: None,
@@ -92,15 +92,13 @@ pub fn service(store: &Store, entry: &ServiceEntry) -> pb::Service {
         ports: service
             .ports
             .iter()
-            .zip(&entry.resources.ports)
-            .map(|(port, resources)| pb::ServicePort {
+            .map(|port| pb::ServicePort {
                 name: port.name.clone().unwrap_or_default(),
                 port: port.port.into(),
                 cluster: store.naming().cluster_name(&service.name, port.port),
                 endpoints: port.endpoints.iter().map(endpoint).collect(),
-                routes: resources
-                    .routes
-                    .as_ref()
+                routes: entry
+                    .routes_of(port.port)
                     .map(|table| {
                         let mut names: Vec<String> = Vec::new();
                         for entry in &table.entries {
@@ -156,9 +154,9 @@ pub fn routes(view: &RoutesView) -> pb::ListRoutesResponse {
 
 fn endpoint(endpoint: &model::Endpoint) -> pb::Endpoint {
     let state = match endpoint.state {
-        EndpointState::Ready => pb::EndpointState::Ready,
-        EndpointState::Draining => pb::EndpointState::Draining,
-        EndpointState::NotReady => pb::EndpointState::NotReady,
+        Readiness::Ready => pb::EndpointState::Ready,
+        Readiness::Draining => pb::EndpointState::Draining,
+        Readiness::NotReady => pb::EndpointState::NotReady,
     };
     pb::Endpoint {
         address: endpoint.address.to_string(),

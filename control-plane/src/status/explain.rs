@@ -15,8 +15,8 @@ use std::sync::Arc;
 use proto::controlplane::v1::TargetProblem;
 
 use crate::model::Service;
+use crate::names::Naming;
 use crate::store::ServiceEntry;
-use crate::xds::names::Naming;
 
 /// Why a Listener name does not resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,14 +150,11 @@ fn ports_text(service: &Service) -> String {
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
-    use std::time::{Instant, SystemTime};
 
     use super::*;
-    use crate::model::{Endpoint, EndpointState, ServicePort};
-    use crate::xds::resources::ServiceResources;
+    use crate::model::{Endpoint, Readiness, ServicePort};
 
     fn entry(name: &str, ports: &[(Option<&str>, u16, u16)]) -> (String, Arc<ServiceEntry>) {
-        let naming = Naming::new("prod");
         let service = Service {
             name: name.into(),
             namespace: "prod".into(),
@@ -169,7 +166,7 @@ mod tests {
                     endpoints: vec![Endpoint {
                         address: IpAddr::from([10, 0, 0, 1]),
                         port: *target,
-                        state: EndpointState::Ready,
+                        state: Readiness::Ready,
                         zone: None,
                         instance: None,
                         detail: None,
@@ -180,16 +177,9 @@ mod tests {
             tls: None,
             policy: Default::default(),
         };
-        let resources = ServiceResources::build(&service, &naming, 1, None);
         (
             name.to_owned(),
-            Arc::new(ServiceEntry {
-                service,
-                revision: 1,
-                updated_at: SystemTime::now(),
-                changed_at: Instant::now(),
-                resources,
-            }),
+            Arc::new(ServiceEntry::new(service, Vec::new(), 1)),
         )
     }
 

@@ -71,10 +71,10 @@ impl ControlPlaneStatus for StatusService {
         &self,
         _request: Request<pb::GetInfoRequest>,
     ) -> Result<Response<pb::Info>, Status> {
-        let snapshot = self.store.snapshot();
+        let catalog = self.store.catalog();
         let mut info = convert::info(
             &self.store,
-            &snapshot,
+            &catalog,
             self.registry.len(),
             SystemTime::now(),
         );
@@ -87,8 +87,8 @@ impl ControlPlaneStatus for StatusService {
         &self,
         _request: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
-        let snapshot = self.store.snapshot();
-        let services = snapshot
+        let catalog = self.store.catalog();
+        let services = catalog
             .services
             .values()
             .map(|entry| convert::service(&self.store, entry))
@@ -100,7 +100,13 @@ impl ControlPlaneStatus for StatusService {
         &self,
         _request: Request<pb::ListClientsRequest>,
     ) -> Result<Response<pb::ListClientsResponse>, Status> {
-        let clients = self.registry.views().iter().map(convert::client).collect();
+        let clients = self
+            .registry
+            .views()
+            .await
+            .iter()
+            .map(convert::client)
+            .collect();
         Ok(Response::new(pb::ListClientsResponse { clients }))
     }
 
@@ -108,8 +114,8 @@ impl ControlPlaneStatus for StatusService {
         &self,
         _request: Request<pb::ListRoutesRequest>,
     ) -> Result<Response<pb::ListRoutesResponse>, Status> {
-        let snapshot = self.store.snapshot();
-        Ok(Response::new(convert::routes(&snapshot.routes)))
+        let catalog = self.store.catalog();
+        Ok(Response::new(convert::routes(&catalog.routes)))
     }
 
     async fn explain_target(
@@ -122,13 +128,13 @@ impl ControlPlaneStatus for StatusService {
                 "the name is longer than 1024 bytes",
             ));
         }
-        let snapshot = self.store.snapshot();
-        if !snapshot.synced {
+        let catalog = self.store.catalog();
+        if !catalog.synced {
             return Err(Status::unavailable(
                 "the control plane has not completed its first sync with its source yet",
             ));
         }
-        let explanation = super::explain::explain(self.store.naming(), &snapshot.services, &name);
+        let explanation = super::explain::explain(self.store.naming(), &catalog.services, &name);
         Ok(Response::new(match explanation {
             None => pb::ExplainTargetResponse {
                 exists: true,

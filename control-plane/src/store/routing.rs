@@ -4,9 +4,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{Inner, RoutesView, Store};
+use super::{Inner, RoutesView, ServiceEntry, Stamped, Store};
 use crate::routes::{self, RouteSet};
-use crate::source::Stamped;
 
 impl Store {
     pub(crate) fn set_routes(&self, mut set: RouteSet, event: String) -> bool {
@@ -34,13 +33,14 @@ impl Store {
             inner.routes = Arc::new(view);
         }
         inner.source.last_event = Some(Stamped::now(event));
-        self.publish(&mut inner);
+        let catalog = self.publish(&mut inner);
+        drop(inner);
+        self.tell(&catalog);
         true
     }
 
-    /// Resolves the routes against the services in `inner` and rebuilds
-    /// the route configurations of every service whose tables changed, at
-    /// `revision`. Skipped (`false`) when there are no routes and no
+    /// Resolves the routes against the services in `inner` and gives
+    /// every service whose tables changed a new entry at `revision`. Skipped (`false`) when there are no routes and no
     /// service carries any.
     pub(super) fn reroute(&self, inner: &mut Inner, revision: u64) -> bool {
         if inner.route_set.routes.is_empty() && inner.routed.is_empty() {
@@ -61,7 +61,7 @@ impl Store {
                 continue;
             };
             let tables = resolution.tables.get(name).cloned().unwrap_or_default();
-            if entry.resources.routes() == tables {
+            if entry.routes == tables {
                 continue;
             }
             tracing::info!(
@@ -70,8 +70,11 @@ impl Store {
                 routed_ports = tables.len(),
                 "service routes changed"
             );
-            let built = self.entry_routed(entry.service.clone(), &tables, revision, Some(&**entry));
-            rebuilt.push(Arc::new(built));
+            rebuilt.push(Arc::new(ServiceEntry::new(
+                entry.service.clone(),
+                tables,
+                revision,
+            )));
         }
         if !rebuilt.is_empty() {
             let map = Arc::make_mut(&mut inner.services);

@@ -21,6 +21,7 @@ use common::incoming::ConnInfo;
 use common::tls::SanMatcher;
 use tonic::Status;
 
+use crate::kinds::Refusal;
 use crate::metrics::Metrics;
 
 /// What [`Admission`] enforces.
@@ -33,35 +34,6 @@ pub struct AdmissionConfig {
     pub max_streams: Option<usize>,
     /// At most this many ADS streams per peer; `None`: no limit.
     pub max_streams_per_peer: Option<usize>,
-}
-
-/// Why a client was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// Its certificate's SANs are not allowed.
-    SanNotAllowed,
-    /// The total stream limit is reached.
-    MaxStreams,
-    /// Its own stream limit is reached.
-    MaxStreamsPerPeer,
-}
-
-impl Refusal {
-    /// Every reason, in declaration order (each one's index).
-    pub const ALL: [Self; 3] = [
-        Self::SanNotAllowed,
-        Self::MaxStreams,
-        Self::MaxStreamsPerPeer,
-    ];
-
-    /// The metrics label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::SanNotAllowed => "client_san_not_allowed",
-            Self::MaxStreams => "max_streams",
-            Self::MaxStreamsPerPeer => "max_streams_per_peer",
-        }
-    }
 }
 
 /// Counts of refusals, for the status API.

@@ -26,7 +26,8 @@
 //!   `match_subject_alt_names`. Never `match_typed_subject_alt_names` nor
 //!   `transport_socket_matches`: grpcio 1.85 ACKs both and then skips the
 //!   SAN check or TLS itself (docs/security.md).
-//! - ClusterLoadAssignment: one locality per zone, `locality` always set,
+//! - ClusterLoadAssignment (`assignment.rs`): one locality per zone,
+//!   `locality` always set,
 //!   weight = ready endpoints in it (at least 1) so a zone with more pods
 //!   gets a larger share; ready → HEALTHY, draining → DRAINING, not ready →
 //!   UNHEALTHY (skipped by every client, but counted by ours to explain
@@ -38,17 +39,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
-use envoy_types::pb::envoy::config::core::v3::socket_address::{PortSpecifier, Protocol};
-use envoy_types::pb::envoy::config::core::v3::{
-    Address, AggregatedConfigSource, ApiVersion, ConfigSource, HealthStatus, Locality,
-    SocketAddress,
-};
-use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
-use envoy_types::pb::envoy::config::endpoint::v3::{
-    ClusterLoadAssignment, Endpoint as EnvoyEndpoint, LbEndpoint, LocalityLbEndpoints,
-};
+use envoy_types::pb::envoy::config::core::v3::{AggregatedConfigSource, ApiVersion, ConfigSource};
 use envoy_types::pb::envoy::config::listener::v3::{ApiListener, Listener};
 use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
@@ -57,18 +49,20 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds,
 };
-use envoy_types::pb::google::protobuf::{Any, UInt32Value};
+use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 
 use super::ResourceType;
-use super::names::Naming;
-use crate::model::{Endpoint, EndpointState, Service, ServicePort};
+use crate::model::Service;
+use crate::names::Naming;
 use crate::routes::RouteTable;
 
+mod assignment;
 mod cluster;
 mod routes;
 mod zones;
 
+use assignment::assignments;
 use cluster::cluster;
 
 /// Route tables of a service's ports, by port (only ports with routes in
@@ -355,90 +349,6 @@ fn route(
         ..Default::default()
     };
     resource(cluster_name, revision, pack_any(config))
-}
-
-fn health(state: EndpointState) -> HealthStatus {
-    match state {
-        EndpointState::Ready => HealthStatus::Healthy,
-        EndpointState::Draining => HealthStatus::Draining,
-        EndpointState::NotReady => HealthStatus::Unhealthy,
-    }
-}
-
-/// The assignment of `port`, and its per-zone variants when `service` is
-/// zone-aware.
-fn assignments(
-    service: &Service,
-    cluster_name: &str,
-    port: &ServicePort,
-    revision: u64,
-) -> (Arc<Resource>, Option<Arc<ZoneVariants>>) {
-    let assignment = Arc::new(assignment(cluster_name, port, revision, |_| 0));
-    let zoned = service
-        .is_zone_aware()
-        .then(|| Arc::new(zones::variants(cluster_name, port, revision)));
-    (assignment, zoned)
-}
-
-/// The assignment of `port`: one locality per (priority, zone), the
-/// priority of each endpoint from `priority` (0 for all but zone
-/// variants).
-fn assignment(
-    cluster_name: &str,
-    port: &ServicePort,
-    revision: u64,
-    priority: impl Fn(&Endpoint) -> u32,
-) -> Resource {
-    let mut zones: BTreeMap<(u32, &str), LocalityLbEndpoints> = BTreeMap::new();
-    for endpoint in &port.endpoints {
-        let zone = endpoint.zone.as_deref().unwrap_or_default();
-        let priority = priority(endpoint);
-        let locality = zones
-            .entry((priority, zone))
-            .or_insert_with(|| LocalityLbEndpoints {
-                locality: Some(Locality {
-                    zone: zone.to_owned(),
-                    ..Default::default()
-                }),
-                priority,
-                ..Default::default()
-            });
-        locality.lb_endpoints.push(LbEndpoint {
-            host_identifier: Some(HostIdentifier::Endpoint(EnvoyEndpoint {
-                address: Some(Address {
-                    address: Some(AddressKind::SocketAddress(SocketAddress {
-                        protocol: Protocol::Tcp as i32,
-                        address: endpoint.address.to_string(),
-                        port_specifier: Some(PortSpecifier::PortValue(endpoint.port.into())),
-                        ..Default::default()
-                    })),
-                }),
-                hostname: endpoint.instance.clone().unwrap_or_default(),
-                ..Default::default()
-            })),
-            health_status: health(endpoint.state) as i32,
-            ..Default::default()
-        });
-    }
-    let endpoints = zones
-        .into_values()
-        .map(|mut locality| {
-            let ready = locality
-                .lb_endpoints
-                .iter()
-                .filter(|e| e.health_status == HealthStatus::Healthy as i32)
-                .count();
-            let weight = u32::try_from(ready).unwrap_or(u32::MAX).max(1);
-            locality.load_balancing_weight = Some(UInt32Value { value: weight });
-            locality
-        })
-        .collect();
-    let assignment = ClusterLoadAssignment {
-        cluster_name: cluster_name.to_owned(),
-        endpoints,
-        ..Default::default()
-    };
-    resource(cluster_name, revision, pack_any(assignment))
 }
 
 #[cfg(test)]

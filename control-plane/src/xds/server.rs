@@ -31,6 +31,7 @@ use super::admission::Admission;
 use super::body::ResponseBody;
 use super::registry::Registry;
 use super::session::{Limits, Session};
+use super::snapshot::SnapshotBuilder;
 use super::stream::{Ended, QUEUE_DEPTH, StreamTask, is_disconnect};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -77,6 +78,7 @@ impl Default for AdsConfig {
 #[derive(Debug, Clone)]
 pub struct AdsService {
     store: Arc<Store>,
+    snapshots: Arc<SnapshotBuilder>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     stopped: CancellationToken,
@@ -104,6 +106,7 @@ impl AdsService {
             store.instance_id()
         );
         Self {
+            snapshots: SnapshotBuilder::attach(&store),
             store,
             registry,
             metrics,
@@ -159,12 +162,12 @@ impl AdsService {
             None,
             Some(max_request_bytes),
         );
-        let session = Session::new(self.store.instance_id(), &self.identifier, self.limits);
-        let registration = self.registry.register(peer, session);
+        let registration = self.registry.register(peer);
         let stream_id = registration.slot().stream_id;
         let task = StreamTask {
+            session: Session::new(self.store.instance_id(), &self.identifier, self.limits),
             registration,
-            snapshots: self.store.subscribe(),
+            snapshots: self.snapshots.subscribe(),
             metrics: self.metrics.clone(),
             stopped: self.stopped.clone(),
             aged,

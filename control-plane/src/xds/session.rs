@@ -3,7 +3,7 @@
 //! # Design notes
 //!
 //! [`Session`] does no I/O and reads no clock: it is fed
-//! [`DiscoveryRequest`]s ([`Session::on_request`]) and store snapshots
+//! [`DiscoveryRequest`]s ([`Session::on_request`]) and resource snapshots
 //! ([`Session::on_snapshot`]) and returns the [`DiscoveryResponse`]s to
 //! write. The stream task ([`super::stream`]) does the I/O around it, and
 //! the rules below are unit-tested here without a network.
@@ -42,18 +42,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::ResourceType;
-use super::names;
 use super::resources::Resource;
+use super::snapshot::ResourceSnapshot;
 use super::wire::EncodedResponse;
-use crate::store::{self, Snapshot};
+use crate::store;
 
+mod subscription;
 mod types;
+
+use subscription::{Names, current_view, holds_current, subscription};
 
 pub use types::{
     Ack, Error, Limits, MAX_NAME_BYTES, MAX_NAMES_PER_REQUEST, Nack, NodeInfo, Outgoing, Received,
@@ -145,7 +148,7 @@ impl Session {
     pub fn on_request(
         &mut self,
         request: &DiscoveryRequest,
-        snapshot: &Snapshot,
+        snapshot: &ResourceSnapshot,
         now: SystemTime,
     ) -> Result<Reply> {
         self.check_limits(request)?;
@@ -246,7 +249,7 @@ impl Session {
     /// Handles a new snapshot: a response for every type in which something
     /// subscribed changed, appeared or (Listener, Cluster) disappeared;
     /// `now` stamps them as awaiting an ACK.
-    pub fn on_snapshot(&mut self, snapshot: &Snapshot, now: SystemTime) -> Vec<Outgoing> {
+    pub fn on_snapshot(&mut self, snapshot: &ResourceSnapshot, now: SystemTime) -> Vec<Outgoing> {
         ResourceType::ALL
             .into_iter()
             .filter_map(|kind| self.respond(kind, snapshot, Mode::Update, now))
@@ -322,7 +325,7 @@ impl Session {
     fn respond(
         &mut self,
         kind: ResourceType,
-        snapshot: &Snapshot,
+        snapshot: &ResourceSnapshot,
         mode: Mode,
         now: SystemTime,
     ) -> Option<Outgoing> {
@@ -351,10 +354,7 @@ impl Session {
             return None;
         }
         let changed_at = match mode {
-            Mode::Update => changed
-                .iter()
-                .filter_map(|r| change_time(snapshot, r))
-                .min(),
+            Mode::Update => changed.iter().filter_map(|r| snapshot.change_time(r)).min(),
             Mode::Everything | Mode::Answer => None,
         };
         let carried: Vec<&Arc<Resource>> = if kind.is_full_state() || mode == Mode::Everything {
@@ -388,92 +388,7 @@ impl Session {
     }
 }
 
-/// A subscription's names, sorted and without duplicates. (A sorted
-/// `Vec`, not a `BTreeSet`: most streams hold one or two names per type,
-/// and a B-tree node costs about 300 bytes however few it holds.)
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Names(Vec<String>);
-
-impl Names {
-    /// `names` without `*`.
-    fn listed(names: &[String]) -> Self {
-        let mut names: Vec<String> = names
-            .iter()
-            .filter(|name| *name != WILDCARD)
-            .cloned()
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        Self(names)
-    }
-
-    /// How many of these names `other` does not hold.
-    fn count_missing_from(&self, other: &Self) -> usize {
-        self.0
-            .iter()
-            .filter(|name| other.0.binary_search(name).is_err())
-            .count()
-    }
-}
-
-/// The subscription a request asks for: its names without `*`, and
-/// whether it subscribes to everything.
-fn subscription(kind: ResourceType, names: &[String], explicit: bool) -> (Names, bool) {
-    let star = names.iter().any(|name| name == WILDCARD);
-    let legacy_wildcard = names.is_empty() && kind.is_full_state() && !explicit;
-    (Names::listed(names), star || legacy_wildcard)
-}
-
-/// Every subscribed resource that exists in `snapshot`, by name, as a
-/// client in `zone` gets it.
-fn current_view<'s>(
-    state: &TypeState,
-    kind: ResourceType,
-    snapshot: &'s Snapshot,
-    zone: &str,
-) -> BTreeMap<&'s str, &'s Arc<Resource>> {
-    let mut view = BTreeMap::new();
-    if state.wildcard {
-        for resource in snapshot.wildcard(kind) {
-            view.insert(resource.name.as_str(), resource);
-        }
-    }
-    for name in &state.names.0 {
-        if let Some(resource) = snapshot.get_in_zone(kind, name, zone) {
-            view.insert(resource.name.as_str(), resource);
-        }
-    }
-    view
-}
-
-/// Whether the client already holds exactly what it subscribes to in
-/// `snapshot` (so an update has nothing to send), checked without building
-/// the view: most snapshots change one service, and every stream checks
-/// every type against each. `false` means "not sure": build the view.
-fn holds_current(state: &TypeState, kind: ResourceType, snapshot: &Snapshot, zone: &str) -> bool {
-    if state.wildcard {
-        return false;
-    }
-    let mut present = 0;
-    for name in &state.names.0 {
-        if let Some(resource) = snapshot.get_in_zone(kind, name, zone) {
-            if resource.name != *name || state.sent.get(name) != Some(&resource.revision) {
-                return false;
-            }
-            present += 1;
-        }
-    }
-    // Every existing subscribed resource was sent at its revision; the
-    // client holds nothing else (nothing to delete).
-    present == state.sent.len()
-}
-
-/// When the source change that produced `resource` happened, if its service
-/// has not changed again since.
-fn change_time(snapshot: &Snapshot, resource: &Resource) -> Option<Instant> {
-    let entry = snapshot.services.get(names::service_of(&resource.name)?)?;
-    (entry.revision == resource.revision).then_some(entry.changed_at)
-}
-
+#[cfg(test)]
+mod subscription_tests;
 #[cfg(test)]
 mod tests;

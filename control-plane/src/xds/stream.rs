@@ -2,10 +2,14 @@
 //!
 //! # Design notes
 //!
-//! One task per stream selects, in this order, on: the server stopping, a
-//! new store snapshot, the next request. Snapshots come first so that a
+//! One task per stream owns its [`Session`] and selects, in this order, on:
+//! the server stopping, the status API asking for the session's view, a
+//! new resource snapshot, the next request. Snapshots come first so that a
 //! change published before a request arrived is handled before it (tests
-//! rely on that order to prove that something was *not* sent).
+//! rely on that order to prove that something was *not* sent). Nothing on
+//! this path is shared with other tasks but the snapshot itself; after
+//! each step the task publishes when its oldest un-ACKed response was sent
+//! ([`Registration::set_oldest_unacked`]).
 //!
 //! Responses go into a small bounded queue that the stream's HTTP/2 body
 //! drains. When a client stops reading, the queue fills and the task waits
@@ -16,7 +20,7 @@
 //! response computed from the newest snapshot.
 //!
 //! Nothing is answered before the source's first sync
-//! ([`Snapshot::synced`]): a control plane that has just (re)started knows
+//! ([`ResourceSnapshot::synced`]): a control plane that has just (re)started knows
 //! no services yet, and an answer from its empty store would tell every
 //! client that all its services are gone. Until then the task keeps
 //! reading requests (so a client that leaves is noticed), holding the latest
@@ -38,9 +42,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::registry::Registration;
-use super::session::{self, Ack, Outgoing, Received};
+use super::session::{self, Ack, Outgoing, Received, Session};
+use super::snapshot::ResourceSnapshot;
+use crate::kinds::EndReason;
 use crate::metrics::Metrics;
-use crate::store::Snapshot;
 
 /// Responses queued per stream before the task waits for the client.
 pub const QUEUE_DEPTH: usize = 2;
@@ -101,52 +106,16 @@ pub fn is_disconnect(status: &Status) -> bool {
     )
 }
 
-/// Why streams end, as the metrics count them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    /// The client closed or cancelled the stream, or its connection went
-    /// away.
-    ClientClosed,
-    /// The client broke the protocol (a malformed or oversized message, an
-    /// HTTP/2 error).
-    ClientError,
-    /// A request over the limits was refused.
-    InvalidRequest,
-    /// The connection reached its maximum age.
-    MaxConnectionAge,
-    /// The server is stopping.
-    Shutdown,
-}
-
-impl EndReason {
-    /// Every reason, in declaration order (each one's index).
-    pub const ALL: [Self; 5] = [
-        Self::ClientClosed,
-        Self::ClientError,
-        Self::InvalidRequest,
-        Self::MaxConnectionAge,
-        Self::Shutdown,
-    ];
-
-    /// The metrics label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::ClientClosed => "client_closed",
-            Self::ClientError => "client_error",
-            Self::InvalidRequest => "invalid_request",
-            Self::MaxConnectionAge => "max_connection_age",
-            Self::Shutdown => "shutdown",
-        }
-    }
-}
-
 /// The parts a stream task works with.
 #[derive(Debug)]
 pub struct StreamTask {
-    /// The client's registration, holding its session.
+    /// The stream's protocol state.
+    pub session: Session,
+    /// The client's registration, through which the task publishes what
+    /// others read of the session.
     pub registration: Registration,
-    /// The store's snapshots.
-    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// The resources served, as the store changes.
+    pub snapshots: watch::Receiver<Arc<ResourceSnapshot>>,
     /// Where NACKs are counted.
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server stops.
@@ -173,14 +142,20 @@ impl StreamTask {
                 biased;
                 () = self.stopped.cancelled() => return stopping(&queue),
                 () = self.aged.cancelled() => return aged(&queue),
+                () = self.registration.asked() => {
+                    self.answer();
+                    continue;
+                }
                 changed = self.snapshots.changed() => {
                     if changed.is_err() {
                         return stopping(&queue);
                     }
                     let snapshot = self.snapshots.borrow_and_update().clone();
-                    let slot = self.registration.slot();
-                    let mut session = slot.session();
-                    session.on_snapshot(&snapshot, SystemTime::now())
+                    let outgoing = self.session.on_snapshot(&snapshot, SystemTime::now());
+                    if !outgoing.is_empty() {
+                        self.publish_unacked();
+                    }
+                    outgoing
                 }
                 request = next_request(&mut held, &mut inbound) => match request {
                     None => return Ended::ClientClosed,
@@ -224,6 +199,7 @@ impl StreamTask {
                 biased;
                 () = self.stopped.cancelled() => return Err(stopping(queue)),
                 () = self.aged.cancelled() => return Err(aged(queue)),
+                () = self.registration.asked() => self.answer(),
                 changed = self.snapshots.changed() => {
                     if changed.is_err() {
                         return Err(stopping(queue));
@@ -246,20 +222,30 @@ impl StreamTask {
         Ok(held)
     }
 
-    fn handle(&self, request: &DiscoveryRequest) -> Result<Vec<Outgoing>, session::Error> {
+    /// Answers the status API's questions with the session's view.
+    fn answer(&self) {
+        self.registration.answer(|| self.session.view());
+    }
+
+    fn publish_unacked(&self) {
+        self.registration
+            .set_oldest_unacked(self.session.oldest_unacked());
+    }
+
+    fn handle(&mut self, request: &DiscoveryRequest) -> Result<Vec<Outgoing>, session::Error> {
         let snapshot = self.snapshots.borrow().clone();
-        let slot = self.registration.slot();
-        let mut session = slot.session();
-        let had_node = session.node().is_some();
-        let reply = session.on_request(request, &snapshot, SystemTime::now())?;
-        if !had_node && let Some(node) = session.node() {
+        let had_node = self.session.node().is_some();
+        let reply = self
+            .session
+            .on_request(request, &snapshot, SystemTime::now())?;
+        self.publish_unacked();
+        if !had_node && let Some(node) = self.session.node() {
             tracing::info!(
                 node = node.id,
                 user_agent = node.user_agent,
                 "xDS client identified"
             );
         }
-        drop(session);
         match &reply.received {
             Received::Request {
                 kind,
@@ -296,11 +282,20 @@ impl StreamTask {
     /// Queues `item`, waiting while the queue is full; `Some` when the
     /// stream must end instead.
     async fn send(&self, queue: &mpsc::Sender<Queued>, item: Queued) -> Option<Ended> {
-        tokio::select! {
-            biased;
-            () = self.stopped.cancelled() => Some(stopping(queue)),
-            () = self.aged.cancelled() => Some(aged(queue)),
-            sent = queue.send(item) => sent.is_err().then_some(Ended::ClientGone),
+        let send = queue.send(item);
+        tokio::pin!(send);
+        loop {
+            return tokio::select! {
+                biased;
+                () = self.stopped.cancelled() => Some(stopping(queue)),
+                () = self.aged.cancelled() => Some(aged(queue)),
+                // A client that stops reading is still shown by the status API.
+                () = self.registration.asked() => {
+                    self.answer();
+                    continue;
+                }
+                sent = &mut send => sent.is_err().then_some(Ended::ClientGone),
+            };
         }
     }
 }

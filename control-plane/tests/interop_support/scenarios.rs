@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use control_plane::model::EndpointState as ModelState;
+use control_plane::model::Readiness;
 use nix::sys::signal::Signal;
 use proto::controlplane::v1::control_plane_status_client::ControlPlaneStatusClient;
 use proto::controlplane::v1::{EndpointState, ListServicesRequest};
@@ -271,12 +271,12 @@ pub async fn skips_not_ready_and_draining_endpoints(language: Language) {
                 support::ready(&addrs[2]),
             ])
         };
-        let server = TestServer::start(vec![with_b(ModelState::Ready)]).await;
+        let server = TestServer::start(vec![with_b(Readiness::Ready)]).await;
         let bootstrap = Bootstrap::write(server.addr, language, "states");
         let mut client = ForeignClient::start(language, &bootstrap, "xds:///greeter").await;
         warm_up(&mut client).await;
 
-        for state in [ModelState::NotReady, ModelState::Draining] {
+        for state in [Readiness::NotReady, Readiness::Draining] {
             server
                 .source()
                 .upsert(with_b(state), "test")
@@ -290,7 +290,7 @@ pub async fn skips_not_ready_and_draining_endpoints(language: Language) {
 
         server
             .source()
-            .upsert(with_b(ModelState::Ready), "test")
+            .upsert(with_b(Readiness::Ready), "test")
             .expect("valid service");
         until(&mut client, |batch| batch.served_by("greeter-b") > 0).await;
         assert_even(&client.batch(300).await, &BACKENDS, 300);
@@ -324,7 +324,7 @@ pub async fn spreads_over_zones_and_skips_an_empty_one(language: Language) {
             }
             service
         };
-        let server = TestServer::start(vec![zoned(ModelState::Ready)]).await;
+        let server = TestServer::start(vec![zoned(Readiness::Ready)]).await;
         let bootstrap = Bootstrap::write(server.addr, language, "zones");
         let target = "xds:///greeter.default:grpc";
         let mut client = ForeignClient::start(language, &bootstrap, target).await;
@@ -340,7 +340,7 @@ pub async fn spreads_over_zones_and_skips_an_empty_one(language: Language) {
 
         server
             .source()
-            .upsert(zoned(ModelState::NotReady), "test")
+            .upsert(zoned(Readiness::NotReady), "test")
             .expect("valid service");
         until(&mut client, |batch| batch.served_by("greeter-c") == 0).await;
         let batch = client.batch(300).await;

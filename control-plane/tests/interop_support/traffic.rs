@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use control_plane::model::{EndpointState, LbPolicy, Service};
+use control_plane::model::{LbPolicy, Readiness, Service};
 use control_plane::routes::{
     Backend, CallMatch, MethodMatch, RouteParent, RouteRule, RouteSet, RouteSupport, TrafficRoute,
 };
@@ -44,9 +44,9 @@ async fn greeter(name: &str) -> (Process, SocketAddr) {
 /// Service `name` (port 80) over `endpoints`, all ready.
 fn service(name: &str, endpoints: &[SocketAddr]) -> Service {
     let addrs: Vec<String> = endpoints.iter().map(ToString::to_string).collect();
-    let list: Vec<(&str, EndpointState)> = addrs
+    let list: Vec<(&str, Readiness)> = addrs
         .iter()
-        .map(|a| (a.as_str(), EndpointState::Ready))
+        .map(|a| (a.as_str(), Readiness::Ready))
         .collect();
     support::service(name, &list)
 }
@@ -208,7 +208,7 @@ pub async fn prefers_its_own_zone_and_fails_over(language: Language) {
             greeters.push(greeter(name).await);
         }
         let addrs: Vec<SocketAddr> = greeters.iter().map(|(_, a)| *a).collect();
-        let zoned = |a_state: EndpointState| {
+        let zoned = |a_state: Readiness| {
             let mut svc = service("greeter", &addrs);
             svc.policy.prefer_close = true;
             for (i, endpoint) in svc.ports[0].endpoints.iter_mut().enumerate() {
@@ -223,7 +223,7 @@ pub async fn prefers_its_own_zone_and_fails_over(language: Language) {
             }
             svc
         };
-        let server = TestServer::start(vec![zoned(EndpointState::Ready)]).await;
+        let server = TestServer::start(vec![zoned(Readiness::Ready)]).await;
         let bootstrap = Bootstrap::write_in_zone(server.addr, language, "zones", None, "zone-a");
         let mut client = ForeignClient::start(language, &bootstrap, "xds:///greeter").await;
         until(&mut client, |b| {
@@ -242,7 +242,7 @@ pub async fn prefers_its_own_zone_and_fails_over(language: Language) {
 
         server
             .source()
-            .upsert(zoned(EndpointState::NotReady), "test")
+            .upsert(zoned(Readiness::NotReady), "test")
             .expect("valid service");
         // Every batch from the change on: none failed.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

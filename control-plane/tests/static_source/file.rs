@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use control_plane::model::EndpointState;
+use control_plane::model::Readiness;
 use control_plane::source::SourceState;
 use control_plane::source::static_source::{self, Error, LoadError, StaticArgs};
-use control_plane::store::Snapshot;
+use control_plane::store::Catalog;
 
 use crate::support::{TEST_LIMIT, TempDir, store, wait_for};
 
@@ -26,7 +26,7 @@ fn file_args(path: &Path) -> StaticArgs {
 }
 
 /// Service name -> sorted endpoint addresses.
-fn services(snapshot: &Snapshot) -> Vec<(String, Vec<String>)> {
+fn services(snapshot: &Catalog) -> Vec<(String, Vec<String>)> {
     snapshot
         .services
         .iter()
@@ -55,7 +55,7 @@ fn expect(list: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-fn error_of(snapshot: &Snapshot) -> String {
+fn error_of(snapshot: &Catalog) -> String {
     snapshot
         .source
         .last_error
@@ -65,7 +65,7 @@ fn error_of(snapshot: &Snapshot) -> String {
 }
 
 /// Waits until the source is degraded with an error containing `text`.
-async fn wait_degraded(store: &control_plane::store::Store, text: &str) -> Arc<Snapshot> {
+async fn wait_degraded(store: &control_plane::store::Store, text: &str) -> Arc<Catalog> {
     wait_for(store, &format!("degraded with {text:?}"), |s| {
         s.source.state == SourceState::Degraded && error_of(s).contains(text)
     })
@@ -99,14 +99,14 @@ async fn valid_edits_apply_live_and_broken_edits_keep_the_last_good_config() {
             .await
             .expect("valid file at startup");
 
-        let snapshot = store.snapshot();
+        let snapshot = store.catalog();
         assert_eq!(snapshot.source.state, SourceState::Connected);
         assert_eq!(
             services(&snapshot),
             expect(&[("greeter", &["10.0.0.1:8080"])])
         );
         let endpoint = &snapshot.services["greeter"].service.ports[0].endpoints[0];
-        assert_eq!(endpoint.state, EndpointState::Ready, "--no-probe");
+        assert_eq!(endpoint.state, Readiness::Ready, "--no-probe");
 
         // A valid edit (in place) applies live.
         std::fs::write(&path, V2).unwrap();
@@ -184,7 +184,7 @@ async fn replaced_deleted_and_recreated_files_are_followed() {
         let _source = static_source::start(file_args(&path), store.source_handle())
             .await
             .unwrap();
-        assert!(store.snapshot().services.is_empty());
+        assert!(store.catalog().services.is_empty());
 
         replace(&path, V1);
         let good = wait_for(&store, "the renamed-in file", |s| {
@@ -251,7 +251,7 @@ async fn configmap_symlink_swaps_are_followed() {
             .await
             .unwrap();
         assert_eq!(
-            services(&store.snapshot()),
+            services(&store.catalog()),
             expect(&[("greeter", &["10.0.0.1:8080"])])
         );
 
@@ -305,7 +305,7 @@ async fn startup_errors_are_returned_and_publish_nothing() {
                 .await
                 .expect_err(expected);
             assert!(error.to_string().contains(expected), "{error}");
-            let snapshot = store.snapshot();
+            let snapshot = store.catalog();
             assert!(snapshot.services.is_empty());
             assert_eq!(snapshot.source.state, SourceState::Starting);
         }
@@ -335,7 +335,7 @@ async fn flags_and_file_combine_and_an_edit_redefining_a_flag_service_is_rejecte
         let _source = static_source::start(args, store.source_handle())
             .await
             .unwrap();
-        let both = store.snapshot();
+        let both = store.catalog();
         assert_eq!(
             services(&both),
             expect(&[

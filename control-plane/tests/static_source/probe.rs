@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use control_plane::model::EndpointState::{NotReady, Ready};
+use control_plane::model::Readiness::{NotReady, Ready};
 use control_plane::source::static_source::{self, StaticArgs};
 use control_plane::store::Store;
 use nix::sys::signal::Signal;
@@ -31,7 +31,7 @@ async fn wait_state(
     store: &Store,
     service: &str,
     addr: SocketAddr,
-    state: control_plane::model::EndpointState,
+    state: control_plane::model::Readiness,
     detail: Option<&str>,
 ) {
     let what = format!("{service} {addr} {state} {detail:?}");
@@ -71,7 +71,7 @@ async fn greeter_server_readiness_follows_its_health_and_its_life() {
         .await
         .unwrap();
         assert!(
-            is(&store.snapshot(), "greeter", addr, NotReady, None),
+            is(&store.catalog(), "greeter", addr, NotReady, None),
             "not ready before any answer"
         );
         wait_state(
@@ -259,7 +259,7 @@ async fn reloads_keep_probers_and_probe_results_touch_only_their_services() {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(is(&store.snapshot(), "b", e2.addr, NotReady, None));
+        assert!(is(&store.catalog(), "b", e2.addr, NotReady, None));
     })
     .await;
 }

@@ -10,7 +10,7 @@ use control_plane::model::LbPolicy;
 use control_plane::routes::RouteState;
 use control_plane::source::SourceState;
 use control_plane::source::static_source::{self, StaticArgs};
-use control_plane::store::Snapshot;
+use control_plane::store::Catalog;
 
 use crate::support::{TEST_LIMIT, TempDir, store, wait_for};
 
@@ -49,10 +49,9 @@ routes:
 }
 
 /// The weights of greeter's route, if it has one.
-fn split(snapshot: &Snapshot) -> Option<Vec<(String, u32)>> {
-    let table = snapshot.services.get("greeter")?.resources.ports[0]
-        .routes
-        .clone()?;
+fn split(snapshot: &Catalog) -> Option<Vec<(String, u32)>> {
+    let entry = snapshot.services.get("greeter")?;
+    let table = entry.routes_of(entry.service.ports[0].port)?.clone();
     Some(
         table.entries[0]
             .backends
@@ -72,7 +71,7 @@ async fn routes_and_policies_apply_live_and_a_bad_route_is_refused_alone() {
         let _source = static_source::start(file_args(&path), store.source_handle())
             .await
             .expect("valid file");
-        let snapshot = store.snapshot();
+        let snapshot = store.catalog();
         assert!(snapshot.routes.support.enabled);
         assert_eq!(
             split(&snapshot),

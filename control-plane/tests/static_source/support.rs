@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use control_plane::model::{Endpoint, EndpointState};
+use control_plane::model::{Endpoint, Readiness};
 use control_plane::source::{SourceKind, SourceStatus};
-use control_plane::store::{Snapshot, Store};
+use control_plane::store::{Catalog, Store};
 use control_plane::xds::names::Naming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -40,8 +40,8 @@ pub(crate) fn store() -> Arc<Store> {
 pub(crate) async fn wait_for(
     store: &Store,
     what: &str,
-    mut ok: impl FnMut(&Snapshot) -> bool,
-) -> Arc<Snapshot> {
+    mut ok: impl FnMut(&Catalog) -> bool,
+) -> Arc<Catalog> {
     let mut updates = store.subscribe();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -62,7 +62,7 @@ pub(crate) async fn wait_for(
 }
 
 /// The endpoint `addr` of `service` in `snapshot`, if listed.
-pub(crate) fn endpoint(snapshot: &Snapshot, service: &str, addr: SocketAddr) -> Option<Endpoint> {
+pub(crate) fn endpoint(snapshot: &Catalog, service: &str, addr: SocketAddr) -> Option<Endpoint> {
     snapshot
         .services
         .get(service)?
@@ -77,10 +77,10 @@ pub(crate) fn endpoint(snapshot: &Snapshot, service: &str, addr: SocketAddr) -> 
 /// Whether endpoint `addr` of `service` is in `state` with a detail that
 /// starts with `detail` (any detail when `None`).
 pub(crate) fn is(
-    snapshot: &Snapshot,
+    snapshot: &Catalog,
     service: &str,
     addr: SocketAddr,
-    state: EndpointState,
+    state: Readiness,
     detail: Option<&str>,
 ) -> bool {
     endpoint(snapshot, service, addr).is_some_and(|e| {
@@ -90,7 +90,7 @@ pub(crate) fn is(
 }
 
 /// The snapshot, readable in a failure message.
-pub(crate) fn describe(snapshot: &Snapshot) -> String {
+pub(crate) fn describe(snapshot: &Catalog) -> String {
     let mut text = format!(
         "source: {} (last error: {:?})\n",
         snapshot.source.state,

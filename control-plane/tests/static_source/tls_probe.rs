@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use control_plane::model::EndpointState::{NotReady, Ready};
+use control_plane::model::Readiness::{NotReady, Ready};
 use control_plane::source::static_source::{self, StaticArgs};
 use tests::Process;
 use tests::certs::{Ca, Leaf, TlsDir, Validity};
@@ -57,7 +57,7 @@ impl ProbeSide {
 async fn probe(
     server: ServerSide,
     probe: ProbeSide,
-    state: control_plane::model::EndpointState,
+    state: control_plane::model::Readiness,
     detail: Option<&str>,
 ) {
     let dir = TlsDir::new();

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use control_plane::metrics::Metrics;
-use control_plane::model::{Endpoint, EndpointState, Service, ServicePort};
+use control_plane::model::{Endpoint, Readiness, Service, ServicePort};
 use control_plane::server::{self, Outcome};
 use control_plane::source::{SourceHandle, SourceKind, SourceState, SourceStatus};
 use control_plane::store::Store;
@@ -94,12 +94,12 @@ impl Drop for TestServer {
 }
 
 /// `greeter` (port 80, named `grpc`) with `endpoints` in their states.
-pub fn greeter(endpoints: &[(&str, EndpointState)]) -> Service {
+pub fn greeter(endpoints: &[(&str, Readiness)]) -> Service {
     service("greeter", endpoints)
 }
 
 /// Service `name` (port 80, named `grpc`) with `endpoints` in their states.
-pub fn service(name: &str, endpoints: &[(&str, EndpointState)]) -> Service {
+pub fn service(name: &str, endpoints: &[(&str, Readiness)]) -> Service {
     Service {
         name: name.to_owned(),
         namespace: "default".to_owned(),
@@ -120,6 +120,6 @@ pub fn service(name: &str, endpoints: &[(&str, EndpointState)]) -> Service {
 }
 
 /// A ready endpoint at `addr`.
-pub fn ready(addr: &str) -> (&str, EndpointState) {
-    (addr, EndpointState::Ready)
+pub fn ready(addr: &str) -> (&str, Readiness) {
+    (addr, Readiness::Ready)
 }

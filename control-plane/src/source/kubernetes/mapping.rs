@@ -41,7 +41,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::Service as KubeService;
 use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
 
-use crate::model::{self, EndpointState, LbPolicy, SanMatcher, ServiceTls, TrafficPolicy};
+use crate::model::{self, LbPolicy, Readiness, SanMatcher, ServiceTls, TrafficPolicy};
 
 /// Service annotation marking a service TLS: `"true"`.
 pub const TLS_ANNOTATION: &str = "grpc-lb.io/tls";
@@ -92,7 +92,7 @@ pub(crate) struct SliceInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EndpointInfo {
     pub(crate) address: IpAddr,
-    pub(crate) state: EndpointState,
+    pub(crate) state: Readiness,
     pub(crate) zone: Option<String>,
     /// Pod name (from `targetRef`), else the endpoint's hostname.
     pub(crate) instance: Option<String>,
@@ -214,15 +214,15 @@ fn service_tls(service: &KubeService, problems: &mut Vec<String>) -> Option<Serv
 }
 
 /// The model state for a slice endpoint's conditions.
-pub(crate) fn endpoint_state(conditions: Option<&EndpointConditions>) -> EndpointState {
+pub(crate) fn endpoint_state(conditions: Option<&EndpointConditions>) -> Readiness {
     let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
     let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
     let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
     match (terminating, serving, ready) {
-        (true, true, _) => EndpointState::Draining,
-        (true, false, _) => EndpointState::NotReady,
-        (false, _, true) => EndpointState::Ready,
-        (false, _, false) => EndpointState::NotReady,
+        (true, true, _) => Readiness::Draining,
+        (true, false, _) => Readiness::NotReady,
+        (false, _, true) => Readiness::Ready,
+        (false, _, false) => Readiness::NotReady,
     }
 }
 
@@ -288,9 +288,9 @@ pub(crate) fn slice_info(slice: &EndpointSlice) -> Result<SliceInfo, Skip> {
         };
         let state = endpoint_state(endpoint.conditions.as_ref());
         let detail = match state {
-            EndpointState::Ready => None,
-            EndpointState::Draining => Some("terminating".to_owned()),
-            EndpointState::NotReady => Some(
+            Readiness::Ready => None,
+            Readiness::Draining => Some("terminating".to_owned()),
+            Readiness::NotReady => Some(
                 if endpoint.conditions.as_ref().and_then(|c| c.terminating) == Some(true) {
                     "terminating, not serving"
                 } else {

@@ -21,7 +21,7 @@ fn conditions(
 
 #[test]
 fn conditions_map_to_states() {
-    use EndpointState::*;
+    use Readiness::*;
     let cases = [
         (None, Ready),
         (Some(conditions(None, None, None)), Ready),
@@ -109,11 +109,11 @@ fn slices_decode_endpoints_and_note_bad_parts() {
         vec![
             (
                 "10.0.0.1".into(),
-                EndpointState::Ready,
+                Readiness::Ready,
                 Some("zone-a".into()),
                 Some("greeter-0".into())
             ),
-            ("10.0.0.2".into(), EndpointState::Draining, None, None),
+            ("10.0.0.2".into(), Readiness::Draining, None, None),
         ]
     );
     assert_eq!(info.problems.len(), 2, "{:?}", info.problems);
@@ -199,7 +199,7 @@ fn an_address_in_two_slices_is_served_once() {
     built.normalize();
     let endpoints = &built.ports[0].endpoints;
     assert_eq!(endpoints.len(), 2);
-    assert_eq!(endpoints[0].state, EndpointState::Ready);
+    assert_eq!(endpoints[0].state, Readiness::Ready);
 }
 
 #[test]

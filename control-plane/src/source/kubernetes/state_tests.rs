@@ -1,7 +1,7 @@
 use ::tests::fake_kube::{EndpointSliceFixture, EndpointState as K8sState, ServiceFixture};
 
 use super::*;
-use crate::model::EndpointState;
+use crate::model::Readiness;
 
 fn svc(name: &str) -> ServiceInfo {
     mapping::service_info(&ServiceFixture::new(name).port("grpc", 80, "grpc").build()).unwrap()
@@ -173,5 +173,5 @@ fn endpoint_states_pass_through() {
         .iter()
         .map(|e| e.state)
         .collect();
-    assert_eq!(states, [EndpointState::Draining, EndpointState::NotReady]);
+    assert_eq!(states, [Readiness::Draining, Readiness::NotReady]);
 }

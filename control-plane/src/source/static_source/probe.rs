@@ -30,8 +30,10 @@
 //! after a jittered backoff that grows up to the probe interval. An endpoint
 //! starts not ready until its first SERVING answer. The task only reports
 //! changes; it stops when the source's task drops its handle.
+//!
+//! `probe/verdict.rs` says what each answer or failure means, and how long
+//! to wait before reconnecting.
 
-use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -40,14 +42,17 @@ use common::tls::{ClientTls, ServerVerification};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status, Streaming};
-use tonic_health::pb::health_check_response::ServingStatus;
+use tonic::{Code, Streaming};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tracing::Instrument as _;
 
 use super::AbortOnDrop;
 use crate::model::{Endpoint as ModelEndpoint, Service, ServiceTls};
+
+mod verdict;
+
+pub(crate) use verdict::{Backoff, describe, health_of, root_cause, watch_ended};
 
 /// Shortest wait before reconnecting.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -388,79 +393,4 @@ fn no_check_answer(config: ProbeConfig) -> String {
         "unreachable: no answer to a health check within {}",
         humantime::format_duration(config.timeout)
     )
-}
-
-/// The endpoint's health for a `ServingStatus` value.
-pub(crate) fn health_of(status: i32) -> Health {
-    match ServingStatus::try_from(status) {
-        Ok(ServingStatus::Serving) => Health::Ready,
-        Ok(other) => Health::NotReady(format!("health probe: {}", other.as_str_name())),
-        Err(_) => Health::NotReady(format!("health probe: unknown status {status}")),
-    }
-}
-
-/// Why a watch stream failed: the connection broke (the status carries the
-/// transport's error), or the server ended the call with a status.
-pub(crate) fn watch_ended(status: &Status) -> String {
-    match status.source() {
-        Some(cause) => format!("unreachable: connection lost ({})", root_cause(cause)),
-        None => format!("health probe: watch ended: {}", describe(status)),
-    }
-}
-
-/// `Code: message`, without tonic's metadata dump.
-pub(crate) fn describe(status: &Status) -> String {
-    if status.message().is_empty() {
-        format!("{:?}", status.code())
-    } else {
-        format!("{:?}: {}", status.code(), status.message())
-    }
-}
-
-/// What went wrong at the bottom of a transport error: the I/O error's kind
-/// ("connection refused") when there is one, else the innermost message.
-pub(crate) fn root_cause(error: &(dyn StdError + 'static)) -> String {
-    let mut current = Some(error);
-    let mut text = error.to_string();
-    while let Some(error) = current {
-        if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            return io.kind().to_string();
-        }
-        text = error.to_string();
-        current = error.source();
-    }
-    text
-}
-
-/// Reconnection delays: doubling from [`MIN_BACKOFF`] up to a cap, each
-/// shortened by up to a fifth at random so probers do not move in step.
-#[derive(Debug)]
-pub(crate) struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    /// Delays up to `max`.
-    pub(crate) fn new(max: Duration) -> Self {
-        let min = MIN_BACKOFF.min(max);
-        Self {
-            min,
-            max,
-            next: min,
-        }
-    }
-
-    /// Back to the shortest delay.
-    pub(crate) fn reset(&mut self) {
-        self.next = self.min;
-    }
-
-    /// The next delay.
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (base * 2).min(self.max);
-        base.mul_f64(rand::random_range(0.8..=1.0))
-    }
 }

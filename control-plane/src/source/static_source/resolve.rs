@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::config::{HostPort, ServiceDef};
-use crate::model::{Endpoint, EndpointState, ModelError, Service, ServicePort};
+use crate::model::{Endpoint, ModelError, Readiness, Service, ServicePort};
 
 /// Time limit for resolving one host name.
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,7 +61,7 @@ impl ResolveError {
 }
 
 /// Resolves every host name in `defs` and checks each service against the
-/// model's rules for `namespace`. Endpoints start [`EndpointState::Ready`];
+/// model's rules for `namespace`. Endpoints start [`Readiness::Ready`];
 /// the prober decides their real state.
 pub(crate) async fn resolve(
     defs: Vec<ServiceDef>,
@@ -107,7 +107,7 @@ pub(crate) async fn resolve(
                 endpoints.push(Endpoint {
                     address: ip,
                     port: endpoint.address.port,
-                    state: EndpointState::Ready,
+                    state: Readiness::Ready,
                     zone: endpoint.zone.clone(),
                     instance: endpoint.instance.clone(),
                     detail: None,

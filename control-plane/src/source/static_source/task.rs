@@ -21,7 +21,7 @@ use common::tls::ClientTls;
 
 use super::probe::{self, Health, ProbeConfig, Report, Target};
 use super::watch::{LoadError, Loaded};
-use crate::model::{EndpointState, Service};
+use crate::model::{Readiness, Service};
 use crate::routes::{RouteSet, RouteSupport, TrafficRoute};
 use crate::source::{SourceHandle, SourceState};
 
@@ -226,8 +226,8 @@ impl Task {
                     .map_or_else(Health::starting, |p| p.health.clone()),
             };
             (endpoint.state, endpoint.detail) = match health {
-                Health::Ready => (EndpointState::Ready, None),
-                Health::NotReady(detail) => (EndpointState::NotReady, Some(detail)),
+                Health::Ready => (Readiness::Ready, None),
+                Health::NotReady(detail) => (Readiness::NotReady, Some(detail)),
             };
         }
         built

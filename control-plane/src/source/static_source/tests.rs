@@ -1,5 +1,6 @@
-//! Unit tests: flags, the file format, resolution, and the prober's pure
-//! parts. The running source is tested in `control-plane/tests/`.
+//! Unit tests: flags, the file format and resolution (the prober's pure
+//! parts are tested in `probe/verdict.rs`). The running source is tested in
+//! `control-plane/tests/`.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -8,7 +9,6 @@ use clap::{CommandFactory, Parser};
 
 use super::args::parse_flag;
 use super::config::{self, ConfigError, EndpointDef, HostPort, PortDef, ServiceDef};
-use super::probe::{Backoff, Health, describe, health_of, root_cause, watch_ended};
 use super::resolve::{ResolveError, resolve};
 use super::*;
 use crate::model::ModelError;
@@ -326,77 +326,6 @@ async fn resolution_errors() {
         error,
         ResolveError::Invalid(ModelError::DuplicatePort { .. })
     ));
-}
-
-#[test]
-fn serving_statuses() {
-    assert_eq!(health_of(1), Health::Ready);
-    assert_eq!(
-        health_of(2),
-        Health::NotReady("health probe: NOT_SERVING".into())
-    );
-    assert_eq!(
-        health_of(3),
-        Health::NotReady("health probe: SERVICE_UNKNOWN".into())
-    );
-    assert_eq!(
-        health_of(0),
-        Health::NotReady("health probe: UNKNOWN".into())
-    );
-    assert_eq!(
-        health_of(42),
-        Health::NotReady("health probe: unknown status 42".into())
-    );
-    assert_eq!(
-        describe(&tonic::Status::unavailable("server is shutting down")),
-        "Unavailable: server is shutting down"
-    );
-    assert_eq!(describe(&tonic::Status::cancelled("")), "Cancelled");
-}
-
-#[test]
-fn broken_watches_are_told_from_ended_ones() {
-    let broken = tonic::Status::from_error(Box::new(std::io::Error::from(
-        std::io::ErrorKind::ConnectionReset,
-    )));
-    assert_eq!(
-        watch_ended(&broken),
-        "unreachable: connection lost (connection reset)"
-    );
-    assert_eq!(
-        watch_ended(&tonic::Status::unavailable("server is shutting down")),
-        "health probe: watch ended: Unavailable: server is shutting down"
-    );
-}
-
-#[test]
-fn root_cause_names_the_io_error() {
-    #[derive(Debug, thiserror::Error)]
-    #[error("transport error")]
-    struct Outer(#[source] std::io::Error);
-    let error = Outer(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-    assert_eq!(root_cause(&error), "connection refused");
-}
-
-#[test]
-fn backoff_doubles_up_to_the_cap_and_resets() {
-    let mut backoff = Backoff::new(Duration::from_secs(1));
-    let bases = [100, 200, 400, 800, 1000, 1000];
-    for base in bases {
-        let base = Duration::from_millis(base);
-        let delay = backoff.next_delay();
-        assert!(
-            delay <= base && delay >= base.mul_f64(0.8),
-            "{delay:?} vs {base:?}"
-        );
-    }
-    backoff.reset();
-    assert!(backoff.next_delay() <= Duration::from_millis(100));
-
-    // A probe interval shorter than the minimum caps everything.
-    let mut fast = Backoff::new(Duration::from_millis(20));
-    assert!(fast.next_delay() <= Duration::from_millis(20));
-    assert!(fast.next_delay() <= Duration::from_millis(20));
 }
 
 #[test]

@@ -16,7 +16,7 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
 
 use super::*;
-use crate::model::{Endpoint, EndpointState, LbPolicy as Lb, Service, ServicePort, TrafficPolicy};
+use crate::model::{Endpoint, LbPolicy as Lb, Readiness, Service, ServicePort, TrafficPolicy};
 use crate::routes::{Backend, CallMatch, HeaderMatch, MethodMatch, RouteEntry, RouteTable};
 
 const CLUSTER: &str = "greeter.default.svc.cluster.local:80";
@@ -313,7 +313,7 @@ fn prefer_close_gives_each_zone_its_own_endpoints_first() {
         endpoint("10.0.0.2:8080", "zone-a"),
         endpoint("10.0.0.3:8080", "zone-b"),
         Endpoint {
-            state: EndpointState::NotReady,
+            state: Readiness::NotReady,
             ..endpoint("10.0.0.4:8080", "zone-b")
         },
     ];

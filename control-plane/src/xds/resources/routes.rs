@@ -23,8 +23,8 @@ use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher};
 use envoy_types::pb::google::protobuf::UInt32Value;
 
+use crate::names::Naming;
 use crate::routes::{Backend, CallMatch, MethodMatch, RouteEntry, RouteTable};
-use crate::xds::names::Naming;
 
 /// Any single path segment.
 const SEGMENT: &str = "[^/]+";

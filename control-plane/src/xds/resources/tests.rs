@@ -23,14 +23,14 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
 
 use super::*;
-use crate::model::{Endpoint, EndpointState, SanMatcher, Service, ServicePort, ServiceTls};
+use crate::model::{Endpoint, Readiness, SanMatcher, Service, ServicePort, ServiceTls};
 
 fn decode<T: Message + Name + Default>(any: &Any) -> T {
     assert_eq!(any.type_url, T::type_url());
     T::decode(any.value.as_slice()).expect("decodes")
 }
 
-fn endpoint(addr: &str, state: EndpointState, zone: Option<&str>) -> Endpoint {
+fn endpoint(addr: &str, state: Readiness, zone: Option<&str>) -> Endpoint {
     Endpoint {
         state,
         zone: zone.map(Into::into),
@@ -142,11 +142,11 @@ fn route_and_cluster_point_at_the_port() {
 #[test]
 fn assignment_follows_the_eds_rules() {
     let mut service = greeter(vec![
-        endpoint("10.0.0.1:8080", EndpointState::Ready, Some("zone-a")),
-        endpoint("10.0.0.2:8080", EndpointState::Ready, Some("zone-a")),
-        endpoint("10.0.0.3:8080", EndpointState::Draining, Some("zone-b")),
-        endpoint("10.0.0.4:8080", EndpointState::NotReady, None),
-        endpoint("10.0.0.1:8080", EndpointState::NotReady, Some("zone-a")),
+        endpoint("10.0.0.1:8080", Readiness::Ready, Some("zone-a")),
+        endpoint("10.0.0.2:8080", Readiness::Ready, Some("zone-a")),
+        endpoint("10.0.0.3:8080", Readiness::Draining, Some("zone-b")),
+        endpoint("10.0.0.4:8080", Readiness::NotReady, None),
+        endpoint("10.0.0.1:8080", Readiness::NotReady, Some("zone-a")),
     ]);
     service.normalize();
     let resources = ServiceResources::build(&service, &Naming::new("default"), 7, None);
@@ -222,9 +222,9 @@ fn assignment_follows_the_eds_rules() {
 #[test]
 fn endpoint_change_rebuilds_only_the_assignment() {
     let naming = Naming::new("default");
-    let before = greeter(vec![endpoint("10.0.0.1:8080", EndpointState::Ready, None)]);
+    let before = greeter(vec![endpoint("10.0.0.1:8080", Readiness::Ready, None)]);
     let old = ServiceResources::build(&before, &naming, 1, None);
-    let after = greeter(vec![endpoint("10.0.0.2:8080", EndpointState::Ready, None)]);
+    let after = greeter(vec![endpoint("10.0.0.2:8080", Readiness::Ready, None)]);
     let new = ServiceResources::build(&after, &naming, 2, Some((&before, &old)));
 
     assert!(Arc::ptr_eq(&old.listeners, &new.listeners));

@@ -14,7 +14,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{ZoneVariants, assignment};
+use super::ZoneVariants;
+use super::assignment::assignment;
 use crate::model::{Endpoint, ServicePort};
 
 /// Whether `endpoint` serves clients in `zone`.

@@ -10,12 +10,12 @@ use tonic::Code;
 
 use super::*;
 use crate::model::{Endpoint, Service, ServicePort};
-use crate::source::{SourceKind, SourceState, SourceStatus};
-use crate::store::Store;
+use crate::names::Naming;
+use crate::store::{SourceKind, SourceState, SourceStatus, Store};
 use crate::xds::ResourceType;
-use crate::xds::names::Naming;
 use crate::xds::registry::Registry;
 use crate::xds::session::{Limits, Session};
+use crate::xds::snapshot::SnapshotBuilder;
 
 const GREETER: &str = "greeter.default.svc.cluster.local:80";
 const LIMIT: Duration = Duration::from_secs(10);
@@ -37,6 +37,7 @@ fn set(store: &Arc<Store>, addr: &str) {
 
 struct Harness {
     store: Arc<Store>,
+    snapshots: Arc<SnapshotBuilder>,
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     stopped: CancellationToken,
@@ -63,6 +64,7 @@ impl Harness {
         set(&store, "10.0.0.1:8080");
         let metrics = Arc::new(Metrics::new());
         Self {
+            snapshots: SnapshotBuilder::attach(&store),
             store,
             registry: Registry::new(metrics.clone()),
             metrics,
@@ -95,11 +97,9 @@ impl Harness {
         let (requests, inbound) = mpsc::channel(8);
         let (queue, responses) = mpsc::channel(QUEUE_DEPTH);
         let task = StreamTask {
-            registration: self.registry.register(
-                None,
-                Session::new(self.store.instance_id(), "test", Limits::default()),
-            ),
-            snapshots: self.store.subscribe(),
+            session: Session::new(self.store.instance_id(), "test", Limits::default()),
+            registration: self.registry.register(None),
+            snapshots: self.snapshots.subscribe(),
             metrics: self.metrics.clone(),
             stopped: self.stopped.clone(),
             aged,
