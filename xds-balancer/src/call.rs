@@ -8,8 +8,8 @@
 //!    once per call, retries stay in it. Pick the next ready connection of
 //!    that pool; with none, wait for the picker to change, or fail with
 //!    UNAVAILABLE saying why ([`crate::why`]).
-//! 3. Send. When hyper hands the request back (it never left this client:
-//!    the connection closed while it was queued), send it on another
+//! 3. Send. When h2 hands the request back (it never left this client: the
+//!    connection is closing and opens no more streams), send it on another
 //!    connection: always safe, no policy needed.
 //! 4. Under a [`RetryPolicy`](crate::RetryPolicy) the request body was
 //!    kept, so a call that failed on the connection, or got a retryable
