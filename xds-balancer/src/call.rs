@@ -28,7 +28,7 @@ use tokio_util::sync::DropGuard;
 use crate::body::{self, Buffered, ResponseBody};
 use crate::options::{Config, RetryPolicy};
 use crate::pool::Core;
-use crate::pool::conn::{ConnHandle, RequestBody, SendError, set_origin, transport_status};
+use crate::pool::conn::{ConnHandle, RequestBody, SendError, set_origin, unsent_status};
 use crate::router::Router;
 use crate::xds::client::Subscription;
 
@@ -176,7 +176,7 @@ pub(crate) async fn call(
                 unsent += 1;
                 tracing::debug!(endpoint = %conn.label(), unsent, "call handed back unsent; sending it elsewhere");
                 if unsent > MAX_UNSENT_RETRIES {
-                    return Err(transport_status(&error, &conn.label()));
+                    return Err(unsent_status(error.as_ref(), &conn.label()));
                 }
                 request = *unsent_request;
                 previous = Some(conn);

@@ -301,6 +301,10 @@ pub(crate) struct ConnHandle {
     sender: h2::client::SendRequest<Bytes>,
     pub(crate) signals: Arc<ConnSignals>,
     in_flight: AtomicUsize,
+    /// Streams handed to h2 and not yet done.
+    open: AtomicUsize,
+    /// A stream ended (a slot may be free).
+    slot_freed: Notify,
 }
 
 impl ConnHandle {
@@ -319,9 +323,75 @@ impl ConnHandle {
     /// The stream is opened and the body's ready frames queued before this
     /// returns (see [`super::stream`]); the future waits for the response.
     pub(crate) fn send(
-        &self,
+        self: &Arc<Self>,
         request: http::Request<RequestBody>,
     ) -> impl Future<Output = Result<http::Response<RecvBody>, SendError>> + Send + 'static {
+        let conn = self.clone();
+        async move {
+            let slot = match conn.slot() {
+                Some(slot) => slot,
+                None => match conn.wait_for_slot().await {
+                    Some(slot) => slot,
+                    None => {
+                        return Err(SendError::Unsent {
+                            request: Box::new(request),
+                            error: None,
+                        });
+                    }
+                },
+            };
+            let (response, pipe) = conn.open_stream(request)?;
+            let response = response.await.map_err(SendError::Failed)?;
+            Ok(response.map(|body| RecvBody::new(body, pipe, slot)))
+        }
+    }
+
+    /// A stream slot, when h2 would open the stream at once (or keep at
+    /// most one waiting, as hyper's client does). Streams beyond the
+    /// server's limit would wait inside h2, where a failed connection takes
+    /// them down as if they had been sent; they wait here instead, and come
+    /// back unsent.
+    fn slot(self: &Arc<Self>) -> Option<Slot> {
+        let limit = self.sender.current_max_send_streams();
+        let mut open = self.open.load(Ordering::Acquire);
+        while open <= limit {
+            match self.open.compare_exchange_weak(
+                open,
+                open + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(Slot(self.clone())),
+                Err(now) => open = now,
+            }
+        }
+        None
+    }
+
+    /// Waits for a slot; `None` once the connection takes no new calls.
+    async fn wait_for_slot(self: &Arc<Self>) -> Option<Slot> {
+        loop {
+            let freed = self.slot_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if !self.usable() {
+                return None;
+            }
+            if let Some(slot) = self.slot() {
+                return Some(slot);
+            }
+            tokio::select! {
+                () = freed => {}
+                () = self.signals.wait_for(|f| f & SETTINGS_SEEN == 0 || f & UNUSABLE != 0) => {}
+            }
+        }
+    }
+
+    /// Opens the request's stream and queues its ready frames.
+    fn open_stream(
+        &self,
+        request: http::Request<RequestBody>,
+    ) -> Result<(h2::client::ResponseFuture, Option<stream::CancelPipe>), SendError> {
         let (mut head, body) = request.into_parts();
         strip_connection_headers(&mut head.headers);
         let end = http_body::Body::is_end_stream(&body);
@@ -332,10 +402,9 @@ impl ConnHandle {
         *h2_head.uri_mut() = head.uri.clone();
         *h2_head.headers_mut() = head.headers.clone();
         // A clone per call: an h2 handle may have only one stream waiting
-        // to open when the server's stream limit is reached, so each call
-        // has its own.
+        // to open, so each call has its own.
         let mut sender = self.sender.clone();
-        let opened = match sender.send_request(h2_head, end) {
+        match sender.send_request(h2_head, end) {
             Ok((response, stream)) => {
                 drop(head);
                 let pipe = if end {
@@ -347,13 +416,8 @@ impl ConnHandle {
             }
             Err(error) => Err(SendError::Unsent {
                 request: Box::new(http::Request::from_parts(head, body)),
-                error,
+                error: Some(error),
             }),
-        };
-        async move {
-            let (response, pipe) = opened?;
-            let response = response.await.map_err(SendError::Failed)?;
-            Ok(response.map(|body| RecvBody::new(body, pipe)))
         }
     }
 
@@ -366,6 +430,17 @@ impl ConnHandle {
     /// Calls in flight right now.
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// A stream handed to h2, until it is done.
+#[derive(Debug)]
+pub(crate) struct Slot(Arc<ConnHandle>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.slot_freed.notify_waiters();
     }
 }
 
@@ -387,11 +462,10 @@ fn strip_connection_headers(headers: &mut http::HeaderMap) {
 pub(crate) enum SendError {
     /// It never left this client (the connection is closing): safe to send
     /// elsewhere.
-    #[error("the request was not sent: {error}")]
+    #[error("the request was not sent: {}", match error { Some(e) => e.to_string(), None => "the connection takes no new calls".to_owned() })]
     Unsent {
         request: Box<http::Request<RequestBody>>,
-        #[source]
-        error: h2::Error,
+        error: Option<h2::Error>,
     },
     /// It failed on the connection; the server may have seen it.
     #[error(transparent)]
@@ -403,9 +477,8 @@ impl SendError {
     /// `endpoint`.
     pub(crate) fn status(&self, endpoint: &str) -> tonic::Status {
         match self {
-            SendError::Unsent { error, .. } | SendError::Failed(error) => {
-                transport_status(error, endpoint)
-            }
+            SendError::Unsent { error, .. } => unsent_status(error.as_ref(), endpoint),
+            SendError::Failed(error) => transport_status(error, endpoint),
         }
     }
 }
@@ -519,6 +592,8 @@ pub(crate) async fn connect(
         sender,
         signals,
         in_flight: AtomicUsize::new(0),
+        open: AtomicUsize::new(0),
+        slot_freed: Notify::new(),
     });
     Ok((handle, driver))
 }
@@ -570,6 +645,17 @@ pub(crate) fn set_origin<B>(request: &mut http::Request<B>, scheme: Scheme, auth
         parts.path_and_query = Some(PathAndQuery::from_static("/"));
     }
     *request.uri_mut() = http::Uri::from_parts(parts).unwrap_or_default();
+}
+
+/// The status for a call handed back unsent by the connection to
+/// `endpoint` (h2's error, if h2 refused it).
+pub(crate) fn unsent_status(error: Option<&h2::Error>, endpoint: &str) -> Status {
+    match error {
+        Some(error) => transport_status(error, endpoint),
+        None => Status::unavailable(format!(
+            "call to {endpoint} failed: the connection closed before the call was sent"
+        )),
+    }
 }
 
 /// The status for a call that failed on the connection to `endpoint`.

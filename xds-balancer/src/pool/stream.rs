@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::oneshot;
 
-use super::conn::RequestBody;
+use super::conn::{RequestBody, Slot};
 
 /// Sends `body` on `stream`: at once as far as its frames are ready, the rest
 /// from a task of its own. Returns the guard whose drop cancels that task
@@ -153,6 +153,7 @@ pub(crate) struct RecvBody {
     stream: h2::RecvStream,
     state: RecvState,
     _pipe: Option<CancelPipe>,
+    _slot: Slot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,11 +164,12 @@ enum RecvState {
 }
 
 impl RecvBody {
-    pub(crate) fn new(stream: h2::RecvStream, pipe: Option<CancelPipe>) -> Self {
+    pub(crate) fn new(stream: h2::RecvStream, pipe: Option<CancelPipe>, slot: Slot) -> Self {
         Self {
             stream,
             state: RecvState::Data,
             _pipe: pipe,
+            _slot: slot,
         }
     }
 }
@@ -313,11 +315,12 @@ mod tests {
         assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
 
         let before = conn.signals.writes.load(Ordering::Relaxed);
-        // Eight calls sent before the connection's task runs: their HEADERS
-        // and DATA are queued in h2 at once, with no task of their own.
-        let calls: Vec<_> = (0..8).map(|_| conn.send(unary("0123456789"))).collect();
-        for call in calls {
-            let (text, _) = answer(call.await.expect("sent")).await;
+        // Eight calls started before the connection's task runs: their
+        // HEADERS and DATA are queued in h2 at once, with no task of their
+        // own.
+        let calls = (0..8).map(|_| conn.send(unary("0123456789")));
+        for response in futures::future::join_all(calls).await {
+            let (text, _) = answer(response.expect("sent")).await;
             assert_eq!(text, "10");
         }
         let writes = conn.signals.writes.load(Ordering::Relaxed) - before;
