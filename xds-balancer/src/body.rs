@@ -8,17 +8,17 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use tonic::Status;
 
 use crate::pool::conn::{InFlight, RequestBody, transport_status};
+use crate::pool::stream::RecvBody;
 
 /// The body of a response from a [`Channel`](crate::Channel).
 ///
 /// While it lives, its call counts as in flight on its connection, so a
 /// connection that is being retired stays open until it ends.
 pub struct ResponseBody {
-    inner: Incoming,
+    inner: RecvBody,
     in_flight: Option<InFlight>,
 }
 
@@ -34,7 +34,7 @@ impl std::fmt::Debug for ResponseBody {
 }
 
 impl ResponseBody {
-    pub(crate) fn new(inner: Incoming, in_flight: InFlight) -> Self {
+    pub(crate) fn new(inner: RecvBody, in_flight: InFlight) -> Self {
         Self {
             inner,
             in_flight: Some(in_flight),

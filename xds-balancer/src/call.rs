@@ -8,8 +8,8 @@
 //!    once per call, retries stay in it. Pick the next ready connection of
 //!    that pool; with none, wait for the picker to change, or fail with
 //!    UNAVAILABLE saying why ([`crate::why`]).
-//! 3. Send. When hyper hands the request back (it never left this client:
-//!    the connection closed while it was queued), send it on another
+//! 3. Send. When h2 hands the request back (it never left this client: the
+//!    connection is closing and opens no more streams), send it on another
 //!    connection: always safe, no policy needed.
 //! 4. Under a [`RetryPolicy`](crate::RetryPolicy) the request body was
 //!    kept, so a call that failed on the connection, or got a retryable
@@ -28,7 +28,7 @@ use tokio_util::sync::DropGuard;
 use crate::body::{self, Buffered, ResponseBody};
 use crate::options::{Config, RetryPolicy};
 use crate::pool::Core;
-use crate::pool::conn::{ConnHandle, RequestBody, SendError, set_origin, transport_status};
+use crate::pool::conn::{ConnHandle, RequestBody, SendError, set_origin, unsent_status};
 use crate::router::Router;
 use crate::xds::client::Subscription;
 
@@ -176,7 +176,7 @@ pub(crate) async fn call(
                 unsent += 1;
                 tracing::debug!(endpoint = %conn.label(), unsent, "call handed back unsent; sending it elsewhere");
                 if unsent > MAX_UNSENT_RETRIES {
-                    return Err(transport_status(&error, &conn.label()));
+                    return Err(unsent_status(error.as_ref(), &conn.label()));
                 }
                 request = *unsent_request;
                 previous = Some(conn);

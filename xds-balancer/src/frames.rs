@@ -1,13 +1,12 @@
 //! Watching the HTTP/2 frames a server sends, without touching them.
 //!
-//! hyper does not tell its user when the server sends GOAWAY: its
-//! connection future only ends once every in-flight stream is done, and
-//! until then new requests keep going out on a connection the server has
-//! stopped taking streams on. To take an endpoint out of rotation the moment
+//! h2 does not tell its user when the server sends GOAWAY: its connection
+//! future only ends once every in-flight stream is done, and the picker
+//! needs to know before it hands the connection another call. To take an endpoint out of rotation the moment
 //! it says goodbye, the connection's read side passes every byte through
 //! [`FrameReader`], which follows frame boundaries and reports the frames
 //! that matter: the server's SETTINGS (it speaks HTTP/2 and is alive) and
-//! GOAWAY. The bytes themselves go to hyper unchanged.
+//! GOAWAY. The bytes themselves go to h2 unchanged.
 //!
 //! The server-to-client direction of an h2c connection is frames from the
 //! first byte (the server's preface is a SETTINGS frame), so no other state

@@ -118,8 +118,8 @@
 //!   cluster its routes name, and the per-call route lookup.
 //! - `pool`: one cluster's endpoints: one subchannel task per endpoint
 //!   (`subchannel`: connect, re-probe, health checks, graceful close), its
-//!   connection (`conn`, on hyper's HTTP/2 client, with `frames` watching
-//!   for GOAWAY), and the manager reconciling discovery updates
+//!   connection (`conn`, on h2's HTTP/2 client, `stream` for each call's
+//!   stream, with `frames` watching for GOAWAY), and the manager reconciling discovery updates
 //!   (`reconcile`: priorities, the first batch).
 //! - `picker`: the lock-free pick (round robin, least request); `why`:
 //!   messages for calls with nothing to call.

@@ -1,30 +1,25 @@
 //! One HTTP/2 connection to one endpoint.
 //!
-//! Built on hyper's low-level `http2` client connection rather than a tonic
-//! `Channel`, for two reasons:
+//! Built on h2's client directly rather than hyper's or a tonic `Channel`:
 //!
-//! - `SendRequest::try_send_request` hands a request back when it never
-//!   left the client (the connection closed while it was queued), so such
-//!   calls can be retried on another endpoint exactly, without buffering
-//!   their bodies;
+//! - a call opens its stream and hands its request frames to h2 from its own
+//!   task ([`super::stream`]), with no dispatch task between; h2's connection
+//!   task then writes whatever every call queued meanwhile, HEADERS and DATA
+//!   together. (hyper's client hands each request to its dispatch task, and
+//!   the body of each to a task of its own that waits for h2 to open the
+//!   stream: two more task wake-ups per call, and the DATA frame often in a
+//!   second write: `docs/benchmarks.md`, data path.)
+//! - a request h2 refuses to open (the connection is closing) is handed back
+//!   untouched, so it can be sent on another endpoint exactly, without
+//!   buffering its body;
 //! - the connection's state is visible: the socket wrapper [`SniffIo`]
 //!   watches the server's frames ([`crate::frames`]) and the socket's end,
 //!   and publishes them in [`ConnSignals`], which the picker reads with one
 //!   atomic load per call. A GOAWAY, EOF or read error takes the connection
-//!   out of rotation at once, before hyper itself notices.
+//!   out of rotation at once.
 //!
 //! A connection counts as established once the server's SETTINGS frame has
 //! arrived (it speaks HTTP/2 and is responsive), within the connect timeout.
-//!
-//! Requests reach hyper in one of two ways. With few calls in flight a call
-//! hands its request to hyper itself: the shortest path. With more than
-//! [`BATCH_ABOVE`] in flight, calls queue their requests for the
-//! connection's dispatch task, which hands hyper everything queued at once.
-//! Handed over one at a time, each request wakes hyper's tasks, which tend
-//! to run at once (tokio runs a task woken by the running one next) and
-//! write it alone; handed over in batches, they leave in fewer, fuller
-//! writes, which costs both ends less per call under load
-//! (`docs/benchmarks.md`, data path).
 
 use std::io;
 use std::net::SocketAddr;
@@ -34,20 +29,18 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::future::Either;
-use hyper::body::Incoming;
-use hyper::client::conn::TrySendError;
-use hyper::client::conn::http2::{self, Connection, SendRequest};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use tonic::{Code, Status};
 
 use tls_reload::client::{HandshakeFailure, Note, Observed, establish};
 
+use super::stream::{self, RecvBody};
 use super::tls::EndpointTls;
 use crate::error::error_chain;
 use crate::frames::{FrameEvent, FrameReader};
@@ -56,9 +49,20 @@ use crate::model::label;
 /// Request body type sent on connections.
 pub(crate) type RequestBody = tonic::body::Body;
 
-/// The future that dispatches requests onto the connection; it ends when the
-/// connection can take no more requests.
-pub(crate) type Driver = Connection<TokioIo<SniffIo>, RequestBody, TokioExecutor>;
+/// The task that reads and writes the connection (h2's connection future,
+/// with keepalive pings); it ends when the connection is closed.
+pub(crate) type Driver = JoinHandle<Result<(), DriverError>>;
+
+/// How a connection's task ended badly.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DriverError {
+    /// HTTP/2 or the socket failed.
+    #[error(transparent)]
+    H2(#[from] h2::Error),
+    /// No PING answer within the keepalive timeout.
+    #[error("no answer to a keepalive PING within {0:?}")]
+    KeepaliveTimeout(Duration),
+}
 
 /// How connections are made.
 #[derive(Debug, Clone)]
@@ -86,7 +90,7 @@ pub(crate) enum ConnectError {
     Handshake {
         endpoint: String,
         #[source]
-        source: hyper::Error,
+        source: h2::Error,
     },
     /// The server closed the connection before sending its SETTINGS.
     #[error("{endpoint} closed the connection before its HTTP/2 SETTINGS (not an HTTP/2 server?)")]
@@ -125,6 +129,9 @@ const UNUSABLE: u8 = GOAWAY | READ_CLOSED | DROPPED | WITHDRAWN | NOT_SERVING;
 pub(crate) struct ConnSignals {
     flags: AtomicU8,
     changed: Notify,
+    /// Writes to the socket that took bytes (what the tests count).
+    #[cfg(test)]
+    pub(crate) writes: AtomicUsize,
 }
 
 impl ConnSignals {
@@ -234,13 +241,27 @@ impl AsyncRead for SniffIo {
     }
 }
 
+impl SniffIo {
+    #[cfg(test)]
+    fn count(&self, written: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(1..)) = written {
+            self.signals.writes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[cfg(not(test))]
+    fn count(&self, _: &Poll<io::Result<usize>>) {}
+}
+
 impl AsyncWrite for SniffIo {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.count(&written);
+        written
     }
 
     fn poll_write_vectored(
@@ -248,7 +269,9 @@ impl AsyncWrite for SniffIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.count(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -275,17 +298,19 @@ impl Drop for SniffIo {
 pub(crate) struct ConnHandle {
     pub(crate) addr: SocketAddr,
     pub(crate) hostname: Arc<str>,
-    sender: SendRequest<RequestBody>,
-    /// To the connection's dispatch task.
-    queue: mpsc::UnboundedSender<Queued>,
+    sender: h2::client::SendRequest<Bytes>,
     pub(crate) signals: Arc<ConnSignals>,
     in_flight: AtomicUsize,
+    /// Streams handed to h2 and not yet done.
+    open: AtomicUsize,
+    /// A stream ended (a slot may be free).
+    slot_freed: Notify,
 }
 
 impl ConnHandle {
     /// Whether a new call may use it.
     pub(crate) fn usable(&self) -> bool {
-        self.signals.usable() && !self.sender.is_closed()
+        self.signals.usable()
     }
 
     /// `hostname (addr)`.
@@ -295,48 +320,104 @@ impl ConnHandle {
 
     /// Sends a request; hands it back when it never left the client.
     ///
-    /// Call it after [`ConnHandle::enter`]: the calls in flight decide
-    /// whether the request goes to hyper directly or through the
-    /// connection's dispatch task.
+    /// The stream is opened and the body's ready frames queued before this
+    /// returns (see [`super::stream`]); the future waits for the response.
     pub(crate) fn send(
+        self: &Arc<Self>,
+        request: http::Request<RequestBody>,
+    ) -> impl Future<Output = Result<http::Response<RecvBody>, SendError>> + Send + 'static {
+        let conn = self.clone();
+        async move {
+            let slot = match conn.slot() {
+                Some(slot) => slot,
+                None => match conn.wait_for_slot().await {
+                    Some(slot) => slot,
+                    None => {
+                        return Err(SendError::Unsent {
+                            request: Box::new(request),
+                            error: None,
+                        });
+                    }
+                },
+            };
+            let (response, pipe) = conn.open_stream(request)?;
+            let response = response.await.map_err(SendError::Failed)?;
+            Ok(response.map(|body| RecvBody::new(body, pipe, slot)))
+        }
+    }
+
+    /// A stream slot, when h2 would open the stream at once (or keep at
+    /// most one waiting, as hyper's client does). Streams beyond the
+    /// server's limit would wait inside h2, where a failed connection takes
+    /// them down as if they had been sent; they wait here instead, and come
+    /// back unsent.
+    fn slot(self: &Arc<Self>) -> Option<Slot> {
+        let limit = self.sender.current_max_send_streams();
+        let mut open = self.open.load(Ordering::Acquire);
+        while open <= limit {
+            match self.open.compare_exchange_weak(
+                open,
+                open + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(Slot(self.clone())),
+                Err(now) => open = now,
+            }
+        }
+        None
+    }
+
+    /// Waits for a slot; `None` once the connection takes no new calls.
+    async fn wait_for_slot(self: &Arc<Self>) -> Option<Slot> {
+        loop {
+            let freed = self.slot_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if !self.usable() {
+                return None;
+            }
+            if let Some(slot) = self.slot() {
+                return Some(slot);
+            }
+            tokio::select! {
+                () = freed => {}
+                () = self.signals.wait_for(|f| f & SETTINGS_SEEN == 0 || f & UNUSABLE != 0) => {}
+            }
+        }
+    }
+
+    /// Opens the request's stream and queues its ready frames.
+    fn open_stream(
         &self,
         request: http::Request<RequestBody>,
-    ) -> impl Future<Output = Result<http::Response<Incoming>, SendError>> + Send + 'static {
+    ) -> Result<(h2::client::ResponseFuture, Option<stream::CancelPipe>), SendError> {
+        let (mut head, body) = request.into_parts();
+        strip_connection_headers(&mut head.headers);
+        let end = http_body::Body::is_end_stream(&body);
+        // h2 takes the request head and gives nothing back when it cannot
+        // open the stream, so it gets a copy (h2 keeps no extensions).
+        let mut h2_head = http::Request::new(());
+        *h2_head.method_mut() = head.method.clone();
+        *h2_head.uri_mut() = head.uri.clone();
+        *h2_head.headers_mut() = head.headers.clone();
+        // A clone per call: an h2 handle may have only one stream waiting
+        // to open, so each call has its own.
         let mut sender = self.sender.clone();
-        let route = if self.in_flight() > BATCH_ABOVE {
-            let (reply, answer) = oneshot::channel();
-            match self.queue.send(Queued {
-                request: Some(request),
-                reply: Some(reply),
-            }) {
-                Ok(()) => Route::Queued(answer),
-                // The dispatch task is gone (the connection is closing):
-                // hyper hands the request back.
-                Err(mpsc::error::SendError(mut queued)) => match queued.request.take() {
-                    Some(request) => Route::Direct(request),
-                    None => Route::Lost,
-                },
+        match sender.send_request(h2_head, end) {
+            Ok((response, stream)) => {
+                drop(head);
+                let pipe = if end {
+                    None
+                } else {
+                    stream::pipe(body, stream)
+                };
+                Ok((response, pipe))
             }
-        } else {
-            Route::Direct(request)
-        };
-        async move {
-            let sent = match route {
-                Route::Direct(request) => Either::Left(sender.try_send_request(request)),
-                Route::Queued(answer) => match answer.await {
-                    Ok(Reply::Sent(sent)) => Either::Right(sent),
-                    Ok(Reply::Unsent(request)) => Either::Left(sender.try_send_request(*request)),
-                    Err(_) => return Err(SendError::DispatchEnded),
-                },
-                Route::Lost => return Err(SendError::DispatchEnded),
-            };
-            sent.await.map_err(|mut error| match error.take_message() {
-                Some(request) => SendError::Unsent {
-                    request: Box::new(request),
-                    error: error.into_error(),
-                },
-                None => SendError::Failed(error.into_error()),
-            })
+            Err(error) => Err(SendError::Unsent {
+                request: Box::new(http::Request::from_parts(head, body)),
+                error: Some(error),
+            }),
         }
     }
 
@@ -352,39 +433,43 @@ impl ConnHandle {
     }
 }
 
-/// Above this many calls in flight on a connection, requests go through its
-/// dispatch task (see the module docs). Measured with `bench data-path
-/// --backends 1`: below it the direct path is faster (concurrency 16), above
-/// it batching is (concurrency 64).
-const BATCH_ABOVE: usize = 32;
+/// A stream handed to h2, until it is done.
+#[derive(Debug)]
+pub(crate) struct Slot(Arc<ConnHandle>);
 
-/// hyper's answer to one request, once handed to it.
-type SentFuture = Pin<
-    Box<
-        dyn Future<
-                Output = Result<http::Response<Incoming>, TrySendError<http::Request<RequestBody>>>,
-            > + Send,
-    >,
->;
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.0.slot_freed.notify_waiters();
+    }
+}
+
+/// Removes what HTTP/2 forbids (RFC 9113 §8.2.2) and h2 would refuse.
+fn strip_connection_headers(headers: &mut http::HeaderMap) {
+    use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
+    for name in [CONNECTION, TRANSFER_ENCODING, UPGRADE] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+    if headers.get(TE).is_some_and(|te| te != "trailers") {
+        headers.remove(TE);
+    }
+}
 
 /// Why a request got no response.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SendError {
-    /// It never left this client (the connection closed while it was
-    /// queued): safe to send elsewhere.
-    #[error("the request was not sent: {error}")]
+    /// It never left this client (the connection is closing): safe to send
+    /// elsewhere.
+    #[error("the request was not sent: {}", match error { Some(e) => e.to_string(), None => "the connection takes no new calls".to_owned() })]
     Unsent {
         request: Box<http::Request<RequestBody>>,
-        #[source]
-        error: hyper::Error,
+        error: Option<h2::Error>,
     },
     /// It failed on the connection; the server may have seen it.
     #[error(transparent)]
-    Failed(hyper::Error),
-    /// The connection's dispatch task ended before taking the request (the
-    /// runtime is shutting down).
-    #[error("the connection's dispatch task ended")]
-    DispatchEnded,
+    Failed(h2::Error),
 }
 
 impl SendError {
@@ -392,63 +477,8 @@ impl SendError {
     /// `endpoint`.
     pub(crate) fn status(&self, endpoint: &str) -> tonic::Status {
         match self {
-            SendError::Unsent { error, .. } | SendError::Failed(error) => {
-                transport_status(error, endpoint)
-            }
-            SendError::DispatchEnded => {
-                tonic::Status::unavailable(format!("call to {endpoint} failed: {self}"))
-            }
-        }
-    }
-}
-
-/// How a request reaches hyper.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "held once per call, in its future, where the request would be anyway"
-)]
-enum Route {
-    Direct(http::Request<RequestBody>),
-    Queued(oneshot::Receiver<Reply>),
-    Lost,
-}
-
-/// The dispatch task's answer to a queued request.
-enum Reply {
-    Sent(SentFuture),
-    /// Not handed to hyper (the task stopped first).
-    Unsent(Box<http::Request<RequestBody>>),
-}
-
-/// A request waiting for the dispatch task; dropped untaken, it goes back
-/// to its call.
-struct Queued {
-    request: Option<http::Request<RequestBody>>,
-    reply: Option<oneshot::Sender<Reply>>,
-}
-
-impl Drop for Queued {
-    fn drop(&mut self) {
-        if let (Some(request), Some(reply)) = (self.request.take(), self.reply.take()) {
-            let _ = reply.send(Reply::Unsent(Box::new(request)));
-        }
-    }
-}
-
-/// Hands queued requests to hyper, everything waiting at once; ends when
-/// the connection's handle is dropped.
-async fn dispatch(
-    mut sender: SendRequest<RequestBody>,
-    mut queue: mpsc::UnboundedReceiver<Queued>,
-) {
-    let mut batch = Vec::new();
-    while queue.recv_many(&mut batch, 256).await > 0 {
-        for mut queued in batch.drain(..) {
-            if let (Some(request), Some(reply)) = (queued.request.take(), queued.reply.take()) {
-                // A caller that gave up drops the answer, and with it the
-                // request's stream.
-                let _ = reply.send(Reply::Sent(Box::pin(sender.try_send_request(request))));
-            }
+            SendError::Unsent { error, .. } => unsent_status(error.as_ref(), endpoint),
+            SendError::Failed(error) => transport_status(error, endpoint),
         }
     }
 }
@@ -512,45 +542,98 @@ pub(crate) async fn connect(
         reader: FrameReader::default(),
         signals: signals.clone(),
     };
-    let mut builder = http2::Builder::new(TokioExecutor::new());
-    builder
-        .timer(TokioTimer::new())
-        .keep_alive_interval(settings.keepalive_interval)
-        .keep_alive_timeout(settings.keepalive_timeout)
-        .keep_alive_while_idle(true);
-    let (sender, driver) = tokio::time::timeout_at(deadline, builder.handshake(TokioIo::new(io)))
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(|source| {
-            tls_failure().unwrap_or_else(|| ConnectError::Handshake {
-                endpoint: endpoint(),
-                source,
-            })
-        })?;
-    // hyper's own task reads the socket; the SETTINGS frame shows up in the
-    // signals. The driver must stay alive meanwhile (dropping it closes).
-    tokio::time::timeout_at(
+    let (sender, connection) = tokio::time::timeout_at(
+        deadline,
+        h2::client::Builder::new()
+            .enable_push(false)
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_send_buffer_size(MAX_SEND_BUFFER)
+            .handshake::<_, Bytes>(io),
+    )
+    .await
+    .map_err(|_| timed_out())?
+    .map_err(|source| {
+        tls_failure().unwrap_or_else(|| ConnectError::Handshake {
+            endpoint: endpoint(),
+            source,
+        })
+    })?;
+    let keepalive = settings
+        .keepalive_interval
+        .map(|interval| (interval, settings.keepalive_timeout));
+    let mut driver = tokio::spawn(drive(connection, keepalive));
+    // The connection's task reads the socket; the SETTINGS frame shows up in
+    // the signals.
+    let settled = tokio::time::timeout_at(
         deadline,
         signals.wait_for(|f| f & (SETTINGS_SEEN | READ_CLOSED) != 0),
     )
-    .await
-    .map_err(|_| timed_out())?;
-    if signals.flags.load(Ordering::Acquire) & SETTINGS_SEEN == 0 {
-        return Err(tls_failure().unwrap_or_else(|| ConnectError::ClosedEarly {
-            endpoint: endpoint(),
+    .await;
+    if settled.is_err() || signals.flags.load(Ordering::Acquire) & SETTINGS_SEEN == 0 {
+        driver.abort();
+        let ended = (&mut driver).await;
+        if settled.is_err() {
+            return Err(timed_out());
+        }
+        return Err(tls_failure().unwrap_or_else(|| match ended {
+            Ok(Err(DriverError::H2(source))) => ConnectError::Handshake {
+                endpoint: endpoint(),
+                source,
+            },
+            _ => ConnectError::ClosedEarly {
+                endpoint: endpoint(),
+            },
         }));
     }
-    let (queue, queued) = mpsc::unbounded_channel();
-    tokio::spawn(dispatch(sender.clone(), queued));
     let handle = Arc::new(ConnHandle {
         addr,
         hostname,
         sender,
-        queue,
         signals,
         in_flight: AtomicUsize::new(0),
+        open: AtomicUsize::new(0),
+        slot_freed: Notify::new(),
     });
     Ok((handle, driver))
+}
+
+/// HTTP/2 flow-control windows and send buffer: hyper's client defaults,
+/// which every tonic channel has.
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
+const MAX_SEND_BUFFER: usize = 1024 * 1024;
+
+/// Runs the connection: h2's connection future, and a PING every
+/// `keepalive.0` that must be answered within `keepalive.1`.
+async fn drive(
+    mut connection: h2::client::Connection<SniffIo, Bytes>,
+    keepalive: Option<(Duration, Duration)>,
+) -> Result<(), DriverError> {
+    let pings = keepalive.and_then(|k| Some((k, connection.ping_pong()?)));
+    let Some(((interval, timeout), mut ping_pong)) = pings else {
+        return Ok(connection.await?);
+    };
+    let pinging = async move {
+        loop {
+            tokio::time::sleep(interval).await;
+            if ping_pong.send_ping(h2::Ping::opaque()).is_err() {
+                // Closing: the connection's own end says why.
+                return std::future::pending().await;
+            }
+            let pong = std::future::poll_fn(|cx| ping_pong.poll_pong(cx));
+            match tokio::time::timeout(timeout, pong).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return std::future::pending().await,
+                Err(_) => return DriverError::KeepaliveTimeout(timeout),
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        ended = &mut connection => Ok(ended?),
+        error = pinging => Err(error),
+    }
 }
 
 /// Points `request` at `scheme://authority`, keeping its path.
@@ -564,10 +647,20 @@ pub(crate) fn set_origin<B>(request: &mut http::Request<B>, scheme: Scheme, auth
     *request.uri_mut() = http::Uri::from_parts(parts).unwrap_or_default();
 }
 
+/// The status for a call handed back unsent by the connection to
+/// `endpoint` (h2's error, if h2 refused it).
+pub(crate) fn unsent_status(error: Option<&h2::Error>, endpoint: &str) -> Status {
+    match error {
+        Some(error) => transport_status(error, endpoint),
+        None => Status::unavailable(format!(
+            "call to {endpoint} failed: the connection closed before the call was sent"
+        )),
+    }
+}
+
 /// The status for a call that failed on the connection to `endpoint`.
-pub(crate) fn transport_status(error: &hyper::Error, endpoint: &str) -> Status {
-    let h2 = std::error::Error::source(error).and_then(|s| s.downcast_ref::<h2::Error>());
-    let code = match h2.and_then(h2::Error::reason) {
+pub(crate) fn transport_status(error: &h2::Error, endpoint: &str) -> Status {
+    let code = match error.reason() {
         Some(h2::Reason::CANCEL) => Code::Cancelled,
         _ => Code::Unavailable,
     };

@@ -13,13 +13,13 @@ use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use http::uri::{Authority, Scheme};
-use hyper::body::Incoming;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::conn::{ConnHandle, RequestBody, SendError};
+use super::stream::RecvBody;
 use crate::backoff::{Backoff, BackoffState};
 
 /// What a health stream reported.
@@ -38,7 +38,7 @@ struct Direct {
 }
 
 impl tower::Service<http::Request<RequestBody>> for Direct {
-    type Response = http::Response<Incoming>;
+    type Response = http::Response<RecvBody>;
     type Error = tonic::Status;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 

@@ -25,8 +25,8 @@
 //! - this module: the manager task, the thin I/O around it (it carries out
 //!   the machine's commands and publishes its snapshots).
 //! - `subchannel`: one endpoint's connection over time, in its own task;
-//!   `conn`: the HTTP/2 connection on hyper; `health`: client-side health
-//!   checks.
+//!   `conn`: the HTTP/2 connection on h2; `stream`: one call's stream on
+//!   it; `health`: client-side health checks.
 //! - `picker`: the lock-free pick (round robin, or least request) over the
 //!   published snapshot.
 //! - `tls`: the certificate providers TLS Clusters name.
@@ -35,6 +35,7 @@ pub(crate) mod conn;
 mod health;
 pub(crate) mod picker;
 pub(crate) mod reconcile;
+pub(crate) mod stream;
 pub(crate) mod subchannel;
 pub(crate) mod tls;
 

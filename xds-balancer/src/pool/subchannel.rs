@@ -167,7 +167,7 @@ impl Subchannel {
         driver: Driver,
         retire: &CancellationToken,
     ) -> End {
-        let mut driver = Box::pin(driver);
+        let mut driver = driver;
         let mut health = self.settings.health_service.clone().map(|service| {
             handle.signals.set_serving(false);
             HealthWatch::new(
@@ -204,17 +204,17 @@ impl Subchannel {
                     } else {
                         "the server closed the connection"
                     };
-                    // Calls still in flight on it finish in the background.
-                    tokio::spawn(async move {
-                        let _ = driver.await;
-                    });
+                    // Calls still in flight on it finish in the background,
+                    // driven by the connection's own task.
+                    drop(driver);
                     return End::Lost(reason.to_owned());
                 }
                 result = &mut driver => {
                     handle.signals.withdraw();
                     return End::Lost(match result {
-                        Ok(()) => "the connection closed".to_owned(),
-                        Err(error) => format!("the connection failed: {error}"),
+                        Ok(Ok(())) => "the connection closed".to_owned(),
+                        Ok(Err(error)) => format!("the connection failed: {error}"),
+                        Err(error) => format!("the connection's task failed: {error}"),
                     });
                 }
                 report = next_health(&mut health) => {
