@@ -273,7 +273,12 @@ impl<C: Clone + Same> Reconciler<C> {
     }
 
     /// Brings `entry` (at `endpoint`'s address) to what `endpoint` says.
-    fn update(&mut self, entry: &mut Entry<C>, endpoint: &Endpoint, commands: &mut Vec<Command<C>>) {
+    fn update(
+        &mut self,
+        entry: &mut Entry<C>,
+        endpoint: &Endpoint,
+        commands: &mut Vec<Command<C>>,
+    ) {
         self.dirty = true;
         if entry.endpoint.hostname != endpoint.hostname {
             // Another instance behind the same address: a new connection.
