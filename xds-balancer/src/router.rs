@@ -161,15 +161,19 @@ impl RouterTask {
                     if changed.is_err() {
                         break;
                     }
-                    self.apply();
+                    // The pools' views change when they have taken the
+                    // news (they bump `views`), unless the set of pools did.
+                    if self.apply() {
+                        self.publish_view();
+                    }
                 }
                 changed = self.views.changed() => {
                     if changed.is_err() {
                         break;
                     }
+                    self.publish_view();
                 }
             }
-            self.publish_view();
         }
         for pool in self.pools.drain(..) {
             pool.stop.cancel();
@@ -201,18 +205,32 @@ impl RouterTask {
         }
     }
 
-    fn apply(&mut self) {
+    /// Hands each pool its cluster's resolution; whether the pools
+    /// themselves changed (started, retired, or renamed).
+    fn apply(&mut self) -> bool {
         let resolution = self.resolution.borrow_and_update().clone();
         let (routes, clusters) = match resolution {
             // The target as a whole: every pool hears it. Waiting keeps
             // their endpoints; the others retire them.
-            TargetResolution::Waiting(what) => return self.tell_all(&Resolution::Waiting(what)),
-            TargetResolution::DoesNotExist(what) => {
-                return self.tell_all(&Resolution::DoesNotExist(what));
+            TargetResolution::Waiting(what) => {
+                self.tell_all(&Resolution::Waiting(what));
+                return false;
             }
-            TargetResolution::Unusable(why) => return self.tell_all(&Resolution::Unusable(why)),
+            TargetResolution::DoesNotExist(what) => {
+                self.tell_all(&Resolution::DoesNotExist(what));
+                return false;
+            }
+            TargetResolution::Unusable(why) => {
+                self.tell_all(&Resolution::Unusable(why));
+                return false;
+            }
             TargetResolution::Routed { routes, clusters } => (routes, clusters),
         };
+        let before: Vec<(Option<String>, *const Core)> = self
+            .pools
+            .iter()
+            .map(|p| (p.name.clone(), Arc::as_ptr(&p.core)))
+            .collect();
         let several = routes.clusters.len() > 1;
         let mut old = std::mem::take(&mut self.pools);
         for (name, resolution) in routes.clusters.iter().zip(clusters) {
@@ -255,6 +273,11 @@ impl RouterTask {
                 pools: self.pools.iter().map(|p| p.core.clone()).collect(),
             }));
         }
+        let after = self
+            .pools
+            .iter()
+            .map(|p| (p.name.clone(), Arc::as_ptr(&p.core)));
+        !before.into_iter().eq(after)
     }
 
     fn tell_all(&self, resolution: &Resolution) {
@@ -268,10 +291,19 @@ impl RouterTask {
         let Some(router) = &self.router else {
             return;
         };
-        let view = match self.pools.as_slice() {
-            [pool] => pool.core.view.borrow().clone(),
-            pools => merge(&self.target, pools),
-        };
+        if let [pool] = self.pools.as_slice() {
+            // Compared in place and copied into the buffers already there.
+            let view = pool.core.view.borrow();
+            router.view.send_if_modified(|current| {
+                let changed = *current != *view;
+                if changed {
+                    current.clone_from(&view);
+                }
+                changed
+            });
+            return;
+        }
+        let view = merge(&self.target, &self.pools);
         router.view.send_if_modified(|current| {
             let changed = *current != view;
             if changed {

@@ -12,7 +12,7 @@ use crate::model::EndpointHealth;
 
 /// The target's endpoints as the channel currently sees them.
 #[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct EndpointSet {
     /// The target (Listener name).
     pub target: String,
@@ -23,6 +23,26 @@ pub struct EndpointSet {
     pub endpoints: Vec<EndpointState>,
     /// The control plane connection.
     pub control_plane: ControlPlaneStatus,
+}
+
+// `clone_from` reuses the target's buffers: the channel copies a changed
+// set into the one it publishes, most of which is unchanged.
+impl Clone for EndpointSet {
+    fn clone(&self) -> Self {
+        Self {
+            target: self.target.clone(),
+            service: self.service.clone(),
+            endpoints: self.endpoints.clone(),
+            control_plane: self.control_plane.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        self.target.clone_from(&source.target);
+        self.service.clone_from(&source.service);
+        self.endpoints.clone_from(&source.endpoints);
+        self.control_plane.clone_from(&source.control_plane);
+    }
 }
 
 impl EndpointSet {
@@ -62,7 +82,7 @@ pub enum ServiceStatus {
 
 /// One endpoint and its connection.
 #[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct EndpointState {
     /// Address called.
     pub addr: SocketAddr,
@@ -82,6 +102,33 @@ pub struct EndpointState {
     pub connection: ConnectionState,
     /// The last connection failure, if any.
     pub last_error: Option<String>,
+}
+
+impl Clone for EndpointState {
+    fn clone(&self) -> Self {
+        Self {
+            addr: self.addr,
+            hostname: self.hostname.clone(),
+            zone: self.zone.clone(),
+            priority: self.priority,
+            cluster: self.cluster.clone(),
+            health: self.health,
+            connection: self.connection,
+            last_error: self.last_error.clone(),
+        }
+    }
+
+    /// Into the strings already there (`Vec::clone_from` uses it per row).
+    fn clone_from(&mut self, source: &Self) {
+        self.addr = source.addr;
+        self.hostname.clone_from(&source.hostname);
+        self.zone.clone_from(&source.zone);
+        self.priority = source.priority;
+        self.cluster.clone_from(&source.cluster);
+        self.health = source.health;
+        self.connection = source.connection;
+        self.last_error.clone_from(&source.last_error);
+    }
 }
 
 /// The state of the connection to one endpoint.

@@ -13,6 +13,11 @@
 //! - while discovery is waiting for a changed resource, the current
 //!   endpoints stay; when the service is deleted, all are retired.
 //!
+//! An update costs what it changed: the same endpoints again wake nothing,
+//! a readiness change touches that endpoint's record and its row of the
+//! view, and the picker gets a new snapshot only when what calls see
+//! changed (its connections, or what an empty picker says).
+//!
 //! While the picker is empty (at start-up, or after every endpoint was
 //! lost) the first connections of a batch are published together, once
 //! every first attempt has finished or after
@@ -52,7 +57,7 @@ use crate::view::{ControlPlaneStatus, EndpointSet, ServiceStatus};
 use crate::why::{Counts, Why};
 use conn::ConnHandle;
 use picker::{Picker, Snapshot};
-use reconcile::{Command, Reconciler};
+use reconcile::{Command, PickState, Reconciler};
 use subchannel::{PoolSettings, SubEvent};
 
 /// What the pool shares with the channel.
@@ -170,6 +175,8 @@ impl Manager {
         self.publish();
         loop {
             let hold_until = self.reconciler.hold_until();
+            // Whether to publish even if the reconciler saw no change.
+            let mut due = false;
             tokio::select! {
                 () = self.stop.cancelled() => break,
                 changed = self.resolution.changed() => {
@@ -183,6 +190,7 @@ impl Manager {
                         break;
                     }
                     self.control_plane.mark_unchanged();
+                    due = true;
                 }
                 Some(event) = self.events_rx.recv() => match event {
                     SubEvent::State { id, state, conn, error } => {
@@ -193,9 +201,11 @@ impl Manager {
                         self.reconciler.on_closed(id);
                     }
                 },
-                () = sleep_until(hold_until) => {}
+                () = sleep_until(hold_until) => due = true,
             }
-            self.publish();
+            if self.reconciler.take_dirty() || due {
+                self.publish();
+            }
         }
         for (_, retire) in self.retire.drain() {
             retire.cancel();
@@ -224,44 +234,137 @@ impl Manager {
         }
     }
 
+    /// Publishes what changed: a new picker snapshot when what calls see
+    /// changed, the view's rows in place.
     fn publish(&mut self) {
-        let published = self.reconciler.publish(Instant::now());
-        let why = Why {
-            target: self.target.clone(),
-            cluster: self.core.label.clone(),
-            service: published.service.clone(),
-            counts: published.counts,
-            control_plane: self.control_plane.clone(),
-            last_connect_error: published.last_connect_error,
-        };
-        self.core.picker.publish(Snapshot {
-            ready: published.ready,
-            policy: published.policy,
-            why,
-        });
-        self.core.changed.send_modify(|generation| *generation += 1);
-        let view = EndpointSet {
-            target: self.target.to_string(),
-            service: published.service,
-            endpoints: published.endpoints,
-            control_plane: self.control_plane.borrow().clone(),
-        };
-        let changed = self.core.view.send_if_modified(|current| {
-            let changed = *current != view;
-            if changed {
-                *current = view;
+        let current = self.core.picker.snapshot();
+        let pick = self.reconciler.pick_state(Instant::now(), &current.ready);
+        let active = pick.active;
+        if !same_pick(&current, &pick) {
+            let why = Why {
+                target: self.target.clone(),
+                cluster: self.core.label.clone(),
+                service: pick.service.clone(),
+                counts: pick.counts,
+                control_plane: self.control_plane.clone(),
+                last_connect_error: pick.last_connect_error,
+            };
+            let ready = pick.ready.unwrap_or_else(|| current.ready.clone());
+            self.core.picker.publish(Snapshot {
+                ready,
+                policy: pick.policy,
+                why,
+            });
+            self.core.changed.send_modify(|generation| *generation += 1);
+        }
+        drop(current);
+        let reconciler = &self.reconciler;
+        let control_plane = self.control_plane.borrow();
+        let changed = self.core.view.send_if_modified(|view| {
+            let mut changed = reconciler.write_view(active, &mut view.endpoints);
+            if view.service != pick.service {
+                view.service = pick.service;
+                changed = true;
+            }
+            if view.control_plane != *control_plane {
+                view.control_plane.clone_from(&control_plane);
+                changed = true;
             }
             changed
         });
+        drop(control_plane);
         if changed {
             self.views.send_modify(|generation| *generation += 1);
         }
     }
 }
 
+/// The same connection (not merely one to the same endpoint).
+pub(crate) trait Same {
+    /// Whether `self` and `other` are one connection.
+    fn same(&self, other: &Self) -> bool;
+}
+
+impl<T> Same for Arc<T> {
+    fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(self, other)
+    }
+}
+
+/// Whether `pick` would give calls what `current` gives them: the same
+/// connections in the same order (`pick.ready` is `None` then), policy,
+/// and reasons when there are none.
+pub(crate) fn same_pick<C>(current: &Snapshot<C>, pick: &PickState<C>) -> bool {
+    current.policy == pick.policy
+        && pick.ready.is_none()
+        && current.why.service == pick.service
+        && current.why.counts == pick.counts
+        && current.why.last_connect_error == pick.last_connect_error
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Same for u16 {
+        fn same(&self, other: &Self) -> bool {
+            self == other
+        }
+    }
+
+    fn snapshot(ready: Vec<u16>, counts: Counts) -> Snapshot<u16> {
+        Snapshot {
+            ready,
+            policy: PickPolicy::RoundRobin,
+            why: Why {
+                target: "greeter".into(),
+                cluster: None,
+                service: ServiceStatus::Waiting(String::new()),
+                counts,
+                control_plane: watch::channel(ControlPlaneStatus::new("cp")).1,
+                last_connect_error: None,
+            },
+        }
+    }
+
+    fn pick(ready: Option<Vec<u16>>, counts: Counts) -> PickState<u16> {
+        PickState {
+            ready,
+            policy: PickPolicy::RoundRobin,
+            counts,
+            service: ServiceStatus::Waiting(String::new()),
+            last_connect_error: None,
+            active: Some(0),
+        }
+    }
+
+    #[test]
+    fn the_picker_is_republished_only_when_calls_would_see_a_change() {
+        let counts = Counts {
+            ready: 2,
+            not_ready: 1,
+            ..Counts::default()
+        };
+        let current = snapshot(vec![1, 2], counts);
+        assert!(same_pick(&current, &pick(None, counts)));
+        assert!(!same_pick(&current, &pick(Some(vec![2, 1]), counts)));
+        let fewer = Counts {
+            not_ready: 0,
+            ..counts
+        };
+        assert!(
+            !same_pick(&current, &pick(None, fewer)),
+            "what an empty picker would say"
+        );
+        let mut least = pick(None, counts);
+        least.policy = PickPolicy::LeastRequest { choice_count: 2 };
+        assert!(!same_pick(&current, &least));
     }
 }

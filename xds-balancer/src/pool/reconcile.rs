@@ -4,15 +4,24 @@
 //! Inputs: the target's resolution ([`Reconciler::on_resolution`]), what
 //! subchannel tasks report ([`Reconciler::on_state`],
 //! [`Reconciler::on_closed`]) and the time when a snapshot is taken
-//! ([`Reconciler::publish`]). Outputs: [`Command`]s for the manager to carry
-//! out (start a subchannel, retire one) and the [`Published`] state: the
+//! ([`Reconciler::pick_state`]). Outputs: [`Command`]s for the manager to
+//! carry out (start a subchannel, retire one), the [`PickState`] (the
 //! connections the picker rotates over, the counts that explain an empty
-//! picker, and the endpoints the application sees.
+//! picker) and the endpoints the application sees
+//! ([`Reconciler::write_view`]).
 //!
 //! Priorities (failover between localities, e.g. zones): every HEALTHY
 //! endpoint of every priority gets a connection, so failing over needs no
 //! connect; calls go to the ready connections of the lowest priority that
 //! has one. The view shows the others' connected endpoints `Standby`.
+//!
+//! Cost follows what changed: an update whose endpoints are the very ones
+//! applied last (the same `Arc`) is not looked at; one that lists the same
+//! addresses in the same order (a readiness change) is walked once and
+//! touches only the endpoints that differ; the view is rewritten in place
+//! ([`Reconciler::write_view`]), so an unchanged endpoint allocates
+//! nothing. [`Reconciler::take_dirty`] tells the manager whether anything
+//! changed since it last published.
 //!
 //! It is generic over the connection handle `C`, so its tests use plain
 //! values where the pool uses `Arc<ConnHandle>`.
@@ -24,6 +33,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::Same;
 use super::subchannel::Spec;
 use crate::model::{Endpoint, EndpointHealth, PickPolicy, Resolution, UpstreamTls};
 use crate::view::{ConnectionState, EndpointState, ServiceStatus};
@@ -47,7 +57,29 @@ pub(crate) enum Command<C> {
     },
 }
 
-/// What a snapshot publishes.
+/// What the picker is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PickState<C> {
+    /// Connections taking calls (of the lowest priority that has any), in
+    /// the control plane's order; `None` when they are the very ones the
+    /// caller holds (nothing cloned).
+    pub(crate) ready: Option<Vec<C>>,
+    /// How calls are spread over `ready`.
+    pub(crate) policy: PickPolicy,
+    /// Endpoints by state, to explain an empty `ready`.
+    pub(crate) counts: Counts,
+    /// How far discovery got.
+    pub(crate) service: ServiceStatus,
+    /// The last connection failure of any endpoint.
+    pub(crate) last_connect_error: Option<String>,
+    /// The lowest priority with a ready connection (for the view).
+    pub(crate) active: Option<u32>,
+}
+
+/// What a snapshot publishes, the view included, in one value (for tests;
+/// the manager takes [`Reconciler::pick_state`] and
+/// [`Reconciler::write_view`] apart).
+#[cfg(test)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Published<C> {
     /// Connections taking calls (of the lowest priority that has any), in
@@ -113,9 +145,13 @@ pub(crate) struct Reconciler<C> {
     /// The current Cluster's name and policy.
     cluster: String,
     policy: PickPolicy,
+    /// The endpoint list reconciled last: the same list again is no news.
+    applied: Option<Arc<[Endpoint]>>,
+    /// Whether anything changed since [`Reconciler::take_dirty`].
+    dirty: bool,
 }
 
-impl<C: Clone> Reconciler<C> {
+impl<C: Clone + Same> Reconciler<C> {
     /// Nothing known yet about `target`.
     pub(crate) fn new(target: Arc<str>) -> Self {
         Self {
@@ -130,7 +166,14 @@ impl<C: Clone> Reconciler<C> {
             tls: None,
             cluster: String::new(),
             policy: PickPolicy::default(),
+            applied: None,
+            dirty: true,
         }
+    }
+
+    /// Whether anything changed since the last call (at first: yes).
+    pub(crate) fn take_dirty(&mut self) -> bool {
+        std::mem::replace(&mut self.dirty, false)
     }
 
     /// A new resolution of the target:
@@ -148,10 +191,21 @@ impl<C: Clone> Reconciler<C> {
                 tls,
                 policy,
             } => {
-                self.service = ServiceStatus::Resolved {
+                let same_list = self
+                    .applied
+                    .as_ref()
+                    .is_some_and(|applied| Arc::ptr_eq(applied, endpoints));
+                let service = ServiceStatus::Resolved {
                     cluster: cluster.clone(),
                     tls: tls.is_some(),
                 };
+                let settings_changed =
+                    self.service != service || self.policy != *policy || *tls != self.tls;
+                if same_list && !settings_changed {
+                    return Vec::new();
+                }
+                self.dirty |= settings_changed;
+                self.service = service;
                 self.cluster.clone_from(cluster);
                 self.policy = *policy;
                 let mut commands = Vec::new();
@@ -173,17 +227,23 @@ impl<C: Clone> Reconciler<C> {
                     }
                 }
                 commands.extend(self.reconcile(endpoints));
+                self.applied = Some(endpoints.clone());
                 commands
             }
             Resolution::Waiting(what) => {
+                self.dirty = true;
                 self.service = ServiceStatus::Waiting(what.clone());
                 Vec::new()
             }
             Resolution::DoesNotExist(what) => {
+                self.dirty = true;
+                self.applied = None;
                 self.service = ServiceStatus::DoesNotExist(what.clone());
                 self.reconcile(&[])
             }
             Resolution::Unusable(why) => {
+                self.dirty = true;
+                self.applied = None;
                 self.service = ServiceStatus::Unusable(why.clone());
                 self.reconcile(&[])
             }
@@ -191,6 +251,63 @@ impl<C: Clone> Reconciler<C> {
     }
 
     fn reconcile(&mut self, endpoints: &[Endpoint]) -> Vec<Command<C>> {
+        let same_addresses = endpoints.len() == self.entries.len()
+            && endpoints
+                .iter()
+                .zip(&self.entries)
+                .all(|(endpoint, entry)| endpoint.addr == entry.endpoint.addr);
+        if !same_addresses {
+            return self.reconcile_all(endpoints);
+        }
+        // The same endpoints in the same order: only those that differ.
+        let mut commands = Vec::new();
+        let mut entries = std::mem::take(&mut self.entries);
+        for (entry, endpoint) in entries.iter_mut().zip(endpoints) {
+            let wants_sub = endpoint.health == EndpointHealth::Healthy;
+            if entry.endpoint != *endpoint || wants_sub != entry.sub.is_some() {
+                self.update(entry, endpoint, &mut commands);
+            }
+        }
+        self.entries = entries;
+        commands
+    }
+
+    /// Brings `entry` (at `endpoint`'s address) to what `endpoint` says.
+    fn update(
+        &mut self,
+        entry: &mut Entry<C>,
+        endpoint: &Endpoint,
+        commands: &mut Vec<Command<C>>,
+    ) {
+        self.dirty = true;
+        if entry.endpoint.hostname != endpoint.hostname {
+            // Another instance behind the same address: a new connection.
+            if let Some(sub) = entry.sub.take() {
+                commands.push(self.retire(sub));
+            }
+        }
+        if entry.endpoint.health != endpoint.health {
+            tracing::info!(target = %self.target, endpoint = %endpoint.label(), health = ?endpoint.health, "endpoint health changed");
+        }
+        entry.endpoint.clone_from(endpoint);
+        match (endpoint.health, entry.sub.is_some()) {
+            (EndpointHealth::Healthy, false) => {
+                let (sub, command) = self.start(endpoint);
+                entry.sub = Some(sub);
+                commands.push(command);
+            }
+            (EndpointHealth::Draining | EndpointHealth::NotReady, true) => {
+                if let Some(sub) = entry.sub.take() {
+                    commands.push(self.retire(sub));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Endpoints added, removed or reordered: matched by address.
+    fn reconcile_all(&mut self, endpoints: &[Endpoint]) -> Vec<Command<C>> {
+        self.dirty = true;
         let mut commands = Vec::new();
         let mut old: HashMap<SocketAddr, Entry<C>> = std::mem::take(&mut self.entries)
             .into_iter()
@@ -205,29 +322,7 @@ impl<C: Clone> Reconciler<C> {
                     sub: None,
                 }
             });
-            if entry.endpoint.hostname != endpoint.hostname {
-                // Another instance behind the same address: a new connection.
-                if let Some(sub) = entry.sub.take() {
-                    commands.push(self.retire(sub));
-                }
-            }
-            if entry.endpoint.health != endpoint.health {
-                tracing::info!(target = %self.target, endpoint = %endpoint.label(), health = ?endpoint.health, "endpoint health changed");
-            }
-            entry.endpoint = endpoint.clone();
-            match (endpoint.health, entry.sub.is_some()) {
-                (EndpointHealth::Healthy, false) => {
-                    let (sub, command) = self.start(endpoint);
-                    entry.sub = Some(sub);
-                    commands.push(command);
-                }
-                (EndpointHealth::Draining | EndpointHealth::NotReady, true) => {
-                    if let Some(sub) = entry.sub.take() {
-                        commands.push(self.retire(sub));
-                    }
-                }
-                _ => {}
-            }
+            self.update(&mut entry, endpoint, &mut commands);
             entries.push(entry);
         }
         for (_, entry) in old {
@@ -283,6 +378,7 @@ impl<C: Clone> Reconciler<C> {
     ) {
         if let Some(error) = &error {
             self.last_connect_error = Some(error.clone());
+            self.dirty = true;
         }
         let Some(sub) = self
             .entries
@@ -292,6 +388,7 @@ impl<C: Clone> Reconciler<C> {
         else {
             return;
         };
+        self.dirty = true;
         sub.state = state;
         sub.conn = conn;
         if state != ConnectionState::Connecting {
@@ -306,6 +403,7 @@ impl<C: Clone> Reconciler<C> {
 
     /// Subchannel `id` ended: retired and its connection closed.
     pub(crate) fn on_closed(&mut self, id: u64) {
+        self.dirty = true;
         self.closing.retain(|sub| sub.id != id);
         for entry in &mut self.entries {
             if entry.sub.as_ref().is_some_and(|s| s.id == id) {
@@ -322,22 +420,41 @@ impl<C: Clone> Reconciler<C> {
         }
     }
 
-    /// What to publish at `now`.
+    /// What to publish at `now`, the view included.
+    #[cfg(test)]
     pub(crate) fn publish(&mut self, now: Instant) -> Published<C> {
+        let pick = self.pick_state(now, &[]);
+        let mut endpoints = Vec::new();
+        self.write_view(pick.active, &mut endpoints);
+        Published {
+            ready: pick.ready.unwrap_or_default(),
+            policy: pick.policy,
+            counts: pick.counts,
+            service: pick.service,
+            last_connect_error: pick.last_connect_error,
+            endpoints,
+        }
+    }
+
+    /// What the picker gets at `now`, given the connections it holds
+    /// (`current`): they are compared in place, and cloned only when they
+    /// changed. The view is written apart, by [`Reconciler::write_view`].
+    pub(crate) fn pick_state(&mut self, now: Instant, current: &[C]) -> PickState<C> {
         let mut counts = Counts::default();
+        // Indices of the entries whose connections take calls.
         let mut ready = Vec::new();
         let mut first_attempts_pending = false;
         let active = self.active_priority();
-        for entry in &self.entries {
+        for (at, entry) in self.entries.iter().enumerate() {
             match entry.endpoint.health {
                 EndpointHealth::Draining => counts.draining += 1,
                 EndpointHealth::NotReady => counts.not_ready += 1,
                 EndpointHealth::Healthy => match entry.sub.as_ref() {
                     Some(sub) => match (sub.state, &sub.conn) {
-                        (ConnectionState::Ready, Some(conn)) => {
+                        (ConnectionState::Ready, Some(_)) => {
                             counts.ready += 1;
                             if Some(entry.endpoint.priority) == active {
-                                ready.push(conn.clone());
+                                ready.push(at);
                             }
                         }
                         (ConnectionState::NotServing, _) => counts.not_serving += 1,
@@ -365,13 +482,25 @@ impl<C: Clone> Reconciler<C> {
             }
         }
         self.published_empty = ready.is_empty();
-        Published {
+        let conn = |at: &usize| {
+            self.entries[*at]
+                .sub
+                .as_ref()
+                .and_then(|sub| sub.conn.as_ref())
+        };
+        let unchanged = ready.len() == current.len()
+            && ready
+                .iter()
+                .zip(current)
+                .all(|(at, held)| conn(at).is_some_and(|c| c.same(held)));
+        let ready = (!unchanged).then(|| ready.iter().filter_map(conn).cloned().collect());
+        PickState {
             ready,
             policy: self.policy,
             counts,
             service: self.service.clone(),
             last_connect_error: self.last_connect_error.clone(),
-            endpoints: self.view(active),
+            active,
         }
     }
 
@@ -389,56 +518,116 @@ impl<C: Clone> Reconciler<C> {
             .min()
     }
 
-    fn view(&self, active: Option<u32>) -> Vec<EndpointState> {
-        let mut endpoints: Vec<EndpointState> = self
-            .entries
-            .iter()
-            .map(|entry| {
-                let (connection, last_error) = match &entry.sub {
-                    Some(sub)
-                        if sub.state == ConnectionState::Ready
-                            && Some(entry.endpoint.priority) != active =>
-                    {
-                        (ConnectionState::Standby, None)
-                    }
-                    Some(sub) => (sub.state, sub.error.clone()),
-                    None if self.closing.iter().any(|s| s.addr == entry.endpoint.addr) => {
-                        (ConnectionState::Closing, None)
-                    }
-                    None => (ConnectionState::Idle, None),
-                };
-                EndpointState {
-                    addr: entry.endpoint.addr,
-                    hostname: entry.endpoint.hostname.clone(),
-                    zone: entry.endpoint.zone.clone(),
-                    priority: entry.endpoint.priority,
-                    cluster: self.cluster.clone(),
-                    health: Some(entry.endpoint.health),
-                    connection,
-                    last_error,
+    /// Writes every endpoint for the application's view into `view`, in
+    /// place (an unchanged row allocates nothing); `active` is the lowest
+    /// priority with a ready connection. Returns whether `view` changed.
+    pub(crate) fn write_view(&self, active: Option<u32>, view: &mut Vec<EndpointState>) -> bool {
+        let mut changed = false;
+        let mut rows = 0;
+        for entry in &self.entries {
+            let (connection, last_error) = match &entry.sub {
+                Some(sub)
+                    if sub.state == ConnectionState::Ready
+                        && Some(entry.endpoint.priority) != active =>
+                {
+                    (ConnectionState::Standby, None)
                 }
-            })
-            .collect();
+                Some(sub) => (sub.state, sub.error.as_ref()),
+                None if self.closing.iter().any(|s| s.addr == entry.endpoint.addr) => {
+                    (ConnectionState::Closing, None)
+                }
+                None => (ConnectionState::Idle, None),
+            };
+            let endpoint = &entry.endpoint;
+            let row = Row {
+                addr: endpoint.addr,
+                hostname: &endpoint.hostname,
+                zone: &endpoint.zone,
+                priority: endpoint.priority,
+                health: Some(endpoint.health),
+                connection,
+                last_error,
+            };
+            changed |= self.write_row(view, rows, &row);
+            rows += 1;
+        }
         for sub in &self.closing {
             let listed = self
                 .entries
                 .iter()
                 .any(|e| e.endpoint.addr == sub.addr && e.sub.is_none());
             if !listed {
-                endpoints.push(EndpointState {
+                let row = Row {
                     addr: sub.addr,
-                    hostname: sub.hostname.to_string(),
-                    zone: String::new(),
+                    hostname: &sub.hostname,
+                    zone: "",
                     priority: 0,
-                    cluster: self.cluster.clone(),
                     health: None,
                     connection: ConnectionState::Closing,
                     last_error: None,
-                });
+                };
+                changed |= self.write_row(view, rows, &row);
+                rows += 1;
             }
         }
-        endpoints
+        if view.len() > rows {
+            view.truncate(rows);
+            changed = true;
+        }
+        changed
     }
+
+    /// Makes `view[at]` say `row` (appending it at the end); whether it
+    /// changed.
+    fn write_row(&self, view: &mut Vec<EndpointState>, at: usize, row: &Row<'_>) -> bool {
+        let Some(state) = view.get_mut(at) else {
+            view.push(EndpointState {
+                addr: row.addr,
+                hostname: row.hostname.to_owned(),
+                zone: row.zone.to_owned(),
+                priority: row.priority,
+                cluster: self.cluster.clone(),
+                health: row.health,
+                connection: row.connection,
+                last_error: row.last_error.cloned(),
+            });
+            return true;
+        };
+        let mut changed = false;
+        let mut set = |slot: &mut String, value: &str| {
+            if slot != value {
+                value.clone_into(slot);
+                changed = true;
+            }
+        };
+        set(&mut state.hostname, row.hostname);
+        set(&mut state.zone, row.zone);
+        set(&mut state.cluster, &self.cluster);
+        if state.last_error.as_ref() != row.last_error {
+            state.last_error = row.last_error.cloned();
+            changed = true;
+        }
+        let fixed = (state.addr, state.priority, state.health, state.connection);
+        if fixed != (row.addr, row.priority, row.health, row.connection) {
+            state.addr = row.addr;
+            state.priority = row.priority;
+            state.health = row.health;
+            state.connection = row.connection;
+            changed = true;
+        }
+        changed
+    }
+}
+
+/// One row of the view, borrowed from the reconciler's records.
+struct Row<'a> {
+    addr: SocketAddr,
+    hostname: &'a str,
+    zone: &'a str,
+    priority: u32,
+    health: Option<EndpointHealth>,
+    connection: ConnectionState,
+    last_error: Option<&'a String>,
 }
 
 #[cfg(test)]

@@ -55,7 +55,9 @@ pub(crate) struct Outcome {
     pub(crate) requests: Vec<DiscoveryRequest>,
     /// Why the response was rejected, when it was.
     pub(crate) nack: Option<String>,
-    /// Whether the resolution may have changed.
+    /// Whether the resolution may have changed: false for a rejected
+    /// response, and for endpoints equal to those already held (a
+    /// resend, or a change to another cluster's).
     pub(crate) changed: bool,
 }
 
@@ -71,7 +73,9 @@ pub(crate) struct AdsState {
     listeners: HashMap<String, ListenerRoutes>,
     routes: HashMap<String, RouteTable>,
     clusters: HashMap<String, ClusterInfo>,
-    endpoints: HashMap<String, Vec<Endpoint>>,
+    /// Shared with every resolution handed out: an unchanged assignment
+    /// keeps its `Arc`, which the pools compare by pointer.
+    endpoints: HashMap<String, Arc<[Endpoint]>>,
     /// Listener and Cluster names the control plane says do not exist.
     missing: HashSet<(Kind, String)>,
 }
@@ -211,6 +215,9 @@ impl AdsState {
                 .collect(),
             _ => Vec::new(),
         };
+        // Endpoints are the one type that changes all the time: an
+        // assignment equal to the one held changes nothing downstream.
+        let mut changed = kind != Kind::Endpoints;
         for (name, resource) in decoded {
             if !subscribed.contains(&name) {
                 continue;
@@ -220,7 +227,13 @@ impl AdsState {
                 Decoded::Listener(r) => drop(self.listeners.insert(name, r)),
                 Decoded::Route(r) => drop(self.routes.insert(name, r)),
                 Decoded::Cluster(r) => drop(self.clusters.insert(name, r)),
-                Decoded::Endpoints(r) => drop(self.endpoints.insert(name, r)),
+                Decoded::Endpoints(r) => match self.endpoints.get(&name) {
+                    Some(held) if **held == *r => {}
+                    _ => {
+                        changed = true;
+                        self.endpoints.insert(name, r.into());
+                    }
+                },
             }
         }
         for name in absent {
@@ -236,7 +249,7 @@ impl AdsState {
         Outcome {
             requests,
             nack: None,
-            changed: true,
+            changed,
         }
     }
 
@@ -282,7 +295,7 @@ impl AdsState {
         match self.endpoints.get(&info.eds_name) {
             Some(endpoints) => Resolution::Endpoints {
                 cluster: cluster.to_owned(),
-                endpoints: endpoints.clone().into(),
+                endpoints: endpoints.clone(),
                 tls: info.tls.clone(),
                 policy: info.policy,
             },

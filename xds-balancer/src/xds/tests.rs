@@ -4,10 +4,12 @@
 //! - `decode`: gRPC's validation rules per resource type.
 //! - `routes`: route tables (A28), cluster policies (A48), and the
 //!   subscriptions several clusters make.
+//! - `unchanged`: what an update that changes nothing costs downstream.
 
 mod decode;
 mod routes;
 mod state;
+mod unchanged;
 
 use std::net::SocketAddr;
 

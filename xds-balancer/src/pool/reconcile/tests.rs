@@ -287,3 +287,81 @@ fn other_tls_settings_make_every_connection_anew() {
         "the same settings keep the connections"
     );
 }
+
+#[test]
+fn the_same_endpoints_again_change_nothing() {
+    let mut r = connected(&[1, 2, 3]);
+    let endpoints = resolved(&[(1, Healthy), (2, Healthy), (3, NotReady)]);
+    r.on_resolution(&endpoints);
+    r.publish(Instant::now());
+    assert!(r.take_dirty());
+    assert!(r.on_resolution(&endpoints).is_empty(), "the very same list");
+    assert!(!r.take_dirty(), "nothing to publish");
+    let equal = resolved(&[(1, Healthy), (2, Healthy), (3, NotReady)]);
+    assert!(r.on_resolution(&equal).is_empty(), "an equal list");
+    assert!(!r.take_dirty(), "nothing to publish");
+    let mut view = Vec::new();
+    r.write_view(Some(0), &mut view);
+    assert!(
+        !r.write_view(Some(0), &mut view),
+        "the view is rewritten as it was"
+    );
+}
+
+#[test]
+fn a_readiness_change_touches_only_that_endpoint() {
+    let ports: Vec<u16> = (1..=5).collect();
+    let mut r = connected(&ports);
+    let mut view = Vec::new();
+    r.write_view(Some(0), &mut view);
+    r.take_dirty();
+    let buffers: Vec<*const u8> = view.iter().map(|e| e.hostname.as_ptr()).collect();
+
+    let mut endpoints: Vec<_> = ports.iter().map(|p| (*p, Healthy)).collect();
+    endpoints[2].1 = NotReady;
+    let commands = r.on_resolution(&resolved(&endpoints));
+    assert_eq!(retired(&commands), [(3, Some(3))]);
+    assert!(started(&commands).is_empty());
+    assert!(r.take_dirty());
+    assert!(r.write_view(Some(0), &mut view));
+    let states: Vec<_> = view
+        .iter()
+        .map(|e| (e.addr.port(), e.health, e.connection))
+        .collect();
+    assert_eq!(states[2], (3, Some(NotReady), ConnectionState::Closing));
+    assert!(
+        states
+            .iter()
+            .filter(|s| s.0 != 3)
+            .all(|s| s.1 == Some(Healthy) && s.2 == ConnectionState::Ready)
+    );
+    let kept: Vec<*const u8> = view.iter().map(|e| e.hostname.as_ptr()).collect();
+    assert_eq!(kept, buffers, "every row rewritten in place");
+
+    // It comes back: one new subchannel, for it alone.
+    endpoints[2].1 = Healthy;
+    let commands = r.on_resolution(&resolved(&endpoints));
+    assert_eq!(started(&commands), [(6, 3)]);
+    assert!(retired(&commands).is_empty());
+}
+
+#[test]
+fn the_view_is_written_over_what_it_held() {
+    let mut r = connected(&[1, 2, 3]);
+    let published = r.publish(Instant::now());
+    // A view the application held from before, longer and different.
+    let mut view = connected(&[7, 8, 9, 10]).publish(Instant::now()).endpoints;
+    assert!(r.write_view(Some(0), &mut view));
+    assert_eq!(view, published.endpoints);
+    assert!(!r.write_view(Some(0), &mut view));
+}
+
+#[test]
+fn the_connections_the_picker_holds_are_not_handed_out_again() {
+    let mut r = connected(&[1, 2, 3]);
+    let now = Instant::now();
+    assert_eq!(r.pick_state(now, &[1, 2]).ready, Some(vec![1, 2, 3]));
+    assert_eq!(r.pick_state(now, &[1, 2, 3]).ready, None, "unchanged");
+    r.on_resolution(&resolved(&[(1, Healthy), (2, NotReady), (3, Healthy)]));
+    assert_eq!(r.pick_state(now, &[1, 2, 3]).ready, Some(vec![1, 3]));
+}

@@ -45,7 +45,7 @@ fn names(request: &DiscoveryRequest) -> Vec<&str> {
 }
 
 /// Drives `greeter` through the whole chain; returns the state.
-fn resolved(endpoints: &[fake_xds::EndpointSpec<'_>]) -> AdsState {
+pub(super) fn resolved(endpoints: &[fake_xds::EndpointSpec<'_>]) -> AdsState {
     let mut s = state("xds:///greeter");
     s.on_stream_start();
     s.on_response(response(
