@@ -30,11 +30,11 @@ use std::time::Duration;
 
 use ::tests::process::{Process, Spawn};
 use control_plane::metrics::Metrics;
-use control_plane::model::{Endpoint, EndpointState, Service, ServicePort};
+use control_plane::model::{Endpoint, Readiness, Service, ServicePort};
 use control_plane::server;
 use control_plane::source::{SourceHandle, SourceKind, SourceState, SourceStatus};
 use control_plane::store::Store;
-use control_plane::xds::names::Naming;
+use control_plane::names::Naming;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpListener;
@@ -204,9 +204,9 @@ fn service(ready: &[bool], port: u16) -> Service {
         .enumerate()
         .map(|(i, &ready)| Endpoint {
             state: if ready {
-                EndpointState::Ready
+                Readiness::Ready
             } else {
-                EndpointState::NotReady
+                Readiness::NotReady
             },
             instance: Some(format!("pod-{i}")),
             zone: Some("zone-a".to_owned()),
@@ -472,14 +472,14 @@ mod tests {
         let before = stats(&metrics).written;
         let at = std::time::Instant::now() - Duration::from_millis(3);
         metrics.response_written(
-            control_plane::xds::ResourceType::ClusterLoadAssignment,
+            control_plane::kinds::ResourceType::ClusterLoadAssignment,
             Some(at),
         );
         metrics.response_written(
-            control_plane::xds::ResourceType::ClusterLoadAssignment,
+            control_plane::kinds::ResourceType::ClusterLoadAssignment,
             Some(at),
         );
-        metrics.response_written(control_plane::xds::ResourceType::Listener, None);
+        metrics.response_written(control_plane::kinds::ResourceType::Listener, None);
         let after = stats(&metrics).written;
         assert_eq!(after.count, 2, "{after:?}");
         let (count, mean_ms, bound_ms) = after.since(&before);
@@ -496,9 +496,9 @@ mod tests {
         assert_eq!(
             states,
             [
-                EndpointState::Ready,
-                EndpointState::NotReady,
-                EndpointState::Ready
+                Readiness::Ready,
+                Readiness::NotReady,
+                Readiness::Ready
             ]
         );
         assert_eq!(svc.validate(NAMESPACE), Ok(()));

@@ -86,9 +86,6 @@ pub enum Readiness {
     NotReady,
 }
 
-/// The name [`Readiness`] had before; the benchmark harness still uses it.
-pub type EndpointState = Readiness;
-
 impl Readiness {
     /// Lower is better: which state wins when one address is listed twice.
     fn rank(self) -> u8 {

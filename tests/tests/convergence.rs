@@ -25,11 +25,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use control_plane::metrics::Metrics;
-use control_plane::model::{Endpoint, EndpointState, Service, ServicePort};
+use control_plane::model::{Endpoint, Readiness, Service, ServicePort};
 use control_plane::server::{self, Outcome};
 use control_plane::source::{SourceKind, SourceState, SourceStatus};
 use control_plane::store::Store;
-use control_plane::xds::names::Naming;
+use control_plane::names::Naming;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::TcpListener;
@@ -51,14 +51,14 @@ const ADDRESSES: u8 = 8;
 const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 
 /// The source's truth: per service, each endpoint's state.
-type Model = BTreeMap<&'static str, BTreeMap<SocketAddr, EndpointState>>;
+type Model = BTreeMap<&'static str, BTreeMap<SocketAddr, Readiness>>;
 
 fn address(service: usize, i: u8) -> SocketAddr {
     // 127.77.0.0/16 on port 9: loopback addresses nothing listens on.
     SocketAddr::from(([127, 77, service as u8, i + 1], 9))
 }
 
-fn service(name: &str, endpoints: &BTreeMap<SocketAddr, EndpointState>) -> Service {
+fn service(name: &str, endpoints: &BTreeMap<SocketAddr, Readiness>) -> Service {
     Service {
         name: name.to_owned(),
         namespace: "default".to_owned(),
@@ -153,15 +153,15 @@ async fn client(addr: SocketAddr, service: &'static str, id: usize) -> Client {
 
 /// What a client should see for `endpoints`.
 fn expected(
-    endpoints: &BTreeMap<SocketAddr, EndpointState>,
+    endpoints: &BTreeMap<SocketAddr, Readiness>,
 ) -> BTreeMap<SocketAddr, EndpointHealth> {
     endpoints
         .iter()
         .map(|(addr, state)| {
             let health = match state {
-                EndpointState::Ready => EndpointHealth::Healthy,
-                EndpointState::Draining => EndpointHealth::Draining,
-                EndpointState::NotReady => EndpointHealth::NotReady,
+                Readiness::Ready => EndpointHealth::Healthy,
+                Readiness::Draining => EndpointHealth::Draining,
+                Readiness::NotReady => EndpointHealth::NotReady,
             };
             (*addr, health)
         })
@@ -209,7 +209,7 @@ async fn settle(clients: &[Client], model: &Model, context: &dyn Fn() -> String)
 /// One random operation.
 #[derive(Debug, Clone)]
 enum Op {
-    Set(usize, u8, EndpointState),
+    Set(usize, u8, Readiness),
     Remove(usize, u8),
     RestartControlPlane,
     ReconnectClient(usize),
@@ -220,9 +220,9 @@ fn random_op(rng: &mut StdRng, clients: usize) -> Op {
     let service = rng.random_range(0..SERVICES.len());
     let i = rng.random_range(0..ADDRESSES);
     match rng.random_range(0..100) {
-        0..30 => Op::Set(service, i, EndpointState::Ready),
-        30..40 => Op::Set(service, i, EndpointState::NotReady),
-        40..50 => Op::Set(service, i, EndpointState::Draining),
+        0..30 => Op::Set(service, i, Readiness::Ready),
+        30..40 => Op::Set(service, i, Readiness::NotReady),
+        40..50 => Op::Set(service, i, Readiness::Draining),
         50..68 => Op::Remove(service, i),
         68..76 => Op::RestartControlPlane,
         76..88 => Op::ReconnectClient(rng.random_range(0..clients)),
@@ -240,7 +240,7 @@ async fn run_case(seed: u64) {
         model
             .get_mut(SERVICES[s])
             .expect("service")
-            .insert(address(s, i), EndpointState::Ready);
+            .insert(address(s, i), Readiness::Ready);
     }
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");

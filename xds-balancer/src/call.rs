@@ -71,13 +71,13 @@ pub(crate) fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 }
 
 /// A request kept for retries.
-struct Kept<'a> {
+struct Replayable<'a> {
     parts: http::request::Parts,
     body: Bytes,
     policy: &'a RetryPolicy,
 }
 
-impl Kept<'_> {
+impl Replayable<'_> {
     fn request(&self) -> http::Request<RequestBody> {
         http::Request::from_parts(self.parts.clone(), body::replay(&self.body))
     }
@@ -107,7 +107,7 @@ pub(crate) async fn call(
         let (parts, body) = request.into_parts();
         request = match body::buffer(body, policy.max_buffer_bytes).await? {
             Buffered::Whole(body) => {
-                let whole = Kept {
+                let whole = Replayable {
                     parts,
                     body,
                     policy,

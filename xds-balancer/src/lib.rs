@@ -121,7 +121,7 @@
 //!   connection (`conn`, on h2's HTTP/2 client, `stream` for each call's
 //!   stream, with `frames` watching for GOAWAY), and the manager reconciling discovery updates
 //!   (`reconcile`: priorities, the first batch).
-//! - `picker`: the lock-free pick (round robin, least request); `why`:
+//! - `picker`: the lock-free pick (round robin, least request); `unavailable`:
 //!   messages for calls with nothing to call.
 //! - `sniff`: naming what answers at an address that is not the gRPC
 //!   server expected ([`sniff`], [`PrefaceAnswer`]): an HTTP/1.1 server,
@@ -153,7 +153,7 @@ mod routing;
 mod sniff;
 mod target;
 mod view;
-mod why;
+mod unavailable;
 mod xds;
 
 pub use backoff::Backoff;

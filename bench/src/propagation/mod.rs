@@ -341,7 +341,7 @@ async fn start_raw(
     let per_connection = count.div_ceil(budget).max(1);
     let connections = count.div_ceil(per_connection);
     let uri = format!("http://{}", host.addr());
-    let naming = control_plane::xds::names::Naming::new(cphost::NAMESPACE);
+    let naming = control_plane::names::Naming::new(cphost::NAMESPACE);
     let names = Arc::new(raw::Names {
         listener: SERVICE.to_owned(),
         cluster: naming.cluster_name(SERVICE, cphost::SERVICE_PORT),

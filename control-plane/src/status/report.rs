@@ -15,7 +15,7 @@ use proto::controlplane::v1 as pb;
 use proto::controlplane::v1::control_plane_status_client::ControlPlaneStatusClient;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::xds::ResourceType;
+use crate::kinds::ResourceType;
 
 mod json;
 

@@ -106,7 +106,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::xds::ResourceType;
+    use crate::kinds::ResourceType;
     use crate::xds::session::Outgoing;
     use crate::xds::wire::EncodedResponse;
 

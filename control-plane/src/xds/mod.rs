@@ -15,12 +15,11 @@
 //! - [`admission`]: the client-certificate SAN allow-list and the stream
 //!   limits, with their refusal counts.
 //!
-//! [`names`] and [`ResourceType`] live at the crate's top level (the store
-//! and the metrics use them too) and are named here as well.
+//! [`crate::names`] and [`crate::kinds::ResourceType`] live at the crate's top
+//! level: the store and the metrics use them too.
 
 pub mod admission;
 pub mod body;
-pub use crate::names;
 pub mod registry;
 pub mod resources;
 pub mod server;
@@ -29,4 +28,3 @@ pub mod snapshot;
 pub mod stream;
 pub mod wire;
 
-pub use crate::kinds::ResourceType;

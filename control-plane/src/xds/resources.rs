@@ -52,7 +52,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 
-use super::ResourceType;
+use crate::kinds::ResourceType;
 use crate::model::Service;
 use crate::names::Naming;
 use crate::routes::RouteTable;

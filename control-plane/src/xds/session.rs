@@ -47,7 +47,7 @@ use std::time::SystemTime;
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
-use super::ResourceType;
+use crate::kinds::ResourceType;
 use super::resources::Resource;
 use super::snapshot::ResourceSnapshot;
 use super::wire::EncodedResponse;

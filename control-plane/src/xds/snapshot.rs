@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use super::ResourceType;
+use crate::kinds::ResourceType;
 use super::resources::{Resource, ServiceResources};
 use crate::names::{self, Naming};
 use crate::store::{Catalog, Follower, ServiceEntry, Store};

@@ -54,9 +54,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{PickPolicy, Resolution};
 use crate::view::{ControlPlaneStatus, EndpointSet, ServiceStatus};
-use crate::why::{Counts, Why};
+use crate::unavailable::{Counts, Unavailable};
 use conn::ConnHandle;
-use picker::{Picker, Snapshot};
+use picker::{Picker, Rotation};
 use reconcile::{Command, PickState, Reconciler};
 use subchannel::{PoolSettings, SubEvent};
 
@@ -89,7 +89,7 @@ impl Core {
             endpoints: Vec::new(),
             control_plane: control_plane.borrow().clone(),
         };
-        let why = Why {
+        let why = Unavailable {
             target,
             cluster: cluster.clone(),
             service,
@@ -98,7 +98,7 @@ impl Core {
             last_connect_error: None,
         };
         Self {
-            picker: Picker::new(Snapshot {
+            picker: Picker::new(Rotation {
                 ready: Vec::new(),
                 policy: PickPolicy::default(),
                 why,
@@ -241,7 +241,7 @@ impl Manager {
         let pick = self.reconciler.pick_state(Instant::now(), &current.ready);
         let active = pick.active;
         if !same_pick(&current, &pick) {
-            let why = Why {
+            let why = Unavailable {
                 target: self.target.clone(),
                 cluster: self.core.label.clone(),
                 service: pick.service.clone(),
@@ -250,7 +250,7 @@ impl Manager {
                 last_connect_error: pick.last_connect_error,
             };
             let ready = pick.ready.unwrap_or_else(|| current.ready.clone());
-            self.core.picker.publish(Snapshot {
+            self.core.picker.publish(Rotation {
                 ready,
                 policy: pick.policy,
                 why,
@@ -294,7 +294,7 @@ impl<T> Same for Arc<T> {
 /// Whether `pick` would give calls what `current` gives them: the same
 /// connections in the same order (`pick.ready` is `None` then), policy,
 /// and reasons when there are none.
-pub(crate) fn same_pick<C>(current: &Snapshot<C>, pick: &PickState<C>) -> bool {
+pub(crate) fn same_pick<C>(current: &Rotation<C>, pick: &PickState<C>) -> bool {
     current.policy == pick.policy
         && pick.ready.is_none()
         && current.why.service == pick.service
@@ -319,11 +319,11 @@ mod tests {
         }
     }
 
-    fn snapshot(ready: Vec<u16>, counts: Counts) -> Snapshot<u16> {
-        Snapshot {
+    fn snapshot(ready: Vec<u16>, counts: Counts) -> Rotation<u16> {
+        Rotation {
             ready,
             policy: PickPolicy::RoundRobin,
-            why: Why {
+            why: Unavailable {
                 target: "greeter".into(),
                 cluster: None,
                 service: ServiceStatus::Waiting(String::new()),

@@ -1,7 +1,7 @@
 //! Strict round robin over the ready connections, on every call's path;
 //! or least request (gRPC A48) where the Cluster asks for it.
 //!
-//! The pool's manager publishes a [`Snapshot`] (the ready connections in the
+//! The pool's manager publishes a [`Rotation`] (the ready connections in the
 //! control plane's order, and what to say when there are none) through an
 //! `ArcSwap`; a call loads it without a lock, takes the next index from one
 //! shared atomic counter and clones one `Arc`. Nothing is allocated and no
@@ -26,7 +26,7 @@ use rand::Rng;
 
 use super::conn::ConnHandle;
 use crate::model::PickPolicy;
-use crate::why::Why;
+use crate::unavailable::Unavailable;
 
 /// What the picker needs of a connection.
 pub(crate) trait Pickable: Clone {
@@ -54,24 +54,24 @@ impl Pickable for Arc<ConnHandle> {
 
 /// What the picker works from, replaced as a whole on every change.
 #[derive(Debug)]
-pub(crate) struct Snapshot<C = Arc<ConnHandle>> {
+pub(crate) struct Rotation<C = Arc<ConnHandle>> {
     /// Connections taking calls, in the control plane's order.
     pub(crate) ready: Vec<C>,
     /// How calls are spread over them.
     pub(crate) policy: PickPolicy,
     /// Why there is nothing to call, when there is not.
-    pub(crate) why: Why,
+    pub(crate) why: Unavailable,
 }
 
 /// The round-robin picker.
 #[derive(Debug)]
 pub(crate) struct Picker<C = Arc<ConnHandle>> {
-    snapshot: ArcSwap<Snapshot<C>>,
+    snapshot: ArcSwap<Rotation<C>>,
     next: AtomicUsize,
 }
 
 impl<C: Pickable> Picker<C> {
-    pub(crate) fn new(initial: Snapshot<C>) -> Self {
+    pub(crate) fn new(initial: Rotation<C>) -> Self {
         Self {
             snapshot: ArcSwap::from_pointee(initial),
             next: AtomicUsize::new(0),
@@ -79,12 +79,12 @@ impl<C: Pickable> Picker<C> {
     }
 
     /// Publishes a new snapshot.
-    pub(crate) fn publish(&self, snapshot: Snapshot<C>) {
+    pub(crate) fn publish(&self, snapshot: Rotation<C>) {
         self.snapshot.store(Arc::new(snapshot));
     }
 
     /// The current snapshot (for the slow path: explaining a failure).
-    pub(crate) fn snapshot(&self) -> Arc<Snapshot<C>> {
+    pub(crate) fn snapshot(&self) -> Arc<Rotation<C>> {
         self.snapshot.load_full()
     }
 
@@ -157,7 +157,7 @@ mod tests {
 
     use super::*;
     use crate::view::{ControlPlaneStatus, ServiceStatus};
-    use crate::why::Counts;
+    use crate::unavailable::Counts;
 
     /// A connection to port `.0`, usable while `.1` says so, with `.2`
     /// calls in flight.
@@ -185,11 +185,11 @@ mod tests {
             .collect()
     }
 
-    fn snapshot(ready: Vec<Conn>) -> Snapshot<Conn> {
-        Snapshot {
+    fn snapshot(ready: Vec<Conn>) -> Rotation<Conn> {
+        Rotation {
             ready,
             policy: PickPolicy::RoundRobin,
-            why: Why {
+            why: Unavailable {
                 target: "greeter".into(),
                 cluster: None,
                 service: ServiceStatus::Waiting(String::new()),

@@ -37,7 +37,7 @@ use super::Same;
 use super::subchannel::Spec;
 use crate::model::{Endpoint, EndpointHealth, PickPolicy, Resolution, UpstreamTls};
 use crate::view::{ConnectionState, EndpointState, ServiceStatus};
-use crate::why::Counts;
+use crate::unavailable::Counts;
 
 /// How long a first batch of connections may wait for its slowest member.
 pub(crate) const FIRST_BATCH_WAIT: Duration = Duration::from_millis(250);
@@ -121,7 +121,7 @@ struct Sub<C> {
 /// are published together, once every first attempt has finished or after
 /// [`FIRST_BATCH_WAIT`], so the first calls are spread like all later ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hold {
+enum FirstBatchHold {
     Off,
     Until(Instant),
 }
@@ -137,7 +137,7 @@ pub(crate) struct Reconciler<C> {
     closing: Vec<Sub<C>>,
     service: ServiceStatus,
     last_connect_error: Option<String>,
-    hold: Hold,
+    hold: FirstBatchHold,
     /// Whether the last published `ready` was empty.
     published_empty: bool,
     /// TLS to the endpoints, as the current Cluster says.
@@ -161,7 +161,7 @@ impl<C: Clone + Same> Reconciler<C> {
             entries: Vec::new(),
             closing: Vec::new(),
             last_connect_error: None,
-            hold: Hold::Off,
+            hold: FirstBatchHold::Off,
             published_empty: true,
             tls: None,
             cluster: String::new(),
@@ -415,8 +415,8 @@ impl<C: Clone + Same> Reconciler<C> {
     /// When the first-batch hold ends, while one is on: publish again then.
     pub(crate) fn hold_until(&self) -> Option<Instant> {
         match self.hold {
-            Hold::Until(at) => Some(at),
-            Hold::Off => None,
+            FirstBatchHold::Until(at) => Some(at),
+            FirstBatchHold::Off => None,
         }
     }
 
@@ -470,15 +470,15 @@ impl<C: Clone + Same> Reconciler<C> {
         }
         // Hold back a first batch while some of it is still connecting.
         if ready.is_empty() || !self.published_empty || !first_attempts_pending {
-            self.hold = Hold::Off;
+            self.hold = FirstBatchHold::Off;
         } else {
             match self.hold {
-                Hold::Off => {
-                    self.hold = Hold::Until(now + FIRST_BATCH_WAIT);
+                FirstBatchHold::Off => {
+                    self.hold = FirstBatchHold::Until(now + FIRST_BATCH_WAIT);
                     ready.clear();
                 }
-                Hold::Until(at) if now < at => ready.clear(),
-                Hold::Until(_) => {}
+                FirstBatchHold::Until(at) if now < at => ready.clear(),
+                FirstBatchHold::Until(_) => {}
             }
         }
         self.published_empty = ready.is_empty();

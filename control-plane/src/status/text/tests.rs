@@ -3,7 +3,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use proto::controlplane::v1 as pb;
 
 use super::*;
-use crate::xds::ResourceType;
+use crate::kinds::ResourceType;
 
 const NOW_MS: i64 = 1_800_000_000_000;
 

@@ -5,7 +5,7 @@ use std::time::{Instant, SystemTime};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
 
-use crate::xds::ResourceType;
+use crate::kinds::ResourceType;
 use crate::xds::wire::EncodedResponse;
 
 /// Default cap on resource names in one request.

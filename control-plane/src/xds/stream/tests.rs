@@ -12,7 +12,7 @@ use super::*;
 use crate::model::{Endpoint, Service, ServicePort};
 use crate::names::Naming;
 use crate::store::{SourceKind, SourceState, SourceStatus, Store};
-use crate::xds::ResourceType;
+use crate::kinds::ResourceType;
 use crate::xds::registry::Registry;
 use crate::xds::session::{Limits, Session};
 use crate::xds::snapshot::SnapshotBuilder;

@@ -42,7 +42,7 @@ pub(crate) struct Counts {
 
 /// Everything needed to explain an empty picker.
 #[derive(Debug, Clone)]
-pub(crate) struct Why {
+pub(crate) struct Unavailable {
     pub(crate) target: Arc<str>,
     /// The cluster, named in messages when the target's routes lead to
     /// several.
@@ -54,7 +54,7 @@ pub(crate) struct Why {
     pub(crate) last_connect_error: Option<String>,
 }
 
-impl Why {
+impl Unavailable {
     /// A status to fail with at once, without waiting: the service does not
     /// exist or cannot be used.
     pub(crate) fn fail_fast(&self) -> Option<Status> {
@@ -194,8 +194,8 @@ mod tests {
         }
     }
 
-    fn why_with(service: ServiceStatus, counts: Counts, cp: ControlPlaneStatus) -> Why {
-        Why {
+    fn why_with(service: ServiceStatus, counts: Counts, cp: ControlPlaneStatus) -> Unavailable {
+        Unavailable {
             target: "greeter".into(),
             cluster: None,
             service,
@@ -205,7 +205,7 @@ mod tests {
         }
     }
 
-    fn why(service: ServiceStatus, counts: Counts) -> Why {
+    fn why(service: ServiceStatus, counts: Counts) -> Unavailable {
         why_with(service, counts, connected())
     }
 
