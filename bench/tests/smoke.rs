@@ -132,7 +132,10 @@ async fn quick_run_writes_results_report_and_charts() {
             .filter(|r| r["control_plane"] == "go-control-plane")
             .collect();
         if peer_rows.is_empty() {
-            assert!(go_peer_optional(), "no go-control-plane rows: {prop_rows:?}");
+            assert!(
+                go_peer_optional(),
+                "no go-control-plane rows: {prop_rows:?}"
+            );
             let skipped = propagation["results"]["skipped_peers"].to_string();
             assert!(skipped.contains("go-control-plane"), "{skipped}");
         } else {

@@ -24,7 +24,10 @@ const FILES: [(&str, &str); 4] = [
     ("go.mod", include_str!("../../go-xds-peer/go.mod")),
     ("go.sum", include_str!("../../go-xds-peer/go.sum")),
     ("main.go", include_str!("../../go-xds-peer/main.go")),
-    ("resources.go", include_str!("../../go-xds-peer/resources.go")),
+    (
+        "resources.go",
+        include_str!("../../go-xds-peer/resources.go"),
+    ),
 ];
 /// The binary's name.
 const BINARY: &str = "go-xds-peer";
@@ -123,7 +126,10 @@ pub(crate) async fn program() -> Result<PathBuf, Error> {
     }
     std::fs::rename(&partial, &binary)
         .map_err(|e| build_error(format!("moving the binary into place: {e}")))?;
-    tracing::info!(seconds = started.elapsed().as_secs_f64(), "built the go-control-plane peer");
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "built the go-control-plane peer"
+    );
     Ok(binary)
 }
 

@@ -236,7 +236,10 @@ mod tests {
         );
 
         let table = super::super::tables::propagation(&recorded, "");
-        assert!(table.contains("Peer: go-control-plane v0.14.0 (test)"), "{table}");
+        assert!(
+            table.contains("Peer: go-control-plane v0.14.0 (test)"),
+            "{table}"
+        );
         let line = |control_plane: &str, change_table: usize| {
             table
                 .split("\n\n")
