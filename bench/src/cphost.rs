@@ -23,8 +23,13 @@
 //! - `stats` → `{"cpu_ns": .., "rss_bytes": .., "clients": ..}`.
 //!
 //! End of input stops the control plane and the process.
+//!
+//! Peer control planes ([`crate::peers`]) are programs that speak the same
+//! protocol (their `stats` without the `written` histogram, which is our
+//! control plane's own metric); [`Host`] drives either.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,7 +131,9 @@ pub(crate) struct Stats {
     /// ADS streams open.
     pub(crate) clients: u64,
     /// The control plane's own `control_plane_update_latency_seconds`
-    /// histogram: source change to response handed to HTTP/2.
+    /// histogram: source change to response handed to HTTP/2 (empty for a
+    /// peer, which has none).
+    #[serde(default)]
     pub(crate) written: Histogram,
 }
 
@@ -341,19 +348,27 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    /// Starts a host whose endpoints listen on `endpoint_port`.
-    pub(crate) async fn start(endpoint_port: u16) -> Result<Self> {
-        let exe = std::env::current_exe().map_err(Error::Spawn)?;
-        // For profiling: BENCH_HOST_WRAPPER="valgrind --tool=massif" runs
-        // the host under that command.
-        let wrapper = std::env::var("BENCH_HOST_WRAPPER").unwrap_or_default();
-        let mut words = wrapper.split_whitespace();
-        let spawn = match words.next() {
-            Some(program) => Spawn::new(HOST, program).args(words).arg(exe),
-            None => Spawn::new(HOST, exe),
+    /// Starts a host whose endpoints listen on `endpoint_port`: ours
+    /// (`program` `None`), or a peer's program that speaks the same
+    /// protocol and takes the same `--endpoint-port` option.
+    pub(crate) async fn start(program: Option<&Path>, endpoint_port: u16) -> Result<Self> {
+        let port = endpoint_port.to_string();
+        let spawn = match program {
+            Some(program) => Spawn::new(HOST, program).args(["--endpoint-port", &port]),
+            None => {
+                let exe = std::env::current_exe().map_err(Error::Spawn)?;
+                // For profiling: BENCH_HOST_WRAPPER="valgrind --tool=massif"
+                // runs our host under that command.
+                let wrapper = std::env::var("BENCH_HOST_WRAPPER").unwrap_or_default();
+                let mut words = wrapper.split_whitespace();
+                match words.next() {
+                    Some(program) => Spawn::new(HOST, program).args(words).arg(exe),
+                    None => Spawn::new(HOST, exe),
+                }
+                .args(["cp-host", "--endpoint-port", &port])
+            }
         };
         let mut process = spawn
-            .args(["cp-host", "--endpoint-port", &endpoint_port.to_string()])
             .env("RUST_LOG", "warn")
             .pipe_stdin()
             .pipe_stdout()

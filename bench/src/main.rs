@@ -3,7 +3,8 @@
 //! charts in `docs/benchmarks/`:
 //!
 //! 1. `bench propagation`: how fast a readiness change reaches 1 to 10 000
-//!    subscribers, and the control plane's CPU and memory for it;
+//!    subscribers, and the control plane's CPU and memory for it, ours and
+//!    go-control-plane's side by side;
 //! 2. `bench data-path`: unary call throughput and latency through our
 //!    channel, a direct tonic channel, tonic's `balance_channel` and
 //!    ginepro, over 1, 3 and 10 backends; `bench data-path --tls`: ours and
@@ -20,7 +21,8 @@
 //! # Layout
 //!
 //! - [`propagation`] (scenario 1) with [`cphost`], the control plane under
-//!   test in its own process (`bench cp-host`, not for people);
+//!   test in its own process (`bench cp-host`, not for people), and
+//!   [`peers`], the other control planes measured the same way;
 //! - [`datapath`] (scenario 2): the compared [`datapath::clients`] and the
 //!   closed-loop [`datapath::load`] generator, shared with scenario 3; its
 //!   mTLS runs in [`datapath::tls`] and [`datapath::handshake`];
@@ -35,6 +37,7 @@ mod clock;
 mod cphost;
 mod datapath;
 mod machine;
+mod peers;
 mod procs;
 mod propagation;
 mod report;
@@ -123,6 +126,11 @@ struct PropagationArgs {
     /// profiling the control plane.
     #[arg(long)]
     raw_only: bool,
+    /// Peer control planes measured beside ours with the same raw ADS
+    /// subscribers (default: all; `none` for ours alone). A peer whose
+    /// toolchain is missing is skipped with a warning.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    peers: Vec<peers::PeerChoice>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -285,10 +293,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Propagation(args) => {
             let bins = Bins::new(args.run.paths.bin_dir.clone());
             let config = propagation_config(&args);
+            let (peers, skipped) = peers::prepare(&args.peers).await?;
             scenario(
                 &args.run,
                 results::PROPAGATION,
-                propagation::run(&config, &bins),
+                propagation::run(&config, &bins, &peers, skipped),
             )
             .await?;
         }
@@ -324,6 +333,7 @@ async fn main() -> anyhow::Result<()> {
                 endpoints: Vec::new(),
                 trials: None,
                 raw_only: false,
+                peers: Vec::new(),
             };
             let data = DataPathArgs {
                 run: args.clone(),
@@ -333,10 +343,11 @@ async fn main() -> anyhow::Result<()> {
                 tls: false,
                 handshakes: None,
             };
+            let (peers, skipped) = peers::prepare(&prop.peers).await?;
             scenario(
                 &args,
                 results::PROPAGATION,
-                propagation::run(&propagation_config(&prop), &bins),
+                propagation::run(&propagation_config(&prop), &bins, &peers, skipped),
             )
             .await?;
             scenario(

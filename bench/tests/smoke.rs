@@ -5,7 +5,9 @@
 //!
 //! Needs the workspace binaries (greeter-server, control-plane) next to
 //! the test executable's profile directory, as `cargo test --workspace`
-//! builds them.
+//! builds them, and the Go toolchain for the go-control-plane peer (the
+//! harness builds it on first use; `SKIP_GO_PEER=1` accepts a run without
+//! Go, where the harness skips the peer and says so).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -64,9 +66,31 @@ fn check_svg(path: &Path) {
     );
 }
 
+/// Whether this test may accept a run without the go-control-plane peer:
+/// only when told so, never because Go happens to be missing.
+fn go_peer_optional() -> bool {
+    std::env::var("SKIP_GO_PEER").is_ok_and(|v| v == "1")
+}
+
+async fn go_installed() -> bool {
+    let go = std::env::var("BENCH_GO").unwrap_or_else(|_| "go".to_owned());
+    Command::new(go)
+        .arg("version")
+        .output()
+        .await
+        .is_ok_and(|o| o.status.success())
+}
+
 #[tokio::test]
 async fn quick_run_writes_results_report_and_charts() {
-    tests::bounded(Duration::from_secs(240), async {
+    assert!(
+        go_peer_optional() || go_installed().await,
+        "the propagation benchmark measures go-control-plane beside our control plane and builds \
+         it with the Go toolchain (1.26 or newer), which is missing: install Go (or point BENCH_GO \
+         at it), or set SKIP_GO_PEER=1 to accept a run without that peer"
+    );
+    // The first run builds the Go peer (modules from the Go module proxy).
+    tests::bounded(Duration::from_secs(900), async {
         let dir = std::env::temp_dir().join(format!("bench-smoke-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let doc = dir.join("benchmarks.md");
@@ -101,6 +125,49 @@ async fn quick_run_writes_results_report_and_charts() {
                 && prop_rows.iter().any(|r| r["client"] == "channel"),
             "both kinds of subscriber measured: {prop_rows:?}"
         );
+        // The go-control-plane peer: raw ADS rows at every size ours has
+        // them, single changes and bursts, every subscriber served.
+        let peer_rows: Vec<_> = prop_rows
+            .iter()
+            .filter(|r| r["control_plane"] == "go-control-plane")
+            .collect();
+        if peer_rows.is_empty() {
+            assert!(
+                go_peer_optional(),
+                "no go-control-plane rows: {prop_rows:?}"
+            );
+            let skipped = propagation["results"]["skipped_peers"].to_string();
+            assert!(skipped.contains("go-control-plane"), "{skipped}");
+        } else {
+            let ours = |change: &str| {
+                let mut sizes: Vec<_> = prop_rows
+                    .iter()
+                    .filter(|r| {
+                        r["control_plane"] == "ours"
+                            && r["client"] == "raw-ads"
+                            && r["change"] == change
+                    })
+                    .map(|r| (r["subscribers"].as_u64(), r["endpoints"].as_u64()))
+                    .collect();
+                sizes.sort_unstable();
+                sizes
+            };
+            for change in ["single", "burst"] {
+                let mut sizes: Vec<_> = peer_rows
+                    .iter()
+                    .filter(|r| r["change"] == change)
+                    .map(|r| {
+                        assert_eq!(r["client"], "raw-ads", "{r}");
+                        assert!(r["cp_cpu_ms_per_trial"].as_f64() > Some(0.0), "{r}");
+                        (r["subscribers"].as_u64(), r["endpoints"].as_u64())
+                    })
+                    .collect();
+                sizes.sort_unstable();
+                assert_eq!(sizes, ours(change), "{change}: {peer_rows:?}");
+            }
+            let peers = propagation["results"]["peers"].to_string();
+            assert!(peers.contains("go-control-plane v0.14.0"), "{peers}");
+        }
         for row in prop_rows.iter().chain(rows(&propagation, "e2e")) {
             assert_eq!(row["missed"], 0, "every subscriber saw every change: {row}");
             assert!(
@@ -207,6 +274,14 @@ async fn quick_run_writes_results_report_and_charts() {
             );
         }
         assert!(!report.contains("Not measured yet"), "{report}");
+        if !peer_rows.is_empty() {
+            assert!(
+                report.contains("| go-control-plane | raw ADS |"),
+                "peer rows in the propagation tables: {report}"
+            );
+            let chart = std::fs::read_to_string(dir.join("propagation.svg")).expect("chart");
+            assert!(chart.contains("go-control-plane, 10 ep"), "{chart}");
+        }
         assert!(report.contains("| goal | measured | verdict |"), "{report}");
         for chart in [
             "propagation.svg",

@@ -96,6 +96,7 @@ pub(crate) async fn run(
         let (per_subscriber_ms, _, to_last_ms, missed) = trial_summary(&outcomes);
         rows.push(Row {
             source: "health flip (control-plane serve --static, grpc.health.v1 Watch)".to_owned(),
+            control_plane: crate::peers::ControlPlane::Ours,
             client: SubscriberKind::Channel,
             subscribers: count,
             endpoints: BACKENDS,

@@ -24,6 +24,10 @@
 //! (the control plane sends the newest state), which `updates_per_subscriber`
 //! shows.
 //!
+//! Peer control planes ([`crate::peers`]) run at every size in their own
+//! process too, speaking the host's protocol, with the same raw ADS
+//! subscribers and the same changes, right after ours.
+//!
 //! Both processes share the machine's cores, so at large sizes the
 //! subscribers' own decoding competes with the control plane: the
 //! figures are an upper bound of what a control plane with its own cores
@@ -43,6 +47,7 @@ use tokio::task::JoinHandle;
 
 use crate::clock;
 use crate::cphost::{self, Host, endpoint_addr};
+use crate::peers::{ControlPlane, Peer};
 use crate::procs::{self, Bins, Proc};
 use crate::stats::Summary;
 use board::{Board, fingerprint};
@@ -162,6 +167,10 @@ impl Config {
 pub(crate) struct Row {
     /// Where the change came from.
     pub(crate) source: String,
+    /// The control plane measured (results from before peers were
+    /// measured are all ours).
+    #[serde(default)]
+    pub(crate) control_plane: ControlPlane,
     /// Which client subscribed.
     pub(crate) client: SubscriberKind,
     /// Subscribers.
@@ -215,6 +224,12 @@ pub(crate) struct Results {
     pub(crate) e2e: Vec<Row>,
     /// The open-files limit subscriber connections had to fit in.
     pub(crate) fd_limit: u64,
+    /// The peer control planes measured, with versions.
+    #[serde(default)]
+    pub(crate) peers: Vec<String>,
+    /// Peers that could not run here, and why.
+    #[serde(default)]
+    pub(crate) skipped_peers: Vec<String>,
 }
 
 /// One trial's arrivals, relative to its changes.
@@ -274,8 +289,14 @@ fn raise_fd_limit() -> u64 {
     }
 }
 
-/// Runs scenario 1.
-pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<Results, Error> {
+/// Runs scenario 1 with our control plane and `peers` (`skipped_peers`
+/// are named in the results).
+pub(crate) async fn run(
+    config: &Config,
+    bins: &Bins,
+    peers: &[Peer],
+    skipped_peers: Vec<String>,
+) -> Result<Results, Error> {
     let fd_limit = raise_fd_limit();
     let mut rows = Vec::new();
     for &endpoints in &config.endpoints {
@@ -285,6 +306,7 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<Results, Error> 
                 run_size(
                     config,
                     bins,
+                    None,
                     SubscriberKind::RawAds,
                     subscribers,
                     endpoints,
@@ -292,12 +314,33 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<Results, Error> 
                 )
                 .await?,
             );
+            for peer in peers {
+                tracing::info!(
+                    subscribers,
+                    endpoints,
+                    peer = peer.control_plane.label(),
+                    "propagation: raw ADS subscribers of a peer"
+                );
+                rows.extend(
+                    run_size(
+                        config,
+                        bins,
+                        Some(peer),
+                        SubscriberKind::RawAds,
+                        subscribers,
+                        endpoints,
+                        fd_limit,
+                    )
+                    .await?,
+                );
+            }
             if subscribers * endpoints <= config.channel_budget {
                 tracing::info!(subscribers, endpoints, "propagation: xds-balancer channels");
                 rows.extend(
                     run_size(
                         config,
                         bins,
+                        None,
                         SubscriberKind::Channel,
                         subscribers,
                         endpoints,
@@ -314,6 +357,8 @@ pub(crate) async fn run(config: &Config, bins: &Bins) -> Result<Results, Error> 
         rows,
         e2e,
         fd_limit,
+        peers: peers.iter().map(|p| p.description.clone()).collect(),
+        skipped_peers,
     })
 }
 
@@ -421,9 +466,11 @@ fn settle(kind: SubscriberKind, subscribers: usize, toggled: usize) -> Duration 
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_size(
     config: &Config,
     bins: &Bins,
+    peer: Option<&Peer>,
     kind: SubscriberKind,
     subscribers: usize,
     endpoints: usize,
@@ -450,7 +497,8 @@ async fn run_size(
         SubscriberKind::RawAds => None,
     };
     let port = backend.as_ref().map_or(8080, |b| b.addr().port());
-    let mut host = Host::start(port).await?;
+    let mut host = Host::start(peer.map(|p| p.program.as_path()), port).await?;
+    let control_plane = peer.map_or(ControlPlane::Ours, |p| p.control_plane);
     host.create(endpoints).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = host.stats().await?;
@@ -516,7 +564,11 @@ async fn run_size(
         let updates = board.updates() - updates_before;
         let (per_subscriber_ms, from_first_ms, to_last_ms, missed) = trial_summary(&outcomes);
         rows.push(Row {
-            source: "SourceHandle::upsert (control-plane host process)".to_owned(),
+            source: match peer {
+                None => "SourceHandle::upsert (control-plane host process)".to_owned(),
+                Some(peer) => format!("{} (peer process)", peer.control_plane.label()),
+            },
+            control_plane,
             client: kind,
             subscribers,
             endpoints,
@@ -536,7 +588,7 @@ async fn run_size(
             subscriber_cpu_us: Some(own_cpu_ns as f64 / 1e3 / (subscribers * trials) as f64),
             cp_memory_per_subscriber_kib: Some(memory_kib),
             cp_written_mean_ms: (written_count > 0).then(|| written_sum_ms / written_count as f64),
-            cp_written_last_ms: Some(Summary::of(written_bounds)),
+            cp_written_last_ms: (written_count > 0).then(|| Summary::of(written_bounds)),
             setup_s,
         });
     }

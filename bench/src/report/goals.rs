@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::datapath::{self, clients::ClientKind};
+use crate::peers::ControlPlane;
 use crate::propagation::{self, Change, SubscriberKind};
 use crate::results::Recorded;
 use crate::rollout;
@@ -32,7 +33,11 @@ fn time_to_last(
         .map(|r| {
             r.rows
                 .iter()
-                .filter(|row| row.subscribers == subscribers && row.change == Change::Single)
+                .filter(|row| {
+                    row.subscribers == subscribers
+                        && row.change == Change::Single
+                        && row.control_plane == ControlPlane::Ours
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -81,7 +86,11 @@ pub(crate) fn render(
         .map(|r| {
             r.rows
                 .iter()
-                .filter(|row| row.change == Change::Single && row.client == SubscriberKind::RawAds)
+                .filter(|row| {
+                    row.change == Change::Single
+                        && row.client == SubscriberKind::RawAds
+                        && row.control_plane == ControlPlane::Ours
+                })
                 .filter_map(|row| {
                     Some((
                         row.subscribers,

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::datapath::{self, clients::ClientKind};
+use crate::peers::ControlPlane;
 use crate::propagation::{self, Change, SubscriberKind};
 use crate::results::Recorded;
 use crate::rollout;
@@ -76,17 +77,18 @@ pub(crate) fn propagation(recorded: &Recorded<propagation::Results>, charts: &st
     let mut out = String::new();
     out.push_str(
         "**Single change** (one endpoint's readiness toggles). Latencies in ms from the \
-         `upsert` to the subscriber holding the new set: per subscriber over every subscriber \
-         and trial, and per trial to the last subscriber. \"CP: responses written\" is the \
-         control plane's own account from its update-latency histogram (change applied → \
-         response handed to HTTP/2): the mean over all responses, and the bucket bound under \
-         which the last one was written (buckets double from 0.5 ms, so this is an upper bound). CP CPU and memory \
-         are the control-plane process's own; subscriber CPU is the subscribers' process's, per \
-         subscriber and change.\n\n",
+         `upsert` (for a peer, its own update call) to the subscriber holding the new set: per \
+         subscriber over every subscriber and trial, and per trial to the last subscriber. \
+         \"CP: responses written\" is our control plane's own account from its update-latency \
+         histogram (change applied → response handed to HTTP/2): the mean over all responses, \
+         and the bucket bound under which the last one was written (buckets double from 0.5 ms, \
+         so this is an upper bound). CP CPU and memory are the control-plane process's own; \
+         subscriber CPU is the subscribers' process's, per subscriber and change.\n\n",
     );
+    out.push_str(&peers_note(results));
     out.push_str(
-        "| subscribers | endpoints | client | streams/conn | trials | per subscriber p50 / p99 / max | last subscriber p50 / p99 / max | CP: responses written, mean / last (≤ ms, p50 over changes) | CP CPU per change (ms) | subscriber CPU per update (µs) | CP memory per idle subscriber (KiB) |\n\
-         |---:|---:|---|---:|---:|---|---|---|---:|---:|---:|\n",
+        "| subscribers | endpoints | control plane | client | streams/conn | trials | per subscriber p50 / p99 / max | last subscriber p50 / p99 / max | CP: responses written, mean / last (≤ ms, p50 over changes) | CP CPU per change (ms) | subscriber CPU per update (µs) | CP memory per idle subscriber (KiB) |\n\
+         |---:|---:|---|---|---:|---:|---|---|---|---:|---:|---:|\n",
     );
     for row in results.rows.iter().filter(|r| r.change == Change::Single) {
         let written = match (row.cp_written_mean_ms, row.cp_written_last_ms) {
@@ -95,9 +97,10 @@ pub(crate) fn propagation(recorded: &Recorded<propagation::Results>, charts: &st
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {}{} | {} | {} | {written} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {}{} | {} | {} | {written} | {} | {} | {} |",
             row.subscribers,
             row.endpoints,
+            control_plane_name(row.control_plane),
             client_name(row.client),
             row.streams_per_connection,
             row.trials,
@@ -122,16 +125,17 @@ pub(crate) fn propagation(recorded: &Recorded<propagation::Results>, charts: &st
          (fewer than {burst} means the control plane coalesced).\n\n"
     );
     out.push_str(
-        "| subscribers | endpoints | client | trials | per subscriber p50 / p99 / max | from the first upsert p50 / max | last subscriber p50 / max | updates per subscriber | CP CPU per burst (ms) |\n\
-         |---:|---:|---|---:|---|---|---|---:|---:|\n",
+        "| subscribers | endpoints | control plane | client | trials | per subscriber p50 / p99 / max | from the first upsert p50 / max | last subscriber p50 / max | updates per subscriber | CP CPU per burst (ms) |\n\
+         |---:|---:|---|---|---:|---|---|---|---:|---:|\n",
     );
     for row in results.rows.iter().filter(|r| r.change == Change::Burst) {
         let first = row.from_first_ms.unwrap_or_default();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {}{} | {} | {} / {} | {} / {} | {} | {} |",
+            "| {} | {} | {} | {} | {}{} | {} | {} / {} | {} / {} | {} | {} |",
             row.subscribers,
             row.endpoints,
+            control_plane_name(row.control_plane),
             client_name(row.client),
             row.trials,
             missed(row.missed),
@@ -170,6 +174,28 @@ pub(crate) fn propagation(recorded: &Recorded<propagation::Results>, charts: &st
         "\nOpen-files limit for subscriber connections: {}.\n\n{charts}",
         results.fd_limit
     );
+    out
+}
+
+fn control_plane_name(control_plane: ControlPlane) -> &'static str {
+    match control_plane {
+        ControlPlane::Ours => "**ours**",
+        peer => peer.label(),
+    }
+}
+
+/// Which peers the rows include, and which could not run.
+fn peers_note(results: &propagation::Results) -> String {
+    let mut out = String::new();
+    for peer in &results.peers {
+        let _ = writeln!(out, "Peer: {peer}; same subscribers, same changes.");
+    }
+    for skipped in &results.skipped_peers {
+        let _ = writeln!(out, "Not measured in this run: {skipped}.");
+    }
+    if !out.is_empty() {
+        out.push('\n');
+    }
     out
 }
 
