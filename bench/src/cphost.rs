@@ -36,10 +36,10 @@ use std::time::Duration;
 use ::tests::process::{Process, Spawn};
 use control_plane::metrics::Metrics;
 use control_plane::model::{Endpoint, Readiness, Service, ServicePort};
+use control_plane::names::Naming;
 use control_plane::server;
 use control_plane::source::{SourceHandle, SourceKind, SourceState, SourceStatus};
 use control_plane::store::Store;
-use control_plane::names::Naming;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::TcpListener;
@@ -510,11 +510,7 @@ mod tests {
         let states: Vec<_> = svc.ports[0].endpoints.iter().map(|e| e.state).collect();
         assert_eq!(
             states,
-            [
-                Readiness::Ready,
-                Readiness::NotReady,
-                Readiness::Ready
-            ]
+            [Readiness::Ready, Readiness::NotReady, Readiness::Ready]
         );
         assert_eq!(svc.validate(NAMESPACE), Ok(()));
     }

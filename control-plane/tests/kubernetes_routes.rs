@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use control_plane::model::LbPolicy;
+use control_plane::names::Naming;
 use control_plane::routes::RouteState;
 use control_plane::source::kubernetes::{self, LB_POLICY_ANNOTATION, WatchConfig};
 use control_plane::source::{SourceKind, SourceState, SourceStatus};
 use control_plane::store::{Catalog, Store};
-use control_plane::names::Naming;
 use k8s_openapi::api::core::v1::Service as KubeService;
 use k8s_openapi::api::discovery::v1::{EndpointHints, EndpointSlice, ForZone};
 use serde_json::{Value, json};

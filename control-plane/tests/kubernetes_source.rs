@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use control_plane::model::Readiness;
+use control_plane::names::Naming;
 use control_plane::source::kubernetes::{self, WatchConfig};
 use control_plane::source::{SourceKind, SourceState, SourceStatus};
 use control_plane::store::{Catalog, Store};
-use control_plane::names::Naming;
 use serde_json::json;
 use tests::bounded;
 use tests::fake_kube::{

@@ -26,10 +26,10 @@ use std::time::Duration;
 
 use control_plane::metrics::Metrics;
 use control_plane::model::{Endpoint, Readiness, Service, ServicePort};
+use control_plane::names::Naming;
 use control_plane::server::{self, Outcome};
 use control_plane::source::{SourceKind, SourceState, SourceStatus};
 use control_plane::store::Store;
-use control_plane::names::Naming;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::TcpListener;
@@ -152,9 +152,7 @@ async fn client(addr: SocketAddr, service: &'static str, id: usize) -> Client {
 }
 
 /// What a client should see for `endpoints`.
-fn expected(
-    endpoints: &BTreeMap<SocketAddr, Readiness>,
-) -> BTreeMap<SocketAddr, EndpointHealth> {
+fn expected(endpoints: &BTreeMap<SocketAddr, Readiness>) -> BTreeMap<SocketAddr, EndpointHealth> {
     endpoints
         .iter()
         .map(|(addr, state)| {

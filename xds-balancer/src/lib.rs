@@ -152,8 +152,8 @@ mod router;
 mod routing;
 mod sniff;
 mod target;
-mod view;
 mod unavailable;
+mod view;
 mod xds;
 
 pub use backoff::Backoff;

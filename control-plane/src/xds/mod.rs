@@ -27,4 +27,3 @@ pub mod session;
 pub mod snapshot;
 pub mod stream;
 pub mod wire;
-

@@ -47,10 +47,10 @@ use std::time::SystemTime;
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
-use crate::kinds::ResourceType;
 use super::resources::Resource;
 use super::snapshot::ResourceSnapshot;
 use super::wire::EncodedResponse;
+use crate::kinds::ResourceType;
 use crate::store;
 
 mod subscription;

@@ -22,8 +22,8 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::kinds::ResourceType;
 use super::resources::{Resource, ServiceResources};
+use crate::kinds::ResourceType;
 use crate::names::{self, Naming};
 use crate::store::{Catalog, Follower, ServiceEntry, Store};
 

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use control_plane::model::{Endpoint, Readiness};
+use control_plane::names::Naming;
 use control_plane::source::{SourceKind, SourceStatus};
 use control_plane::store::{Catalog, Store};
-use control_plane::names::Naming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::{TcpListenerStream, WatchStream};

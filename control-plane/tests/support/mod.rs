@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use control_plane::metrics::Metrics;
 use control_plane::model::{Endpoint, Readiness, Service, ServicePort};
+use control_plane::names::Naming;
 use control_plane::server::{self, Outcome};
 use control_plane::source::{SourceHandle, SourceKind, SourceState, SourceStatus};
 use control_plane::store::Store;
-use control_plane::names::Naming;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;

@@ -53,8 +53,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{PickPolicy, Resolution};
-use crate::view::{ControlPlaneStatus, EndpointSet, ServiceStatus};
 use crate::unavailable::{Counts, Unavailable};
+use crate::view::{ControlPlaneStatus, EndpointSet, ServiceStatus};
 use conn::ConnHandle;
 use picker::{Picker, Rotation};
 use reconcile::{Command, PickState, Reconciler};

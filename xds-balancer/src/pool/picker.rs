@@ -156,8 +156,8 @@ mod tests {
     use tokio::sync::watch;
 
     use super::*;
-    use crate::view::{ControlPlaneStatus, ServiceStatus};
     use crate::unavailable::Counts;
+    use crate::view::{ControlPlaneStatus, ServiceStatus};
 
     /// A connection to port `.0`, usable while `.1` says so, with `.2`
     /// calls in flight.

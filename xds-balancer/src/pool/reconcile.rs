@@ -36,8 +36,8 @@ use tokio::time::Instant;
 use super::Same;
 use super::subchannel::Spec;
 use crate::model::{Endpoint, EndpointHealth, PickPolicy, Resolution, UpstreamTls};
-use crate::view::{ConnectionState, EndpointState, ServiceStatus};
 use crate::unavailable::Counts;
+use crate::view::{ConnectionState, EndpointState, ServiceStatus};
 
 /// How long a first batch of connections may wait for its slowest member.
 pub(crate) const FIRST_BATCH_WAIT: Duration = Duration::from_millis(250);

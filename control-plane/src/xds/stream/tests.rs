@@ -9,10 +9,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
 use super::*;
+use crate::kinds::ResourceType;
 use crate::model::{Endpoint, Service, ServicePort};
 use crate::names::Naming;
 use crate::store::{SourceKind, SourceState, SourceStatus, Store};
-use crate::kinds::ResourceType;
 use crate::xds::registry::Registry;
 use crate::xds::session::{Limits, Session};
 use crate::xds::snapshot::SnapshotBuilder;
