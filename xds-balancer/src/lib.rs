@@ -118,9 +118,11 @@
 //!   cluster its routes name, and the per-call route lookup.
 //! - `pool`: one cluster's endpoints: one subchannel task per endpoint
 //!   (`subchannel`: connect, re-probe, health checks, graceful close), its
-//!   connection (`conn`, on h2's HTTP/2 client, `stream` for each call's
-//!   stream, with `frames` watching for GOAWAY), and the manager reconciling discovery updates
-//!   (`reconcile`: priorities, the first batch).
+//!   connection (`conn`, on h2's HTTP/2 client: `conn::connect` sets it up,
+//!   `conn::socket` watches the server's frames for GOAWAY through `frames`;
+//!   `stream` for each call's stream), and the manager reconciling discovery
+//!   updates (`reconcile`: priorities, the first batch; `reconcile::publish`:
+//!   what the picker and the view get).
 //! - `picker`: the lock-free pick (round robin, least request); `unavailable`:
 //!   messages for calls with nothing to call.
 //! - `sniff`: naming what answers at an address that is not the gRPC

@@ -23,28 +23,29 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
 use tonic::{Code, Status};
 
-use tls_reload::client::{HandshakeFailure, Note, Observed, establish};
+use tls_reload::client::HandshakeFailure;
 
 use super::stream::{self, RecvBody};
-use super::tls::EndpointTls;
 use crate::error::error_chain;
-use crate::frames::{FrameEvent, FrameReader};
 use crate::model::label;
+
+mod connect;
+mod socket;
+
+pub(crate) use connect::connect;
+pub(crate) use socket::{ConnSignals, SniffIo};
+use socket::{SETTINGS_SEEN, UNUSABLE};
 
 /// Request body type sent on connections.
 pub(crate) type RequestBody = tonic::body::Body;
@@ -106,191 +107,6 @@ pub(crate) enum ConnectError {
     /// provider without the files it needs, files that do not load).
     #[error("connect to {endpoint} failed: TLS cannot be set up: {reason}")]
     TlsSettings { endpoint: String, reason: String },
-}
-
-/// The server's HTTP/2 SETTINGS arrived.
-const SETTINGS_SEEN: u8 = 1 << 0;
-/// The server sent GOAWAY.
-const GOAWAY: u8 = 1 << 1;
-/// The read side ended (EOF or error).
-const READ_CLOSED: u8 = 1 << 2;
-/// The socket was closed (dropped).
-const DROPPED: u8 = 1 << 3;
-/// Taken out of rotation by its owner (retired, driver ended).
-const WITHDRAWN: u8 = 1 << 4;
-/// Its health service reports NOT_SERVING.
-const NOT_SERVING: u8 = 1 << 5;
-/// Any of these makes the connection unusable for new calls.
-const UNUSABLE: u8 = GOAWAY | READ_CLOSED | DROPPED | WITHDRAWN | NOT_SERVING;
-
-/// What is known about a connection, shared by its socket, its owner task
-/// and the picker.
-#[derive(Debug, Default)]
-pub(crate) struct ConnSignals {
-    flags: AtomicU8,
-    changed: Notify,
-    /// Writes to the socket that took bytes (what the tests count).
-    #[cfg(test)]
-    pub(crate) writes: AtomicUsize,
-}
-
-impl ConnSignals {
-    fn set(&self, flag: u8) {
-        if self.flags.fetch_or(flag, Ordering::AcqRel) & flag != flag {
-            self.changed.notify_waiters();
-        }
-    }
-
-    fn clear(&self, flag: u8) {
-        if self.flags.fetch_and(!flag, Ordering::AcqRel) & flag != 0 {
-            self.changed.notify_waiters();
-        }
-    }
-
-    /// Whether new calls may go on this connection.
-    pub(crate) fn usable(&self) -> bool {
-        self.flags.load(Ordering::Acquire) & (SETTINGS_SEEN | UNUSABLE) == SETTINGS_SEEN
-    }
-
-    pub(crate) fn goaway(&self) -> bool {
-        self.flags.load(Ordering::Acquire) & GOAWAY != 0
-    }
-
-    /// Takes the connection out of rotation for good.
-    pub(crate) fn withdraw(&self) {
-        self.set(WITHDRAWN);
-    }
-
-    /// Health reports from the server's health service.
-    pub(crate) fn set_serving(&self, serving: bool) {
-        if serving {
-            self.clear(NOT_SERVING);
-        } else {
-            self.set(NOT_SERVING);
-        }
-    }
-
-    async fn wait_for(&self, done: impl Fn(u8) -> bool) {
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if done(self.flags.load(Ordering::Acquire)) {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    /// Resolves once the server sent GOAWAY or the read side ended.
-    pub(crate) async fn gone(&self) {
-        self.wait_for(|f| f & (GOAWAY | READ_CLOSED | DROPPED) != 0)
-            .await;
-    }
-
-    /// Resolves once the socket is closed.
-    pub(crate) async fn closed(&self) {
-        self.wait_for(|f| f & DROPPED != 0).await;
-    }
-}
-
-/// The connection (TCP, or TLS over TCP), with the server's frames watched
-/// on the way in.
-#[derive(Debug)]
-pub(crate) struct SniffIo {
-    stream: Observed,
-    reader: FrameReader,
-    signals: Arc<ConnSignals>,
-}
-
-impl AsyncRead for SniffIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        let before = buf.filled().len();
-        let room = buf.remaining();
-        match Pin::new(&mut this.stream).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let read = &buf.filled()[before..];
-                if read.is_empty() && room > 0 {
-                    this.signals.set(READ_CLOSED);
-                } else {
-                    let signals = &this.signals;
-                    this.reader.feed(read, |event| match event {
-                        FrameEvent::Settings { .. } => signals.set(SETTINGS_SEEN),
-                        FrameEvent::GoAway {
-                            last_stream_id,
-                            error_code,
-                        } => {
-                            tracing::debug!(last_stream_id, error_code, "GOAWAY received");
-                            signals.set(GOAWAY);
-                        }
-                    });
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(error)) => {
-                this.signals.set(READ_CLOSED);
-                Poll::Ready(Err(error))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl SniffIo {
-    #[cfg(test)]
-    fn count(&self, written: &Poll<io::Result<usize>>) {
-        if let Poll::Ready(Ok(1..)) = written {
-            self.signals.writes.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    #[cfg(not(test))]
-    fn count(&self, _: &Poll<io::Result<usize>>) {}
-}
-
-impl AsyncWrite for SniffIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
-        self.count(&written);
-        written
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        self.count(&written);
-        written
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-impl Drop for SniffIo {
-    fn drop(&mut self) {
-        self.signals.set(DROPPED | READ_CLOSED);
-    }
 }
 
 /// An established connection, as the picker and calls see it.
@@ -496,143 +312,6 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Connects to `addr` and waits for the server's SETTINGS.
-pub(crate) async fn connect(
-    addr: SocketAddr,
-    hostname: Arc<str>,
-    settings: &ConnSettings,
-    tls: Option<&EndpointTls>,
-) -> Result<(Arc<ConnHandle>, Driver), ConnectError> {
-    let endpoint = || label(&hostname, addr);
-    let deadline = tokio::time::Instant::now() + settings.connect_timeout;
-    let timed_out = || ConnectError::Timeout {
-        endpoint: endpoint(),
-        after: settings.connect_timeout,
-    };
-    let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(|source| ConnectError::Tcp {
-            endpoint: endpoint(),
-            source,
-        })?;
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%error, %addr, "could not set TCP_NODELAY");
-    }
-    let note = Note::default();
-    let stream = tokio::time::timeout_at(deadline, establish(stream, tls, note.clone()))
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(|failure| ConnectError::Tls {
-            endpoint: endpoint(),
-            failure,
-        })?;
-    let tls_failure = || {
-        note.get().map(|failure| ConnectError::Tls {
-            endpoint: endpoint(),
-            failure,
-        })
-    };
-    let signals = Arc::new(ConnSignals::default());
-    let io = SniffIo {
-        stream,
-        reader: FrameReader::default(),
-        signals: signals.clone(),
-    };
-    let (sender, connection) = tokio::time::timeout_at(
-        deadline,
-        h2::client::Builder::new()
-            .enable_push(false)
-            .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .max_send_buffer_size(MAX_SEND_BUFFER)
-            .handshake::<_, Bytes>(io),
-    )
-    .await
-    .map_err(|_| timed_out())?
-    .map_err(|source| {
-        tls_failure().unwrap_or_else(|| ConnectError::Handshake {
-            endpoint: endpoint(),
-            source,
-        })
-    })?;
-    let keepalive = settings
-        .keepalive_interval
-        .map(|interval| (interval, settings.keepalive_timeout));
-    let mut driver = tokio::spawn(drive(connection, keepalive));
-    // The connection's task reads the socket; the SETTINGS frame shows up in
-    // the signals.
-    let settled = tokio::time::timeout_at(
-        deadline,
-        signals.wait_for(|f| f & (SETTINGS_SEEN | READ_CLOSED) != 0),
-    )
-    .await;
-    if settled.is_err() || signals.flags.load(Ordering::Acquire) & SETTINGS_SEEN == 0 {
-        driver.abort();
-        let ended = (&mut driver).await;
-        if settled.is_err() {
-            return Err(timed_out());
-        }
-        return Err(tls_failure().unwrap_or_else(|| match ended {
-            Ok(Err(DriverError::H2(source))) => ConnectError::Handshake {
-                endpoint: endpoint(),
-                source,
-            },
-            _ => ConnectError::ClosedEarly {
-                endpoint: endpoint(),
-            },
-        }));
-    }
-    let handle = Arc::new(ConnHandle {
-        addr,
-        hostname,
-        sender,
-        signals,
-        in_flight: AtomicUsize::new(0),
-        open: AtomicUsize::new(0),
-        slot_freed: Notify::new(),
-    });
-    Ok((handle, driver))
-}
-
-/// HTTP/2 flow-control windows and send buffer: hyper's client defaults,
-/// which every tonic channel has.
-const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
-const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
-const MAX_SEND_BUFFER: usize = 1024 * 1024;
-
-/// Runs the connection: h2's connection future, and a PING every
-/// `keepalive.0` that must be answered within `keepalive.1`.
-async fn drive(
-    mut connection: h2::client::Connection<SniffIo, Bytes>,
-    keepalive: Option<(Duration, Duration)>,
-) -> Result<(), DriverError> {
-    let pings = keepalive.and_then(|k| Some((k, connection.ping_pong()?)));
-    let Some(((interval, timeout), mut ping_pong)) = pings else {
-        return Ok(connection.await?);
-    };
-    let pinging = async move {
-        loop {
-            tokio::time::sleep(interval).await;
-            if ping_pong.send_ping(h2::Ping::opaque()).is_err() {
-                // Closing: the connection's own end says why.
-                return std::future::pending().await;
-            }
-            let pong = std::future::poll_fn(|cx| ping_pong.poll_pong(cx));
-            match tokio::time::timeout(timeout, pong).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => return std::future::pending().await,
-                Err(_) => return DriverError::KeepaliveTimeout(timeout),
-            }
-        }
-    };
-    tokio::select! {
-        biased;
-        ended = &mut connection => Ok(ended?),
-        error = pinging => Err(error),
     }
 }
 
