@@ -165,7 +165,11 @@ impl AdsService {
         let registration = self.registry.register(peer);
         let stream_id = registration.slot().stream_id;
         let task = StreamTask {
-            session: Session::new(self.store.instance_id(), &self.identifier, self.limits),
+            session: Box::new(Session::new(
+                self.store.instance_id(),
+                &self.identifier,
+                self.limits,
+            )),
             registration,
             snapshots: self.snapshots.subscribe(),
             metrics: self.metrics.clone(),

@@ -109,8 +109,10 @@ pub fn is_disconnect(status: &Status) -> bool {
 /// The parts a stream task works with.
 #[derive(Debug)]
 pub struct StreamTask {
-    /// The stream's protocol state.
-    pub session: Session,
+    /// The stream's protocol state. Boxed: the task's future holds the
+    /// `StreamTask` both where it is built and inside `run`, and an inline
+    /// session would take its size twice in every stream's allocation.
+    pub session: Box<Session>,
     /// The client's registration, through which the task publishes what
     /// others read of the session.
     pub registration: Registration,

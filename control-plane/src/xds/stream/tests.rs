@@ -97,7 +97,11 @@ impl Harness {
         let (requests, inbound) = mpsc::channel(8);
         let (queue, responses) = mpsc::channel(QUEUE_DEPTH);
         let task = StreamTask {
-            session: Session::new(self.store.instance_id(), "test", Limits::default()),
+            session: Box::new(Session::new(
+                self.store.instance_id(),
+                "test",
+                Limits::default(),
+            )),
             registration: self.registry.register(None),
             snapshots: self.snapshots.subscribe(),
             metrics: self.metrics.clone(),
