@@ -188,7 +188,7 @@ mod tests {
     use super::*;
     use crate::results::Recorded;
 
-    /// The published results, saved before peers were measured.
+    /// The published results (`docs/benchmarks/propagation.json`).
     fn published() -> Recorded<propagation::Results> {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -202,12 +202,13 @@ mod tests {
     fn peer_rows_sit_beside_ours_in_tables_and_charts() {
         let mut recorded = published();
         let results = &mut recorded.results;
+        // The published results may hold peer rows already; start from ours.
+        results
+            .rows
+            .retain(|r| r.control_plane == ControlPlane::Ours);
         assert!(
-            results
-                .rows
-                .iter()
-                .all(|r| r.control_plane == ControlPlane::Ours),
-            "rows saved before peers are ours"
+            !results.rows.is_empty(),
+            "the published results hold our rows"
         );
         let peer_rows: Vec<_> = results
             .rows

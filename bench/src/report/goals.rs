@@ -79,8 +79,10 @@ pub(crate) fn render(
 ) -> String {
     let prop = propagation.map(|r| &r.results);
     let mut lines = Vec::new();
-    lines.extend(time_to_last(prop, 1000, 5.0));
-    lines.extend(time_to_last(prop, 10_000, 50.0));
+    // The latency goals of the performance work: the last of 1 000
+    // subscribers within 10 ms, of 10 000 within 100 ms (p99).
+    lines.extend(time_to_last(prop, 1000, 10.0));
+    lines.extend(time_to_last(prop, 10_000, 100.0));
 
     let memory: Vec<_> = prop
         .map(|r| {
