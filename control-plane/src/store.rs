@@ -364,4 +364,4 @@ fn new_instance_id(started_at: SystemTime) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -95,6 +95,32 @@ pub fn cycle(graph: &Graph) -> Option<Vec<String>> {
         .find_map(|node| visit(graph, node, &mut Vec::new(), &mut done))
 }
 
+/// Panics unless the crate under `src` is one-way: no cycle, and each
+/// module uses only modules of its own layer or the layers before it
+/// (`layers` from the bottom up; a module in no layer is an error too).
+/// `expected` is a module that must be found, proving the sources were read.
+pub fn assert_layered(src: &Path, layers: &[&[&str]], expected: &str) {
+    let graph = read(src);
+    assert!(graph.contains_key(expected), "read the sources: {graph:?}");
+    if let Some(cycle) = cycle(&graph) {
+        panic!("the modules form a cycle: {}", cycle.join(" -> "));
+    }
+    let layer = |module: &str| {
+        layers
+            .iter()
+            .position(|layer| layer.contains(&module))
+            .unwrap_or_else(|| panic!("module {module} is in no layer: add it to the layers"))
+    };
+    for (module, uses) in &graph {
+        for used in uses {
+            assert!(
+                layer(used) <= layer(module),
+                "{module} uses {used}, a layer above it"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,26 +28,11 @@ const LAYERS: [&[&str]; 8] = [
     &["builder"],
 ];
 
-fn layer(module: &str) -> usize {
-    LAYERS
-        .iter()
-        .position(|layer| layer.contains(&module))
-        .unwrap_or_else(|| panic!("module {module} is in no layer: add it to LAYERS"))
-}
-
 #[test]
 fn modules_depend_on_each_other_one_way() {
-    let graph = tests::module_graph::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
-    assert!(graph.contains_key("pool"), "read the sources: {graph:?}");
-    if let Some(cycle) = tests::module_graph::cycle(&graph) {
-        panic!("the modules form a cycle: {}", cycle.join(" -> "));
-    }
-    for (module, uses) in &graph {
-        for used in uses {
-            assert!(
-                layer(used) <= layer(module),
-                "{module} uses {used}, a layer above it"
-            );
-        }
-    }
+    tests::module_graph::assert_layered(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &LAYERS,
+        "pool",
+    );
 }

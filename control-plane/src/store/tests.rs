@@ -1,16 +1,19 @@
+//! The store's tests; `store` and `service` also serve the tests of what
+//! follows the store.
+
 use std::net::SocketAddr;
 
 use super::*;
 use crate::model::{Endpoint, Readiness, ServicePort};
 
-fn store() -> Arc<Store> {
+pub(crate) fn store() -> Arc<Store> {
     Store::new(
         Naming::new("default"),
         SourceStatus::starting(SourceKind::Static, "test"),
     )
 }
 
-fn service(name: &str, addrs: &[&str]) -> Service {
+pub(crate) fn service(name: &str, addrs: &[&str]) -> Service {
     Service {
         name: name.into(),
         namespace: "default".into(),

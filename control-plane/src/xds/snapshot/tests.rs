@@ -1,37 +1,11 @@
 //! The data path from a source's handle to the resources served: the
 //! store's catalogs, built into resource snapshots.
 
-use std::net::SocketAddr;
-
 use super::*;
-use crate::model::{Endpoint, Service, ServicePort};
-use crate::store::{SourceKind, SourceState, SourceStatus};
+use crate::store::SourceState;
+use crate::store::tests::{service, store};
 
 const CLUSTER: &str = "greeter.default.svc.cluster.local:80";
-
-fn store() -> Arc<Store> {
-    Store::new(
-        Naming::new("default"),
-        SourceStatus::starting(SourceKind::Static, "test"),
-    )
-}
-
-fn service(name: &str, addrs: &[&str]) -> Service {
-    Service {
-        name: name.into(),
-        namespace: "default".into(),
-        ports: vec![ServicePort {
-            name: None,
-            port: 80,
-            endpoints: addrs
-                .iter()
-                .map(|a| Endpoint::ready(a.parse::<SocketAddr>().unwrap()))
-                .collect(),
-        }],
-        tls: None,
-        policy: Default::default(),
-    }
-}
 
 #[test]
 fn upsert_publishes_and_skips_no_op_updates() {
