@@ -1,7 +1,9 @@
 //! Python virtualenvs for tests that run a Python tool (gRPC's Python xDS
 //! client, the Prometheus text parser): created under `target/<name>` on
 //! first use, with pinned packages from the package registry, and kept
-//! across runs (a marker file names what was installed).
+//! across runs (a marker file names what was installed). Tests running at
+//! once, in one test binary or in several, take turns through a lock file
+//! beside the virtualenv, so only the first creates it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,9 +35,17 @@ pub async fn venv(name: &str, requirements: &[&str]) -> PathBuf {
     if marker.exists() && python.exists() {
         return python;
     }
+    let _turn = take_turn(&target_dir().join(format!("{name}.lock"))).await;
+    if marker.exists() && python.exists() {
+        // Another test made it while this one waited.
+        return python;
+    }
     let base = std::env::var("INTEROP_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     run_step(
-        Command::new(&base).arg("-m").arg("venv").arg(&venv),
+        // `--clear`: a run killed half-way leaves a partial virtualenv.
+        Command::new(&base)
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
         &format!(
             "creating a virtualenv at {} with `{base} -m venv` (install Python 3 with its venv \
              module, or point INTEROP_PYTHON at one)",
@@ -57,6 +67,37 @@ pub async fn venv(name: &str, requirements: &[&str]) -> PathBuf {
     .await;
     std::fs::write(&marker, b"ok").expect("write the install marker");
     python
+}
+
+/// Waits for the exclusive lock on `path` (created when missing), polling
+/// so the runtime is never blocked; the lock is held until the returned file drops.
+async fn take_turn(path: &Path) -> std::fs::File {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .unwrap_or_else(|error| panic!("set-up: creating {}: {error}", parent.display()));
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|error| panic!("set-up: opening the lock {}: {error}", path.display()));
+    let deadline = tokio::time::Instant::now() + INSTALL_TIMEOUT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return file,
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => panic!(
+                "set-up: waited {INSTALL_TIMEOUT:?} for the lock {}",
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(error)) => {
+                panic!("set-up: locking {}: {error}", path.display())
+            }
+        }
+    }
 }
 
 /// Runs a set-up step, at most [`INSTALL_TIMEOUT`]; panics saying `what`
