@@ -105,7 +105,9 @@ async fn serve_one(
     forced: CancellationToken,
 ) {
     let info: ConnInfo = conn.connect_info();
-    let aged = CancellationToken::new();
+    // A child of `stopped`: the connection's ADS streams wait on this one
+    // token for both ends (see `ConnectionAge`).
+    let aged = stopped.child_token();
     let service = {
         let (info, aged) = (info.clone(), aged.clone());
         tower::ServiceBuilder::new()

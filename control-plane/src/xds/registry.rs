@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, oneshot};
 
 use super::session::SessionView;
@@ -51,6 +52,12 @@ impl ClientSlot {
         self.questions
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Resolves when the status API asks for the session's view (a question
+    /// asked before the first poll still counts).
+    pub fn asked(&self) -> Notified<'_> {
+        self.asked.notified()
     }
 
     /// Asks the stream task for its view; `None` once the stream ended.
@@ -185,10 +192,16 @@ impl Registration {
         &self.slot
     }
 
+    /// The client's slot, shared: for a stream task that keeps a waiter on
+    /// [`ClientSlot::asked`] across its steps.
+    pub fn shared_slot(&self) -> Arc<ClientSlot> {
+        self.slot.clone()
+    }
+
     /// Resolves when the status API asks for the session's view; answer
     /// with [`Registration::answer`].
     pub async fn asked(&self) {
-        self.slot.asked.notified().await;
+        self.slot.asked().await;
     }
 
     /// Answers every question waiting with `view` (built only if one is).

@@ -52,7 +52,9 @@ const REQUEST_BUFFER: usize = 512;
 
 /// In the extensions of a request whose connection has a maximum age:
 /// cancelled when the connection reaches it, which ends the ADS stream
-/// (UNAVAILABLE) so that the client reconnects.
+/// (UNAVAILABLE) so that the client reconnects. It must be a child of the
+/// server's `stopped` token ([`CancellationToken::child_token`]): the stream
+/// waits on it alone for both ends.
 #[derive(Debug, Clone)]
 pub struct ConnectionAge(pub CancellationToken);
 
@@ -149,7 +151,7 @@ impl AdsService {
         let aged = request
             .extensions()
             .get::<ConnectionAge>()
-            .map_or_else(CancellationToken::new, |age| age.0.clone());
+            .map_or_else(|| self.stopped.child_token(), |age| age.0.clone());
         let peer = conn.and_then(|info| info.remote_addr).or_else(|| {
             request
                 .extensions()

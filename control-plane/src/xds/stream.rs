@@ -32,16 +32,18 @@
 //! maximum age, ends it with UNAVAILABLE, telling the client to reconnect.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use futures::{Stream, StreamExt};
+use tokio::sync::futures::Notified;
 use tokio::sync::{mpsc, watch};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::Status;
 
-use super::registry::Registration;
+use super::registry::{ClientSlot, Registration};
 use super::session::{self, Ack, Outgoing, Received, Session};
 use super::snapshot::ResourceSnapshot;
 use crate::kinds::EndReason;
@@ -122,8 +124,43 @@ pub struct StreamTask {
     pub metrics: Arc<Metrics>,
     /// Cancelled when the server stops.
     pub stopped: CancellationToken,
-    /// Cancelled when the stream's connection reached its maximum age.
+    /// Cancelled when the stream's connection reached its maximum age, and
+    /// when the server stops: a child of `stopped`
+    /// ([`CancellationToken::child_token`]), so the task waits on this one
+    /// token only, which no other connection shares.
     pub aged: CancellationToken,
+}
+
+/// What ends or interrupts a stream task besides its own I/O: the stream's
+/// end (server stopping or connection aged, one token) and the status API
+/// asking for the view. Both futures are registered once and re-armed only
+/// after they fire, so the task's wake-ups for snapshots and requests do
+/// not register and unregister waiters each time.
+struct Interrupts<'p, 's> {
+    ended: Pin<&'p mut WaitForCancellationFutureOwned>,
+    asked: Pin<&'p mut Notified<'s>>,
+    slot: &'s ClientSlot,
+}
+
+/// What [`Interrupts::next`] reports.
+enum Interrupt {
+    /// The stream must end: the server stops or the connection aged.
+    End,
+    /// The status API asked for the session's view.
+    Asked,
+}
+
+impl Interrupts<'_, '_> {
+    async fn next(&mut self) -> Interrupt {
+        tokio::select! {
+            biased;
+            () = self.ended.as_mut() => Interrupt::End,
+            () = self.asked.as_mut() => {
+                self.asked.set(self.slot.asked());
+                Interrupt::Asked
+            }
+        }
+    }
 }
 
 impl StreamTask {
@@ -132,7 +169,19 @@ impl StreamTask {
     where
         S: Stream<Item = Result<DiscoveryRequest, Status>> + Unpin,
     {
-        let mut held = match self.wait_for_sync(&mut inbound, &queue).await {
+        let slot = self.registration.shared_slot();
+        let ended = self.aged.clone().cancelled_owned();
+        let asked = slot.asked();
+        tokio::pin!(ended, asked);
+        let mut interrupts = Interrupts {
+            ended,
+            asked,
+            slot: &slot,
+        };
+        let mut held = match self
+            .wait_for_sync(&mut inbound, &queue, &mut interrupts)
+            .await
+        {
             Ok(held) => held,
             Err(ended) => return ended,
         };
@@ -142,12 +191,13 @@ impl StreamTask {
         loop {
             let outgoing = tokio::select! {
                 biased;
-                () = self.stopped.cancelled() => return stopping(&queue),
-                () = self.aged.cancelled() => return aged(&queue),
-                () = self.registration.asked() => {
-                    self.answer();
-                    continue;
-                }
+                interrupt = interrupts.next() => match interrupt {
+                    Interrupt::End => return self.end(&queue),
+                    Interrupt::Asked => {
+                        self.answer();
+                        continue;
+                    }
+                },
                 changed = self.snapshots.changed() => {
                     if changed.is_err() {
                         return stopping(&queue);
@@ -166,7 +216,8 @@ impl StreamTask {
                         Ok(outgoing) => outgoing,
                         Err(error) => {
                             let status = Status::invalid_argument(error.to_string());
-                            if let Some(ended) = self.send(&queue, Err(Box::new(status))).await {
+                            let refusal = Err(Box::new(status));
+                            if let Some(ended) = self.send(&queue, refusal, &mut interrupts).await {
                                 return ended;
                             }
                             return Ended::Refused(error);
@@ -175,7 +226,8 @@ impl StreamTask {
                 },
             };
             for item in outgoing {
-                if let Some(ended) = self.send(&queue, Ok(Box::new(item))).await {
+                let item = Ok(Box::new(item));
+                if let Some(ended) = self.send(&queue, item, &mut interrupts).await {
                     return ended;
                 }
             }
@@ -188,6 +240,7 @@ impl StreamTask {
         &mut self,
         inbound: &mut S,
         queue: &mpsc::Sender<Queued>,
+        interrupts: &mut Interrupts<'_, '_>,
     ) -> Result<VecDeque<DiscoveryRequest>, Ended>
     where
         S: Stream<Item = Result<DiscoveryRequest, Status>> + Unpin,
@@ -199,9 +252,10 @@ impl StreamTask {
         while !self.snapshots.borrow_and_update().synced {
             tokio::select! {
                 biased;
-                () = self.stopped.cancelled() => return Err(stopping(queue)),
-                () = self.aged.cancelled() => return Err(aged(queue)),
-                () = self.registration.asked() => self.answer(),
+                interrupt = interrupts.next() => match interrupt {
+                    Interrupt::End => return Err(self.end(queue)),
+                    Interrupt::Asked => self.answer(),
+                },
                 changed = self.snapshots.changed() => {
                     if changed.is_err() {
                         return Err(stopping(queue));
@@ -283,21 +337,38 @@ impl StreamTask {
 
     /// Queues `item`, waiting while the queue is full; `Some` when the
     /// stream must end instead.
-    async fn send(&self, queue: &mpsc::Sender<Queued>, item: Queued) -> Option<Ended> {
+    async fn send(
+        &self,
+        queue: &mpsc::Sender<Queued>,
+        item: Queued,
+        interrupts: &mut Interrupts<'_, '_>,
+    ) -> Option<Ended> {
         let send = queue.send(item);
         tokio::pin!(send);
         loop {
             return tokio::select! {
                 biased;
-                () = self.stopped.cancelled() => Some(stopping(queue)),
-                () = self.aged.cancelled() => Some(aged(queue)),
-                // A client that stops reading is still shown by the status API.
-                () = self.registration.asked() => {
-                    self.answer();
-                    continue;
-                }
+                interrupt = interrupts.next() => match interrupt {
+                    Interrupt::End => Some(self.end(queue)),
+                    // A client that stops reading is still shown by the
+                    // status API.
+                    Interrupt::Asked => {
+                        self.answer();
+                        continue;
+                    }
+                },
                 sent = &mut send => sent.is_err().then_some(Ended::ClientGone),
             };
+        }
+    }
+
+    /// Ends the stream because the server stops or the connection aged
+    /// (`aged` fired: it is cancelled by both).
+    fn end(&self, queue: &mpsc::Sender<Queued>) -> Ended {
+        if self.stopped.is_cancelled() {
+            stopping(queue)
+        } else {
+            aged(queue)
         }
     }
 }

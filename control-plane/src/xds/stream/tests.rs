@@ -81,7 +81,7 @@ impl Harness {
         mpsc::Receiver<Queued>,
         tokio::task::JoinHandle<Ended>,
     ) {
-        self.open_aged(CancellationToken::new())
+        self.open_aged(self.stopped.child_token())
     }
 
     /// Like [`Harness::open`], on a connection that reaches its maximum age
@@ -195,6 +195,45 @@ async fn a_stalled_stream_queues_little_and_then_gets_the_newest_state() {
 }
 
 #[tokio::test]
+async fn the_status_api_is_answered_every_time_also_by_a_stalled_stream() {
+    let harness = Harness::new();
+    let (stalled_requests, stalled, _stalled_task) = harness.open();
+    let (idle_requests, mut idle, _idle_task) = harness.open();
+    stalled_requests.send(subscribe()).await.unwrap();
+    idle_requests.send(subscribe()).await.unwrap();
+    next(&mut idle).await.expect("first response");
+    // Fill the stalled stream's queue, so its task waits on it.
+    for i in 0..=QUEUE_DEPTH {
+        set(&harness.store, &format!("10.0.1.{}:8080", i + 1));
+        tokio::task::yield_now().await;
+    }
+    tokio::time::timeout(LIMIT, async {
+        while stalled.len() < QUEUE_DEPTH {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the stalled stream filled its queue");
+
+    // Asked again and again: each question gets both streams' views.
+    for round in 0..3 {
+        let views = tokio::time::timeout(LIMIT, harness.registry.views())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: every stream answered"));
+        assert_eq!(views.len(), 2, "round {round}");
+        for view in &views {
+            let types: Vec<_> = view.session.types.iter().map(|t| t.kind).collect();
+            assert_eq!(
+                types,
+                [ResourceType::ClusterLoadAssignment],
+                "round {round}"
+            );
+        }
+    }
+    drop(stalled);
+}
+
+#[tokio::test]
 async fn stopping_ends_the_stream_with_unavailable() {
     let harness = Harness::new();
     let (requests, mut responses, task) = harness.open();
@@ -216,7 +255,7 @@ async fn stopping_ends_the_stream_with_unavailable() {
 #[tokio::test]
 async fn a_connection_reaching_its_age_ends_the_stream_with_unavailable() {
     let harness = Harness::new();
-    let aged = CancellationToken::new();
+    let aged = harness.stopped.child_token();
     let (requests, mut responses, task) = harness.open_aged(aged.clone());
     requests.send(subscribe()).await.unwrap();
     next(&mut responses).await.expect("first response");
