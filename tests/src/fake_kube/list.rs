@@ -107,7 +107,7 @@ fn encode_token(resource_version: u64, last: &Key) -> String {
 }
 
 fn decode_token(token: &str) -> Option<(u64, (String, String))> {
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return None;
     }
     let bytes = (0..token.len())
