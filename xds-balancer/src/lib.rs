@@ -104,15 +104,19 @@
 //!
 //! # Layout
 //!
-//! - `builder`: [`Builder`]; `options`: [`Config`], [`RetryPolicy`]; `bootstrap`:
-//!   gRPC's `GRPC_XDS_BOOTSTRAP` ([`Bootstrap`]); `target`: parsing
+//! - `builder`: [`Builder`] (`builder::prepare` checks its settings and
+//!   resolves them against the bootstrap and the environment); `options`:
+//!   [`Config`], [`RetryPolicy`]; `bootstrap`: gRPC's `GRPC_XDS_BOOTSTRAP`
+//!   ([`Bootstrap`]; `bootstrap::document` is the JSON as written,
+//!   `bootstrap::tls` its TLS settings); `target`: parsing
 //!   `xds:///svc[:port]` ([`Target`]).
 //! - `channel`: the [`Channel`] (the tower service); `call`: one call's
 //!   life (pick, wait, send, retry); `body`: response bodies that hold their
 //!   connection open, request bodies kept for retries.
 //! - `xds`: the ADS client: `decode` (Envoy types → own model, gRPC's
 //!   validation; `routes` for route tables), `state` (the pure protocol
-//!   state machine), `task` (the stream, reconnects).
+//!   state machine), `task` (the stream, reconnects; `task::connect` opens
+//!   a stream, `task::publish` hands each subscription its resolution).
 //! - `routing`: the route table (gRPC A28) as the client's own type, and
 //!   matching a call to a cluster; `router`: a channel's pools, one per
 //!   cluster its routes name, and the per-call route lookup.
