@@ -125,8 +125,9 @@
 //!   connection (`conn`, on h2's HTTP/2 client: `conn::connect` sets it up,
 //!   `conn::socket` watches the server's frames for GOAWAY through `frames`;
 //!   `stream` for each call's stream), and the manager reconciling discovery
-//!   updates (`reconcile`: priorities, the first batch; `reconcile::publish`:
-//!   what the picker and the view get).
+//!   updates (`reconcile`: priorities, the first batch;
+//!   `reconcile::endpoints`: applying an endpoint list, touching only what
+//!   differs; `reconcile::publish`: what the picker and the view get).
 //! - `picker`: the lock-free pick (round robin, least request); `unavailable`:
 //!   messages for calls with nothing to call.
 //! - `sniff`: naming what answers at an address that is not the gRPC
