@@ -6,12 +6,21 @@
 //! `tls` with the files gRPC A65 defines), the node's `id`, `cluster` and
 //! `locality.zone`, and the `certificate_providers` (plugin `file_watcher`)
 //! that TLS Clusters name.
+//!
+//! # Layout
+//!
+//! This file reads a bootstrap into [`Bootstrap`]; `document` is the JSON
+//! as written, and `tls` the public TLS settings ([`CertificateProvider`],
+//! [`ControlPlaneTls`]).
+
+mod document;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::Deserialize;
+use self::document::Document;
+pub use self::tls::{CertificateProvider, ControlPlaneTls};
 
 /// Environment variable naming a bootstrap file.
 pub const BOOTSTRAP_FILE_ENV: &str = "GRPC_XDS_BOOTSTRAP";
@@ -77,53 +86,6 @@ pub enum BootstrapError {
     },
 }
 
-/// A certificate provider instance of the bootstrap (gRPC A29, plugin
-/// `file_watcher`): PEM files, re-read as they change.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateProvider {
-    /// The identity's certificate chain (with `private_key_file`).
-    pub certificate_file: Option<PathBuf>,
-    /// The identity's key.
-    pub private_key_file: Option<PathBuf>,
-    /// Root CAs that server certificates must chain to.
-    pub ca_certificate_file: Option<PathBuf>,
-    /// How often the files are re-read (default 10 minutes in gRPC; this
-    /// client also notices changes within a second).
-    pub refresh_interval: Option<Duration>,
-}
-
-impl CertificateProvider {
-    /// A provider of roots only.
-    pub fn roots(ca_certificate_file: impl Into<PathBuf>) -> Self {
-        Self {
-            certificate_file: None,
-            private_key_file: None,
-            ca_certificate_file: Some(ca_certificate_file.into()),
-            refresh_interval: None,
-        }
-    }
-
-    /// Sets how often the files are re-read.
-    #[must_use]
-    pub fn refreshed_every(mut self, interval: Duration) -> Self {
-        self.refresh_interval = Some(interval);
-        self
-    }
-
-    /// Adds an identity (certificate chain and key).
-    #[must_use]
-    pub fn with_identity(
-        mut self,
-        certificate_file: impl Into<PathBuf>,
-        private_key_file: impl Into<PathBuf>,
-    ) -> Self {
-        self.certificate_file = Some(certificate_file.into());
-        self.private_key_file = Some(private_key_file.into());
-        self
-    }
-}
-
 /// What this client takes from a bootstrap.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,142 +102,6 @@ pub struct Bootstrap {
     pub certificate_providers: BTreeMap<String, CertificateProvider>,
     /// TLS to the control plane, when its `channel_creds` chose `tls`.
     pub control_plane_tls: Option<ControlPlaneTls>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Document {
-    #[serde(default)]
-    xds_servers: Vec<Server>,
-    #[serde(default)]
-    node: Option<Node>,
-    #[serde(default)]
-    certificate_providers: BTreeMap<String, ProviderDoc>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ProviderDoc {
-    plugin_name: String,
-    #[serde(default)]
-    config: FileWatcherDoc,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct FileWatcherDoc {
-    certificate_file: Option<PathBuf>,
-    private_key_file: Option<PathBuf>,
-    ca_certificate_file: Option<PathBuf>,
-    /// A protobuf JSON duration: `"600s"`, `"1.5s"`.
-    refresh_interval: Option<String>,
-}
-
-impl ProviderDoc {
-    fn into_provider(self) -> Result<CertificateProvider, String> {
-        if self.plugin_name != "file_watcher" {
-            return Err(format!(
-                "plugin {:?} is not supported (only \"file_watcher\")",
-                self.plugin_name
-            ));
-        }
-        let config = self.config;
-        if config.certificate_file.is_some() != config.private_key_file.is_some() {
-            return Err(
-                "certificate_file and private_key_file must be given together, or neither".into(),
-            );
-        }
-        if config.certificate_file.is_none() && config.ca_certificate_file.is_none() {
-            return Err("it names no certificate_file and no ca_certificate_file".into());
-        }
-        let refresh_interval = config
-            .refresh_interval
-            .map(|text| {
-                text.strip_suffix('s')
-                    .and_then(|secs| secs.parse::<f64>().ok())
-                    .filter(|secs| secs.is_finite() && *secs > 0.0)
-                    .map(Duration::from_secs_f64)
-                    .ok_or_else(|| {
-                        format!("refresh_interval {text:?} is not a duration like \"10s\"")
-                    })
-            })
-            .transpose()?;
-        Ok(CertificateProvider {
-            certificate_file: config.certificate_file,
-            private_key_file: config.private_key_file,
-            ca_certificate_file: config.ca_certificate_file,
-            refresh_interval,
-        })
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct Server {
-    server_uri: String,
-    #[serde(default)]
-    channel_creds: Vec<Creds>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Creds {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    config: Option<TlsCredsDoc>,
-}
-
-/// `channel_creds` `tls` config (gRPC A65).
-#[derive(Debug, Default, Deserialize)]
-struct TlsCredsDoc {
-    ca_certificate_file: Option<PathBuf>,
-    certificate_file: Option<PathBuf>,
-    private_key_file: Option<PathBuf>,
-}
-
-/// TLS to the control plane: the CA its certificate must chain to, and
-/// the client's certificate when it requires one (mTLS). The files are
-/// re-read as they change.
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ControlPlaneTls {
-    /// Root CAs for the control plane's certificate (PEM).
-    pub ca_certificate_file: PathBuf,
-    /// The client's certificate chain, for a control plane that requires one.
-    pub certificate_file: Option<PathBuf>,
-    /// Its key.
-    pub private_key_file: Option<PathBuf>,
-}
-
-impl ControlPlaneTls {
-    /// TLS verifying the control plane against `ca_certificate_file`.
-    pub fn new(ca_certificate_file: impl Into<PathBuf>) -> Self {
-        Self {
-            ca_certificate_file: ca_certificate_file.into(),
-            certificate_file: None,
-            private_key_file: None,
-        }
-    }
-
-    /// Presents this certificate chain and key to the control plane.
-    #[must_use]
-    pub fn with_identity(
-        mut self,
-        certificate_file: impl Into<PathBuf>,
-        private_key_file: impl Into<PathBuf>,
-    ) -> Self {
-        self.certificate_file = Some(certificate_file.into());
-        self.private_key_file = Some(private_key_file.into());
-        self
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct Node {
-    id: Option<String>,
-    cluster: Option<String>,
-    locality: Option<Locality>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Locality {
-    zone: Option<String>,
 }
 
 impl Bootstrap {
@@ -396,6 +222,8 @@ impl Bootstrap {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

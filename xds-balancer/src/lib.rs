@@ -104,15 +104,19 @@
 //!
 //! # Layout
 //!
-//! - `builder`: [`Builder`]; `options`: [`Config`], [`RetryPolicy`]; `bootstrap`:
-//!   gRPC's `GRPC_XDS_BOOTSTRAP` ([`Bootstrap`]); `target`: parsing
+//! - `builder`: [`Builder`] (`builder::prepare` checks its settings and
+//!   resolves them against the bootstrap and the environment); `options`:
+//!   [`Config`], [`RetryPolicy`]; `bootstrap`: gRPC's `GRPC_XDS_BOOTSTRAP`
+//!   ([`Bootstrap`]; `bootstrap::document` is the JSON as written,
+//!   `bootstrap::tls` its TLS settings); `target`: parsing
 //!   `xds:///svc[:port]` ([`Target`]).
 //! - `channel`: the [`Channel`] (the tower service); `call`: one call's
 //!   life (pick, wait, send, retry); `body`: response bodies that hold their
 //!   connection open, request bodies kept for retries.
 //! - `xds`: the ADS client: `decode` (Envoy types → own model, gRPC's
 //!   validation; `routes` for route tables), `state` (the pure protocol
-//!   state machine), `task` (the stream, reconnects).
+//!   state machine), `task` (the stream, reconnects; `task::connect` opens
+//!   a stream, `task::publish` hands each subscription its resolution).
 //! - `routing`: the route table (gRPC A28) as the client's own type, and
 //!   matching a call to a cluster; `router`: a channel's pools, one per
 //!   cluster its routes name, and the per-call route lookup.
@@ -121,8 +125,9 @@
 //!   connection (`conn`, on h2's HTTP/2 client: `conn::connect` sets it up,
 //!   `conn::socket` watches the server's frames for GOAWAY through `frames`;
 //!   `stream` for each call's stream), and the manager reconciling discovery
-//!   updates (`reconcile`: priorities, the first batch; `reconcile::publish`:
-//!   what the picker and the view get).
+//!   updates (`reconcile`: priorities, the first batch;
+//!   `reconcile::endpoints`: applying an endpoint list, touching only what
+//!   differs; `reconcile::publish`: what the picker and the view get).
 //! - `picker`: the lock-free pick (round robin, least request); `unavailable`:
 //!   messages for calls with nothing to call.
 //! - `sniff`: naming what answers at an address that is not the gRPC

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::board::{Board, fingerprint};
-use super::{Change, Error, Row, SubscriberKind, channel, trial_summary};
+use super::rows::{Change, Outcome, Row, SubscriberKind, trial_summary};
+use super::{Error, channel};
 use crate::clock;
 use crate::procs::{Bins, Proc};
 
@@ -86,7 +87,7 @@ pub(crate) async fn run(
             let at = clock::now_ns();
             backends[0].signal(Signal::SIGUSR1)?;
             board.wait_all(Duration::from_secs(30)).await;
-            outcomes.push(super::Outcome::from_arrivals(&board.arrivals(), at, at));
+            outcomes.push(Outcome::from_arrivals(&board.arrivals(), at, at));
             // Let the re-added endpoint's connections come up.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -1,8 +1,21 @@
 //! Hand-written SVG charts: lines on (log) axes, grouped bars, and event
 //! timelines. Small on purpose: the report needs three kinds of chart and
 //! no plotting dependency.
+//!
+//! This file holds what every chart shares (the canvas, legend, axis
+//! labels, and [`Scale`] mapping values onto an axis); each kind of chart
+//! has its file: `line` ([`LineChart`]), `bar` ([`BarChart`]), `timeline`
+//! ([`Timeline`]).
+
+mod bar;
+mod line;
+mod timeline;
 
 use std::fmt::Write as _;
+
+pub(crate) use self::bar::BarChart;
+pub(crate) use self::line::{LineChart, Series};
+pub(crate) use self::timeline::{Timeline, Track};
 
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 420.0;
@@ -75,32 +88,6 @@ fn axis_labels(svg: &mut String, x_label: &str, y_label: &str) {
         escape(x_label),
         escape(y_label)
     );
-}
-
-/// One line of a [`LineChart`].
-#[derive(Debug, Clone)]
-pub(crate) struct Series {
-    /// Legend text.
-    pub(crate) name: String,
-    /// (x, y) points, in x order.
-    pub(crate) points: Vec<(f64, f64)>,
-}
-
-/// Lines over numeric axes, either of which may be logarithmic.
-#[derive(Debug, Clone)]
-pub(crate) struct LineChart {
-    /// Title.
-    pub(crate) title: String,
-    /// X axis label.
-    pub(crate) x_label: String,
-    /// Y axis label.
-    pub(crate) y_label: String,
-    /// Logarithmic x axis.
-    pub(crate) log_x: bool,
-    /// Logarithmic y axis.
-    pub(crate) log_y: bool,
-    /// The lines.
-    pub(crate) series: Vec<Series>,
 }
 
 /// Maps values onto one axis.
@@ -181,220 +168,6 @@ impl Scale {
             }
             ticks
         }
-    }
-}
-
-impl LineChart {
-    /// The chart as an SVG document.
-    pub(crate) fn render(&self) -> String {
-        let mut svg = String::new();
-        open(&mut svg, &self.title);
-        let points = || self.series.iter().flat_map(|s| s.points.iter());
-        let x = Scale::new(points().map(|p| p.0), self.log_x, LEFT, WIDTH - RIGHT);
-        let y = Scale::new(points().map(|p| p.1), self.log_y, HEIGHT - BOTTOM, TOP);
-        for tick in x.ticks() {
-            let px = x.map(tick);
-            let _ = write!(
-                svg,
-                r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{}" stroke="#ddd"/><text x="{px:.1}" y="{}" text-anchor="middle">{}</text>"##,
-                HEIGHT - BOTTOM,
-                HEIGHT - BOTTOM + 16.0,
-                tick_label(tick)
-            );
-        }
-        for tick in y.ticks() {
-            let py = y.map(tick);
-            let _ = write!(
-                svg,
-                r##"<line x1="{LEFT}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-                WIDTH - RIGHT,
-                LEFT - 6.0,
-                py + 4.0,
-                tick_label(tick)
-            );
-        }
-        for (i, series) in self.series.iter().enumerate() {
-            let colour = PALETTE[i % PALETTE.len()];
-            let path: Vec<String> = series
-                .points
-                .iter()
-                .filter(|(px, py)| px.is_finite() && py.is_finite())
-                .map(|&(px, py)| format!("{:.1},{:.1}", x.map(px), y.map(py)))
-                .collect();
-            let _ = write!(
-                svg,
-                r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
-                path.join(" ")
-            );
-            for point in &path {
-                if let Some((px, py)) = point.split_once(',') {
-                    let _ = write!(
-                        svg,
-                        r#"<circle cx="{px}" cy="{py}" r="3" fill="{colour}"/>"#
-                    );
-                }
-            }
-        }
-        let names: Vec<String> = self.series.iter().map(|s| s.name.clone()).collect();
-        legend(&mut svg, &names);
-        axis_labels(&mut svg, &self.x_label, &self.y_label);
-        svg.push_str("</svg>\n");
-        svg
-    }
-}
-
-/// Bars in groups: one bar per series in every group.
-#[derive(Debug, Clone)]
-pub(crate) struct BarChart {
-    /// Title.
-    pub(crate) title: String,
-    /// Y axis label.
-    pub(crate) y_label: String,
-    /// Group labels along the x axis.
-    pub(crate) groups: Vec<String>,
-    /// (legend text, one value per group; NaN leaves a gap).
-    pub(crate) series: Vec<(String, Vec<f64>)>,
-}
-
-impl BarChart {
-    /// The chart as an SVG document.
-    pub(crate) fn render(&self) -> String {
-        let mut svg = String::new();
-        open(&mut svg, &self.title);
-        let values = self.series.iter().flat_map(|(_, v)| v.iter().copied());
-        let y = Scale::new(values, false, HEIGHT - BOTTOM, TOP);
-        for tick in y.ticks() {
-            let py = y.map(tick);
-            let _ = write!(
-                svg,
-                r##"<line x1="{LEFT}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-                WIDTH - RIGHT,
-                LEFT - 6.0,
-                py + 4.0,
-                tick_label(tick)
-            );
-        }
-        let group_width = (WIDTH - RIGHT - LEFT) / self.groups.len().max(1) as f64;
-        let bar_width = group_width * 0.8 / self.series.len().max(1) as f64;
-        for (g, group) in self.groups.iter().enumerate() {
-            let gx = LEFT + g as f64 * group_width;
-            for (s, (_, values)) in self.series.iter().enumerate() {
-                let Some(&value) = values.get(g) else {
-                    continue;
-                };
-                if !value.is_finite() {
-                    continue;
-                }
-                let top = y.map(value);
-                let _ = write!(
-                    svg,
-                    r#"<rect x="{:.1}" y="{top:.1}" width="{bar_width:.1}" height="{:.1}" fill="{}"><title>{}</title></rect>"#,
-                    gx + group_width * 0.1 + s as f64 * bar_width,
-                    (y.map(0.0) - top).max(0.0),
-                    PALETTE[s % PALETTE.len()],
-                    tick_label(value)
-                );
-            }
-            let _ = write!(
-                svg,
-                r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
-                gx + group_width / 2.0,
-                HEIGHT - BOTTOM + 16.0,
-                escape(group)
-            );
-        }
-        let names: Vec<String> = self.series.iter().map(|(n, _)| n.clone()).collect();
-        legend(&mut svg, &names);
-        axis_labels(&mut svg, "", &self.y_label);
-        svg.push_str("</svg>\n");
-        svg
-    }
-}
-
-/// One row of a [`Timeline`].
-#[derive(Debug, Clone)]
-pub(crate) struct Track {
-    /// Row label.
-    pub(crate) label: String,
-    /// Times of marks (e.g. failed calls), in seconds.
-    pub(crate) marks: Vec<f64>,
-    /// Times of events (e.g. SIGTERMs), drawn as dashed lines.
-    pub(crate) events: Vec<f64>,
-}
-
-/// Events over time, one row per track.
-#[derive(Debug, Clone)]
-pub(crate) struct Timeline {
-    /// Title.
-    pub(crate) title: String,
-    /// Length of the x axis, in seconds.
-    pub(crate) duration_s: f64,
-    /// The rows.
-    pub(crate) tracks: Vec<Track>,
-}
-
-impl Timeline {
-    /// The chart as an SVG document.
-    pub(crate) fn render(&self) -> String {
-        let mut svg = String::new();
-        open(&mut svg, &self.title);
-        let left = 250.0;
-        let right = 30.0;
-        let x = Scale::new(
-            [0.0, self.duration_s.max(1.0)].into_iter(),
-            false,
-            left,
-            WIDTH - right,
-        );
-        let row_height = (HEIGHT - TOP - BOTTOM) / self.tracks.len().max(1) as f64;
-        for tick in x.ticks() {
-            let px = x.map(tick);
-            let _ = write!(
-                svg,
-                r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{}" stroke="#eee"/><text x="{px:.1}" y="{}" text-anchor="middle">{}</text>"##,
-                HEIGHT - BOTTOM,
-                HEIGHT - BOTTOM + 16.0,
-                tick_label(tick)
-            );
-        }
-        for (i, track) in self.tracks.iter().enumerate() {
-            let top = TOP + i as f64 * row_height;
-            let mid = top + row_height / 2.0;
-            let _ = write!(
-                svg,
-                r##"<text x="{}" y="{:.1}" text-anchor="end">{}</text><line x1="{left}" y1="{mid:.1}" x2="{}" y2="{mid:.1}" stroke="#999"/>"##,
-                left - 8.0,
-                mid + 4.0,
-                escape(&track.label),
-                WIDTH - right
-            );
-            for &event in &track.events {
-                let px = x.map(event);
-                let _ = write!(
-                    svg,
-                    r##"<line x1="{px:.1}" y1="{:.1}" x2="{px:.1}" y2="{:.1}" stroke="#555" stroke-dasharray="4 3"/>"##,
-                    top + 4.0,
-                    top + row_height - 4.0
-                );
-            }
-            for &mark in &track.marks {
-                let px = x.map(mark);
-                let _ = write!(
-                    svg,
-                    r##"<line x1="{px:.1}" y1="{:.1}" x2="{px:.1}" y2="{:.1}" stroke="#D55E00" stroke-width="1.5"/>"##,
-                    mid - row_height * 0.3,
-                    mid + row_height * 0.3
-                );
-            }
-        }
-        let _ = write!(
-            svg,
-            r#"<text x="{}" y="{}" text-anchor="middle">seconds since the load started (dashed: SIGTERM to an old backend; red: a failed call)</text>"#,
-            (left + WIDTH - right) / 2.0,
-            HEIGHT - 15.0
-        );
-        svg.push_str("</svg>\n");
-        svg
     }
 }
 

@@ -11,7 +11,8 @@ use tonic::Code;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use xds_balancer::Channel;
 
-use super::verdict::{Cause, Check, Outcome};
+use super::cause::Cause;
+use super::verdict::{Check, Outcome};
 
 /// `/pkg.Service/Method`, from that or `pkg.Service/Method`; `None` when
 /// it is not of that shape.

@@ -12,7 +12,8 @@ use tonic::Code;
 use tonic::transport::Endpoint;
 use xds_balancer::{Bootstrap, Builder, Channel, ControlPlaneTls, PrefaceAnswer};
 
-use super::verdict::{Cause, Check, Diagnosis, Outcome};
+use super::cause::Cause;
+use super::verdict::{Check, Diagnosis, Outcome};
 use super::{STEP_CONTROL_PLANE, SetupError};
 use crate::args::DiagnoseArgs;
 

@@ -19,8 +19,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use xds_balancer::{ConnectionState, EndpointHealth, PrefaceAnswer};
 
+use super::cause::Cause;
 use super::service::{Resolved, Subject, state_word};
-use super::verdict::{Cause, Check, Diagnosis, Outcome};
+use super::verdict::{Check, Diagnosis, Outcome};
 
 /// What a grpc.health.v1 `Check` answered.
 #[derive(Debug, Clone, PartialEq, Eq)]

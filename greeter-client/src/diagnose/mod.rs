@@ -20,13 +20,15 @@
 //!
 //! # Layout
 //!
-//! - `verdict`: the rows, the causes with their fixes, the table and JSON.
+//! - `verdict`: the rows, the table and JSON; `cause`: the causes it can
+//!   name, with their codes and fixes.
 //! - `control_plane`: the address, the first step, the status API.
 //! - `service`: the service, port and endpoint-count steps.
 //! - `endpoint`: the per-endpoint step.
 //! - `call`: `--call`.
 
 mod call;
+mod cause;
 mod control_plane;
 mod endpoint;
 mod service;

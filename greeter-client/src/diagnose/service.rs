@@ -11,8 +11,9 @@ use xds_balancer::{
     Channel, ConnectionState, EndpointHealth, EndpointSet, EndpointState, ServiceStatus, Target,
 };
 
+use super::cause::Cause;
 use super::control_plane::StatusApi;
-use super::verdict::{Cause, Check, Counts, Diagnosis, Outcome};
+use super::verdict::{Check, Counts, Diagnosis, Outcome};
 
 /// An endpoint to look at closely.
 #[derive(Debug, Clone)]

@@ -4,7 +4,8 @@
 //!
 //! # Design
 //!
-//! - [`decode`] (with `routes` and `endpoints`) is the only code that reads
+//! - [`decode`] (with `listener`, `routes`, `cluster`, `tls` and
+//!   `endpoints`, one per resource type or part) is the only code that reads
 //!   Envoy types: it validates each resource with gRPC's rules and converts
 //!   it to the client's own model.
 //! - [`state`] is the protocol as a pure state machine (subscriptions,
@@ -27,9 +28,11 @@
 //! target wakes nothing.
 
 pub(crate) mod client;
+mod cluster;
 pub(crate) mod decode;
 mod endpoints;
 pub(crate) mod hint;
+mod listener;
 mod routes;
 pub(crate) mod state;
 pub(crate) mod task;

@@ -1,162 +1,29 @@
 //! The I/O around the ADS state machine: connect, stream, reconnect, and
 //! the subscriptions of the channels sharing the stream.
+//!
+//! This file holds the task's loop and its stream sessions; `connect` opens
+//! a stream (one attempt), and `publish` sends each subscription its
+//! resolution.
+
+mod connect;
+mod publish;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-use tls_reload::client::{ClientTls, Connector, Note, ServerVerification};
-
+use self::connect::status_text;
+pub(crate) use self::connect::{AdsStream, ConnectError, TaskSettings, open};
+use self::publish::Explanation;
 use super::state::AdsState;
-use crate::backoff::{Backoff, BackoffState};
-use crate::bootstrap::ControlPlaneTls;
-use crate::error::error_chain;
-use crate::model::{EndpointHealth, Resolution, TargetResolution};
+use crate::backoff::BackoffState;
+use crate::model::TargetResolution;
 use crate::view::ControlPlaneStatus;
-
-/// How to reach the control plane.
-#[derive(Debug, Clone)]
-pub(crate) struct TaskSettings {
-    pub(crate) uri: String,
-    /// TLS to it, when `uri` is `https://`.
-    pub(crate) tls: Option<(ClientTls, ServerVerification)>,
-    /// The files `tls` comes from (what tells two clients' TLS apart).
-    pub(crate) tls_files: Option<ControlPlaneTls>,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) keepalive_interval: Option<Duration>,
-    pub(crate) keepalive_timeout: Duration,
-    pub(crate) backoff: Backoff,
-}
-
-/// Why a connection to the control plane failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ConnectError {
-    /// The URI is not usable.
-    #[error("{0:?} is not a valid control plane URI: {1}")]
-    Uri(String, String),
-    /// The connection failed.
-    #[error("cannot connect to the control plane at {0}: {1}")]
-    Connect(String, String),
-    /// The server answered the stream, but not as an ADS server.
-    #[error("the control plane at {0} refused the discovery stream: {1}")]
-    Refused(String, tonic::Status),
-}
-
-impl ConnectError {
-    /// What went wrong, without the address (for status lines that name it).
-    pub(crate) fn cause(&self) -> String {
-        match self {
-            ConnectError::Uri(_, cause) | ConnectError::Connect(_, cause) => cause.clone(),
-            ConnectError::Refused(_, status) if status.code() == tonic::Code::Unimplemented => {
-                "it does not implement xDS ADS (it answered the discovery stream with \
-                 UNIMPLEMENTED); is this the control plane's port (18000)?"
-                    .to_owned()
-            }
-            ConnectError::Refused(_, status) => {
-                format!("the discovery stream was refused: {}", status_text(status))
-            }
-        }
-    }
-
-    /// Whether the server is a gRPC server without the ADS service.
-    pub(crate) fn not_ads(&self) -> bool {
-        matches!(self, ConnectError::Refused(_, status) if status.code() == tonic::Code::Unimplemented)
-    }
-}
-
-/// An open ADS stream: requests go in, responses come out.
-pub(crate) struct AdsStream {
-    requests: mpsc::UnboundedSender<DiscoveryRequest>,
-    responses: tonic::Streaming<DiscoveryResponse>,
-    /// The connection, for other calls to the control plane.
-    channel: Channel,
-}
-
-impl std::fmt::Debug for AdsStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdsStream").finish_non_exhaustive()
-    }
-}
-
-/// Connects to the control plane and opens the ADS stream (one attempt):
-/// the server's answer to the stream's headers tells an ADS server from
-/// any other.
-pub(crate) async fn open(settings: &TaskSettings) -> Result<AdsStream, ConnectError> {
-    let (channel, note) = connect(settings).await?;
-    let (requests, rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
-    let mut client = AggregatedDiscoveryServiceClient::new(channel.clone())
-        .max_decoding_message_size(64 * 1024 * 1024);
-    let opened = tokio::time::timeout(
-        settings.connect_timeout,
-        client.stream_aggregated_resources(UnboundedReceiverStream::new(rx)),
-    )
-    .await
-    .map_err(|_| {
-        ConnectError::Connect(
-            settings.uri.clone(),
-            format!(
-                "no answer to the discovery stream within {:?}",
-                settings.connect_timeout
-            ),
-        )
-    })?;
-    match opened {
-        Ok(response) => Ok(AdsStream {
-            requests,
-            responses: response.into_inner(),
-            channel,
-        }),
-        // A TLS failure surfacing after the handshake (a client certificate
-        // refused) shows as a closed stream: its noted cause says more.
-        Err(status) => Err(match note.get() {
-            Some(failure) => ConnectError::Connect(settings.uri.clone(), failure.to_string()),
-            None => ConnectError::Refused(settings.uri.clone(), status),
-        }),
-    }
-}
-
-/// Connects to the control plane (one attempt).
-async fn connect(settings: &TaskSettings) -> Result<(Channel, Note), ConnectError> {
-    // With TLS the connector runs the handshake: tonic gets http://.
-    let uri = match &settings.tls {
-        Some(_) => settings.uri.replacen("https://", "http://", 1),
-        None => settings.uri.clone(),
-    };
-    let mut endpoint = Endpoint::from_shared(uri)
-        .map_err(|e| ConnectError::Uri(settings.uri.clone(), error_chain(&e)))?
-        .connect_timeout(settings.connect_timeout)
-        .tcp_nodelay(true)
-        .user_agent(format!("{}/{}", crate::USER_AGENT_NAME, crate::VERSION))
-        .map_err(|e| ConnectError::Uri(settings.uri.clone(), error_chain(&e)))?;
-    if let Some(interval) = settings.keepalive_interval {
-        // The discovery stream idles for long stretches: keep probing it so
-        // a vanished control plane is noticed.
-        endpoint = endpoint
-            .http2_keep_alive_interval(interval)
-            .keep_alive_timeout(settings.keepalive_timeout)
-            .keep_alive_while_idle(true);
-    }
-    let connector = Connector::new(settings.tls.clone());
-    let note = connector.note();
-    let channel = endpoint
-        .connect_with_connector(connector)
-        .await
-        .map_err(|e| {
-            // A TLS failure says its cause; the transport error would not.
-            let cause = note
-                .get()
-                .map_or_else(|| error_chain(&e), |f| f.to_string());
-            ConnectError::Connect(settings.uri.clone(), cause)
-        })?;
-    Ok((channel, note))
-}
 
 /// How long a stream must have served (with at least one response) for
 /// its end to count as routine, reconnected at once rather than after a
@@ -215,16 +82,6 @@ pub(crate) fn spawn(
 struct Watcher {
     target: String,
     tx: watch::Sender<TargetResolution>,
-}
-
-/// The control plane's word on a missing target.
-#[derive(Debug)]
-enum Explanation {
-    /// Asked; until the answer comes the target counts as still waiting,
-    /// so that no call fails with less than the whole story.
-    Asking,
-    /// Its answer (`None`: it had nothing to say, or did not answer).
-    Answered(Option<String>),
 }
 
 struct Task {
@@ -416,140 +273,4 @@ impl Task {
             }
         }
     }
-
-    /// The resolution of `target`, with the control plane's explanation
-    /// when its Listener does not exist.
-    fn resolution(&self, target: &str) -> TargetResolution {
-        let mut resolution = self.state.resolution(target);
-        if let TargetResolution::DoesNotExist(what) = &mut resolution {
-            match self.explained.get(target) {
-                Some(Explanation::Asking) => {
-                    return TargetResolution::Waiting(format!("listener {target:?}"));
-                }
-                Some(Explanation::Answered(Some(hint))) => {
-                    what.push_str(": ");
-                    what.push_str(hint);
-                }
-                _ => {}
-            }
-        }
-        resolution
-    }
-
-    /// Asks the control plane about every target whose Listener does not
-    /// exist (once per disappearance), and forgets the answers of targets
-    /// that exist again.
-    fn ask_about_missing(&mut self) {
-        let targets: Vec<String> = self.state.targets().map(str::to_owned).collect();
-        for target in targets {
-            let missing = self.state.listener_missing(&target);
-            match (missing, self.explained.contains_key(&target)) {
-                (true, false) => {
-                    let Some((_, channel)) = &self.stream else {
-                        continue;
-                    };
-                    self.explained.insert(target.clone(), Explanation::Asking);
-                    let tx = self.hints_tx.clone();
-                    let channel = channel.clone();
-                    let limit = self.settings.connect_timeout;
-                    tokio::spawn(async move {
-                        let hint = super::hint::explain(channel, target.clone(), limit).await;
-                        let _ = tx.send((target, hint));
-                    });
-                }
-                (false, true) => drop(self.explained.remove(&target)),
-                _ => {}
-            }
-        }
-    }
-
-    /// Sends every subscription whose resolution changed its new value.
-    fn publish(&mut self) {
-        self.ask_about_missing();
-        let mut resolved: HashMap<&str, TargetResolution> = HashMap::new();
-        for watcher in self.watchers.values() {
-            let resolution = resolved
-                .entry(watcher.target.as_str())
-                .or_insert_with(|| self.resolution(&watcher.target));
-            watcher.tx.send_if_modified(|current| {
-                if current == resolution {
-                    return false;
-                }
-                log_resolution(&watcher.target, resolution);
-                *current = resolution.clone();
-                true
-            });
-        }
-    }
-}
-
-fn log_resolution(target: &str, resolution: &TargetResolution) {
-    match resolution {
-        TargetResolution::Routed { routes, clusters } => {
-            for cluster in clusters {
-                log_cluster(target, cluster);
-            }
-            if routes.clusters.len() > 1 {
-                tracing::info!(
-                    target,
-                    routes = routes.routes().len(),
-                    clusters = ?routes.clusters,
-                    "routes updated"
-                );
-            }
-        }
-        TargetResolution::Waiting(what) => {
-            tracing::info!(target, %what, "waiting for discovery");
-        }
-        TargetResolution::DoesNotExist(what) => {
-            tracing::warn!(target, %what, "the control plane says the service does not exist");
-        }
-        TargetResolution::Unusable(reason) => {
-            tracing::warn!(target, %reason, "the service cannot be used");
-        }
-    }
-}
-
-fn log_cluster(target: &str, resolution: &Resolution) {
-    match resolution {
-        Resolution::Endpoints {
-            cluster,
-            endpoints,
-            tls,
-            policy,
-        } => {
-            let count = |health| endpoints.iter().filter(|e| e.health == health).count();
-            tracing::info!(
-                target,
-                cluster,
-                healthy = count(EndpointHealth::Healthy),
-                draining = count(EndpointHealth::Draining),
-                not_ready = count(EndpointHealth::NotReady),
-                priorities = endpoints
-                    .iter()
-                    .map(|e| e.priority)
-                    .max()
-                    .map_or(0, |p| p + 1),
-                tls = tls.is_some(),
-                ?policy,
-                "endpoints updated"
-            );
-        }
-        Resolution::Waiting(what) => tracing::info!(target, %what, "waiting for discovery"),
-        Resolution::DoesNotExist(what) => {
-            tracing::warn!(target, %what, "the control plane says a cluster does not exist");
-        }
-        Resolution::Unusable(reason) => {
-            tracing::warn!(target, %reason, "a cluster cannot be used");
-        }
-    }
-}
-
-fn status_text(status: &tonic::Status) -> String {
-    let mut text = format!("{:?}: {}", status.code(), status.message());
-    if let Some(source) = std::error::Error::source(status) {
-        text.push_str(": ");
-        text.push_str(&error_chain(source));
-    }
-    text
 }

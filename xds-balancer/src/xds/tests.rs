@@ -1,11 +1,15 @@
 //! The ADS state machine and resource validation, without I/O.
 //!
-//! - `state`: subscriptions, ACK/NACK, does-not-exist, reconnects.
+//! - `state`: subscriptions down the chain, reconnects, shared sessions.
+//! - `absence`: does-not-exist.
+//! - `ack_nack`: what is refused (NACK), and unusual forms accepted.
 //! - `decode`: gRPC's validation rules per resource type.
 //! - `routes`: route tables (A28), cluster policies (A48), and the
 //!   subscriptions several clusters make.
 //! - `unchanged`: what an update that changes nothing costs downstream.
 
+mod absence;
+mod ack_nack;
 mod decode;
 mod routes;
 mod state;
