@@ -2,7 +2,7 @@
 //! set-up into `target/interop-venv`) calls `xds:///greeter` with a
 //! bootstrap pointing at the real control plane, which serves three real
 //! greeter-server processes from `--static`. The scenarios are shared by
-//! every language (`interop_support/scenarios.rs`).
+//! every language (`interop_support/scenarios/`).
 
 mod interop_support;
 mod support;
@@ -41,12 +41,12 @@ async fn grpc_python_fails_an_unknown_name_with_does_not_exist() {
 
 #[tokio::test]
 async fn grpc_python_balances_over_greeters_that_require_client_certificates() {
-    scenarios::mtls_balances_over_greeters_that_require_client_certificates(LANGUAGE).await;
+    scenarios::mtls::mtls_balances_over_greeters_that_require_client_certificates(LANGUAGE).await;
 }
 
 #[tokio::test]
 async fn grpc_python_refuses_greeters_whose_certificates_lack_the_cluster_san() {
-    scenarios::mtls_refuses_greeters_whose_certificates_lack_the_cluster_san(LANGUAGE).await;
+    scenarios::mtls::mtls_refuses_greeters_whose_certificates_lack_the_cluster_san(LANGUAGE).await;
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! `tests/interop/go` into `target/interop-go`) calls `xds:///greeter` with
 //! a bootstrap pointing at the real control plane, which serves three real
 //! greeter-server processes from `--static`. The scenarios are shared by
-//! every language (`interop_support/scenarios.rs`). Needs Go;
+//! every language (`interop_support/scenarios/`). Needs Go;
 //! `SKIP_GO_INTEROP=1` skips these tests where it is missing.
 
 mod interop_support;

@@ -2,7 +2,7 @@
 //! with Maven from `tests/interop/java` into `target/interop-java`) calls
 //! `xds:///greeter` with a bootstrap pointing at the real control plane,
 //! which serves three real greeter-server processes from `--static`. The
-//! scenarios are shared by every language (`interop_support/scenarios.rs`).
+//! scenarios are shared by every language (`interop_support/scenarios/`).
 //! Needs Java 17 and Maven; `SKIP_JAVA_INTEROP=1` skips these tests where
 //! they are missing.
 

@@ -10,7 +10,7 @@
 //!   line protocol: a call count in, one JSON [`Batch`] out).
 //! - `python.rs`, `go.rs`, `java.rs`: install or build each client once per
 //!   test process, cached under `target/` across runs.
-//! - `scenarios.rs`: the scenarios every language runs.
+//! - `scenarios/`: the scenarios every language runs.
 //! - `traffic.rs`: traffic policy scenarios (routes, weights, zones,
 //!   least request).
 
