@@ -31,7 +31,8 @@
 //!
 //! # Layout
 //!
-//! - this module: [`FakeKube`], the handle tests hold;
+//! - `control`: [`FakeKube`], the handle tests hold (its objects in
+//!   `control/objects.rs`, outages in `control/outage.rs`);
 //! - `server`: accept loop, routing, GET and request accounting;
 //! - `list` / `watch`: the LIST and WATCH handlers;
 //! - `store`: objects, resourceVersions, history and compaction;
