@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use tonic::Status;
 
 use crate::pool::conn::{InFlight, RequestBody, transport_status};
@@ -113,14 +113,7 @@ pub(crate) async fn buffer(mut body: RequestBody, limit: usize) -> Result<Buffer
     Ok(Buffered::Whole(whole))
 }
 
-/// A body for one more attempt with a kept request.
-pub(crate) fn replay(bytes: &Bytes) -> RequestBody {
-    if bytes.is_empty() {
-        RequestBody::empty()
-    } else {
-        RequestBody::new(Full::new(bytes.clone()))
-    }
-}
+pub(crate) use crate::pool::conn::replay;
 
 /// Frames already read, then the rest of the body.
 struct Prefixed {

@@ -36,9 +36,10 @@
 //!   in-flight calls finish, then the connection closes.
 //! - **Ejection without waiting for the control plane**: a failed connect,
 //!   a reset, or a GOAWAY takes the endpoint out at once; it is re-probed
-//!   with backoff. A call that never left the client is sent to another
-//!   endpoint; one that may have reached a server is retried only under a
-//!   [`RetryPolicy`].
+//!   with backoff. A call that certainly never reached a server (it never
+//!   left the client, the connection died before writing it, or the server
+//!   refused its stream) is sent to another endpoint; one that may have
+//!   reached a server is retried only under a [`RetryPolicy`].
 //! - **Static stability**: when the control plane goes away, balancing goes
 //!   on over the last endpoints; the client reconnects with jittered
 //!   backoff and resubscribes.

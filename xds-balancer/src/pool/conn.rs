@@ -11,7 +11,11 @@
 //!   second write: `docs/benchmarks.md`, data path.)
 //! - a request h2 refuses to open (the connection is closing) is handed back
 //!   untouched, so it can be sent on another endpoint exactly, without
-//!   buffering its body;
+//!   buffering its body; so is a unary request (its one DATA frame kept as a
+//!   second handle on the same bytes) whose stream the server refused, or
+//!   whose connection failed before any write since the stream opened
+//!   reached the socket (a server killed a moment before: the peer's close
+//!   is read before the call's HEADERS are written);
 //! - the connection's state is visible: the socket wrapper [`SniffIo`]
 //!   watches the server's frames ([`crate::frames`]) and the socket's end,
 //!   and publishes them in [`ConnSignals`], which the picker reads with one
@@ -36,7 +40,7 @@ use tonic::{Code, Status};
 
 use tls_reload::client::HandshakeFailure;
 
-use super::stream::{self, RecvBody};
+use super::stream::{self, Piped, RecvBody};
 use crate::error::error_chain;
 use crate::model::label;
 
@@ -156,9 +160,20 @@ impl ConnHandle {
                     }
                 },
             };
-            let (response, pipe) = conn.open_stream(request)?;
-            let response = response.await.map_err(SendError::Failed)?;
-            Ok(response.map(|body| RecvBody::new(body, pipe, slot)))
+            let writes = conn.signals.writes.load(Ordering::Acquire);
+            let (response, pipe, whole) = conn.open_stream(request)?;
+            match response.await {
+                Ok(response) => Ok(response.map(|body| RecvBody::new(body, pipe, slot))),
+                Err(error) => match whole {
+                    Some((head, data)) if conn.never_reached_server(&error, writes) => {
+                        Err(SendError::Unsent {
+                            request: Box::new(http::Request::from_parts(head, replay(&data))),
+                            error: Some(error),
+                        })
+                    }
+                    _ => Err(SendError::Failed(error)),
+                },
+            }
         }
     }
 
@@ -203,11 +218,21 @@ impl ConnHandle {
         }
     }
 
+    /// Whether a call whose stream failed with `error` certainly never
+    /// reached the server, so that sending it elsewhere cannot run it twice:
+    /// the server refused it (REFUSED_STREAM, or a GOAWAY below its stream),
+    /// or the connection failed with no write reaching the socket since the
+    /// call's stream was opened (`writes` was the count then): a peer that
+    /// died, seen by h2 before it wrote the call's HEADERS.
+    fn never_reached_server(&self, error: &h2::Error, writes: usize) -> bool {
+        let refused = error.is_remote()
+            && (error.is_go_away() || error.reason() == Some(h2::Reason::REFUSED_STREAM));
+        let unwritten = error.is_io() && self.signals.writes.load(Ordering::Acquire) == writes;
+        refused || unwritten
+    }
+
     /// Opens the request's stream and queues its ready frames.
-    fn open_stream(
-        &self,
-        request: http::Request<RequestBody>,
-    ) -> Result<(h2::client::ResponseFuture, Option<stream::CancelPipe>), SendError> {
+    fn open_stream(&self, request: http::Request<RequestBody>) -> Result<Opened, SendError> {
         let (mut head, body) = request.into_parts();
         strip_connection_headers(&mut head.headers);
         let end = http_body::Body::is_end_stream(&body);
@@ -222,13 +247,16 @@ impl ConnHandle {
         let mut sender = self.sender.clone();
         match sender.send_request(h2_head, end) {
             Ok((response, stream)) => {
-                drop(head);
-                let pipe = if end {
-                    None
+                let piped = if end {
+                    Piped::Whole(Bytes::new())
                 } else {
                     stream::pipe(body, stream)
                 };
-                Ok((response, pipe))
+                Ok(match piped {
+                    Piped::Whole(data) => (response, None, Some((head, data))),
+                    Piped::Rest(pipe) => (response, Some(pipe), None),
+                    Piped::Sent => (response, None, None),
+                })
             }
             Err(error) => Err(SendError::Unsent {
                 request: Box::new(http::Request::from_parts(head, body)),
@@ -260,6 +288,15 @@ impl Drop for Slot {
     }
 }
 
+/// A stream handed to h2: its response, the task sending the rest of its
+/// body (if any), and the request's head and body when the whole body went
+/// at once (to send again if it never reached the server).
+type Opened = (
+    h2::client::ResponseFuture,
+    Option<stream::CancelPipe>,
+    Option<(http::request::Parts, Bytes)>,
+);
+
 /// Removes what HTTP/2 forbids (RFC 9113 §8.2.2) and h2 would refuse.
 fn strip_connection_headers(headers: &mut http::HeaderMap) {
     use http::header::{CONNECTION, TE, TRANSFER_ENCODING, UPGRADE};
@@ -276,8 +313,8 @@ fn strip_connection_headers(headers: &mut http::HeaderMap) {
 /// Why a request got no response.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SendError {
-    /// It never left this client (the connection is closing): safe to send
-    /// elsewhere.
+    /// It certainly never reached the server (never left this client, or
+    /// refused by the server): safe to send elsewhere.
     #[error("the request was not sent: {}", match error { Some(e) => e.to_string(), None => "the connection takes no new calls".to_owned() })]
     Unsent {
         request: Box<http::Request<RequestBody>>,
@@ -324,6 +361,15 @@ pub(crate) fn set_origin<B>(request: &mut http::Request<B>, scheme: Scheme, auth
         parts.path_and_query = Some(PathAndQuery::from_static("/"));
     }
     *request.uri_mut() = http::Uri::from_parts(parts).unwrap_or_default();
+}
+
+/// A body for one more attempt with a kept request (its bytes, shared).
+pub(crate) fn replay(bytes: &Bytes) -> RequestBody {
+    if bytes.is_empty() {
+        RequestBody::empty()
+    } else {
+        RequestBody::new(http_body_util::Full::new(bytes.clone()))
+    }
 }
 
 /// The status for a call handed back unsent by the connection to

@@ -7,6 +7,11 @@
 //! queue until the connection task runs and writes everything queued, of
 //! every call, at once. Only a body that is not ready gets a task of its own
 //! ([`Pipe`]), and only while it is not done.
+//!
+//! A body handed over whole in that first step (every unary call: one DATA
+//! frame) is also kept, as a second handle on the same bytes, until the
+//! response: if the connection fails before any write reached the socket,
+//! the call goes back unsent with its request (see `ConnHandle::send`).
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -17,25 +22,53 @@ use tokio::sync::oneshot;
 
 use super::conn::{RequestBody, Slot};
 
+/// What [`pipe`] did with a request body.
+#[derive(Debug)]
+pub(crate) enum Piped {
+    /// The whole body went to h2 at once, as this one DATA frame (empty
+    /// when there was none): the same bytes, kept to send again.
+    Whole(Bytes),
+    /// The rest is sent by a task of its own, cancelled when this guard
+    /// drops (dropping the call resets the stream).
+    Rest(CancelPipe),
+    /// Sent at once, but not as one DATA frame (or the stream was gone).
+    Sent,
+}
+
 /// Sends `body` on `stream`: at once as far as its frames are ready, the rest
-/// from a task of its own. Returns the guard whose drop cancels that task
-/// (dropping the call resets the stream), when there is one.
-pub(crate) fn pipe(body: RequestBody, stream: h2::SendStream<Bytes>) -> Option<CancelPipe> {
+/// from a task of its own.
+pub(crate) fn pipe(body: RequestBody, stream: h2::SendStream<Bytes>) -> Piped {
     let mut pipe = Pipe {
         body,
         stream,
         held: None,
         sent: false,
+        copy: Copied::Empty,
         cancel: None,
     };
     let waker = futures::task::noop_waker();
     if pipe.step(&mut Context::from_waker(&waker)).is_ready() {
-        return None;
+        return match pipe.copy {
+            Copied::Empty => Piped::Whole(Bytes::new()),
+            Copied::One(data) => Piped::Whole(data),
+            Copied::Lost => Piped::Sent,
+        };
     }
+    pipe.copy = Copied::Lost;
     let (guard, cancel) = oneshot::channel();
     pipe.cancel = Some(cancel);
     tokio::spawn(pipe);
-    Some(CancelPipe(guard))
+    Piped::Rest(CancelPipe(guard))
+}
+
+/// What the first step of a pipe handed to h2, kept to send it again.
+enum Copied {
+    /// Nothing yet.
+    Empty,
+    /// One DATA frame, and the end of the stream with it.
+    One(Bytes),
+    /// More, or something that cannot be sent again.
+    Lost,
 }
 
 /// While it lives, the request body goes on being sent.
@@ -55,6 +88,8 @@ struct Pipe {
     /// it waits in h2's queue until the stream opens, and leaves with the
     /// HEADERS).
     sent: bool,
+    /// What went to h2 in the first step, while it is one frame.
+    copy: Copied,
     cancel: Option<oneshot::Receiver<()>>,
 }
 
@@ -86,11 +121,12 @@ impl Pipe {
             match frame {
                 None => {
                     let last = self.held.take().unwrap_or_default();
-                    let _ = self.stream.send_data(last, true);
+                    self.send_last(last);
                     return Poll::Ready(());
                 }
                 Some(Err(status)) => {
                     tracing::debug!(%status, "request body failed; resetting the stream");
+                    self.copy = Copied::Lost;
                     self.stream.send_reset(h2::Reason::CANCEL);
                     return Poll::Ready(());
                 }
@@ -100,12 +136,13 @@ impl Pipe {
                             return Poll::Ready(());
                         }
                         if http_body::Body::is_end_stream(&self.body) {
-                            let _ = self.stream.send_data(data, true);
+                            self.send_last(data);
                             return Poll::Ready(());
                         }
                         self.held = Some(data);
                     }
                     Err(frame) => {
+                        self.copy = Copied::Lost;
                         if self.send_held() {
                             let _ = match frame.into_trailers() {
                                 Ok(trailers) => self.stream.send_trailers(trailers),
@@ -125,9 +162,32 @@ impl Pipe {
             None => true,
             Some(data) => {
                 self.sent = true;
-                self.stream.send_data(data, false).is_ok()
+                self.keep(&data);
+                let sent = self.stream.send_data(data, false).is_ok();
+                if !sent {
+                    self.copy = Copied::Lost;
+                }
+                sent
             }
         }
+    }
+
+    /// Hands the last frame to h2, with the end of the stream.
+    fn send_last(&mut self, data: Bytes) {
+        if !data.is_empty() {
+            self.keep(&data);
+        }
+        if self.stream.send_data(data, true).is_err() {
+            self.copy = Copied::Lost;
+        }
+    }
+
+    /// Keeps a second handle on `data` while the body is one frame.
+    fn keep(&mut self, data: &Bytes) {
+        self.copy = match self.copy {
+            Copied::Empty => Copied::One(data.clone()),
+            Copied::One(_) | Copied::Lost => Copied::Lost,
+        };
     }
 }
 
@@ -267,6 +327,57 @@ mod tests {
         addr
     }
 
+    /// An HTTP/2 server for one connection that answers like [`server`]
+    /// until told to die, then drops the connection as a killed process
+    /// would (no GOAWAY), and says so.
+    async fn mortal_server() -> (SocketAddr, mpsc::Sender<tokio::sync::oneshot::Sender<()>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (die, mut told) = mpsc::channel::<tokio::sync::oneshot::Sender<()>>(1);
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let mut conn = h2::server::handshake(socket).await.expect("handshake");
+            loop {
+                tokio::select! {
+                    dead = told.recv() => {
+                        drop(conn);
+                        if let Some(dead) = dead {
+                            let _ = dead.send(());
+                        }
+                        return;
+                    }
+                    accepted = conn.accept() => {
+                        let Some(Ok((request, mut respond))) = accepted else { return };
+                        let mut body = request.into_body();
+                        let mut len = 0;
+                        while let Some(Ok(chunk)) = body.data().await {
+                            len += chunk.len();
+                        }
+                        let mut send = respond
+                            .send_response(http::Response::new(()), false)
+                            .expect("response");
+                        send.send_data(Bytes::from(len.to_string()), true).expect("data");
+                    }
+                }
+            }
+        });
+        (addr, die)
+    }
+
+    /// An HTTP/2 server that refuses every stream (REFUSED_STREAM).
+    async fn refusing_server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let mut conn = h2::server::handshake(socket).await.expect("handshake");
+            while let Some(Ok((_, mut respond))) = conn.accept().await {
+                respond.send_reset(h2::Reason::REFUSED_STREAM);
+            }
+        });
+        addr
+    }
+
     async fn connect(addr: SocketAddr) -> (Arc<ConnHandle>, Driver) {
         let settings = ConnSettings {
             connect_timeout: Duration::from_secs(5),
@@ -359,6 +470,73 @@ mod tests {
                 assert_eq!(body.to_bytes(), "kept");
             }
             other => panic!("expected the request back, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    fn unary(addr: SocketAddr, text: &'static str) -> http::Request<RequestBody> {
+        request(
+            addr,
+            RequestBody::new(Full::new(Bytes::from_static(text.as_bytes()))),
+        )
+    }
+
+    /// The request handed back unsent, its body read.
+    async fn handed_back(result: Result<http::Response<RecvBody>, conn::SendError>) -> Bytes {
+        match result {
+            Err(conn::SendError::Unsent { request, .. }) => request
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes(),
+            other => panic!("expected the request back, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_to_a_server_that_died_unnoticed_comes_back_unsent() {
+        let (addr, die) = mortal_server().await;
+        let (conn, _driver) = connect(addr).await;
+        let (text, _) = answer(conn.send(unary(addr, "hello")).await.expect("sent")).await;
+        assert_eq!(text, "5");
+
+        let (dead, is_dead) = tokio::sync::oneshot::channel();
+        die.send(dead).await.expect("the server listens");
+        is_dead.await.expect("the server dropped the connection");
+        // The server is gone, and the connection's task has not run since:
+        // the call opens its stream on a connection that looks usable.
+        assert!(conn.usable(), "the client has not noticed yet");
+        let body = handed_back(conn.send(unary(addr, "again")).await).await;
+        assert_eq!(body, "again");
+        assert!(!conn.usable(), "now it has");
+    }
+
+    #[tokio::test]
+    async fn a_refused_stream_comes_back_unsent() {
+        let addr = refusing_server().await;
+        let (conn, _driver) = connect(addr).await;
+        let body = handed_back(conn.send(unary(addr, "refused")).await).await;
+        assert_eq!(body, "refused");
+    }
+
+    #[tokio::test]
+    async fn a_call_the_server_took_before_dying_fails_and_is_not_handed_back() {
+        // A server that read the call, then died: the call may have run.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let mut conn = h2::server::handshake(socket).await.expect("handshake");
+            if let Some(Ok((request, _respond))) = conn.accept().await {
+                let mut body = request.into_body();
+                while let Some(Ok(_)) = body.data().await {}
+            }
+            drop(conn);
+        });
+        let (conn, _driver) = connect(addr).await;
+        match conn.send(unary(addr, "taken")).await {
+            Err(conn::SendError::Failed(error)) => assert!(error.is_io(), "{error}"),
+            other => panic!("expected a failed call, got {:?}", other.map(|_| ())),
         }
     }
 }

@@ -5,9 +5,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-#[cfg(test)]
-use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -38,8 +36,8 @@ pub(super) const UNUSABLE: u8 = GOAWAY | READ_CLOSED | DROPPED | WITHDRAWN | NOT
 pub(crate) struct ConnSignals {
     pub(super) flags: AtomicU8,
     changed: Notify,
-    /// Writes to the socket that took bytes (what the tests count).
-    #[cfg(test)]
+    /// Writes to the socket that took bytes: a call whose connection failed
+    /// with none since its stream was opened never reached the server.
     pub(crate) writes: AtomicUsize,
 }
 
@@ -151,15 +149,13 @@ impl AsyncRead for SniffIo {
 }
 
 impl SniffIo {
-    #[cfg(test)]
     fn count(&self, written: &Poll<io::Result<usize>>) {
         if let Poll::Ready(Ok(1..)) = written {
-            self.signals.writes.fetch_add(1, Ordering::Relaxed);
+            // Release: a call that reads the count after its stream failed
+            // sees every write made before the failure.
+            self.signals.writes.fetch_add(1, Ordering::Release);
         }
     }
-
-    #[cfg(not(test))]
-    fn count(&self, _: &Poll<io::Result<usize>>) {}
 }
 
 impl AsyncWrite for SniffIo {
