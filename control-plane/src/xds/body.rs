@@ -15,16 +15,16 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame};
-use tokio::sync::mpsc;
 use tonic::{Code, Status};
 
+use super::queue::Receiver;
 use super::stream::Queued;
 use crate::metrics::Metrics;
 
 /// The body of one ADS response stream.
 #[derive(Debug)]
 pub struct ResponseBody {
-    queue: mpsc::Receiver<Queued>,
+    queue: Receiver<Queued>,
     metrics: Arc<Metrics>,
     /// What is left of the message being written.
     pending: VecDeque<Bytes>,
@@ -35,7 +35,7 @@ pub struct ResponseBody {
 impl ResponseBody {
     /// A body that writes what arrives on `queue`, counting responses in
     /// `metrics`.
-    pub fn new(queue: mpsc::Receiver<Queued>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(queue: Receiver<Queued>, metrics: Arc<Metrics>) -> Self {
         Self {
             queue,
             metrics,
@@ -144,7 +144,7 @@ mod tests {
     #[tokio::test]
     async fn writes_messages_then_ok_trailers_and_counts_them() {
         let metrics = Arc::new(Metrics::new());
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = crate::xds::queue::channel(4);
         tx.send(Ok(Box::new(outgoing("1", 10)))).await.unwrap();
         tx.send(Ok(Box::new(outgoing("2", 100_000)))).await.unwrap();
         drop(tx);
@@ -169,7 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_error_ends_the_stream_with_its_status() {
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = crate::xds::queue::channel(4);
         tx.send(Ok(Box::new(outgoing("1", 10)))).await.unwrap();
         tx.send(Err(Box::new(Status::unavailable("shutting down"))))
             .await

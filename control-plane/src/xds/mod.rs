@@ -8,7 +8,8 @@
 //!   bytes shared by every stream.
 //! - [`session`]: the protocol state of one ADS stream, a pure state
 //!   machine (subscriptions, nonces, ACK/NACK, what to send).
-//! - [`stream`]: the task that owns a session and drives it for one stream.
+//! - [`stream`]: the task that owns a session and drives it for one stream;
+//!   [`queue`], the small bounded queue from it to the response body.
 //! - [`server`]: the `AggregatedDiscoveryService` gRPC service, and
 //!   [`body`], the response body that writes the shared bytes.
 //! - [`registry`]: the connected clients, for the status API and metrics.
@@ -20,6 +21,7 @@
 
 pub mod admission;
 pub mod body;
+pub mod queue;
 pub mod registry;
 pub mod resources;
 pub mod server;

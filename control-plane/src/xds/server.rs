@@ -19,7 +19,6 @@ use std::task::{Context, Poll};
 use common::incoming::ConnInfo;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use prost::Message;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tonic::codec::{BufferSettings, DecodeBuf, Decoder, Streaming};
@@ -29,6 +28,7 @@ use tracing::Instrument;
 
 use super::admission::Admission;
 use super::body::ResponseBody;
+use super::queue;
 use super::registry::Registry;
 use super::session::{Limits, Session};
 use super::snapshot::SnapshotBuilder;
@@ -178,7 +178,7 @@ impl AdsService {
             stopped: self.stopped.clone(),
             aged,
         };
-        let (queue, responses) = mpsc::channel(QUEUE_DEPTH);
+        let (queue, responses) = queue::channel(QUEUE_DEPTH);
         let span = tracing::info_span!("ads", stream = stream_id, peer = ?peer);
         let metrics = self.metrics.clone();
         tokio::spawn(

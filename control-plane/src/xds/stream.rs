@@ -39,10 +39,11 @@ use std::time::SystemTime;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use futures::{Stream, StreamExt};
 use tokio::sync::futures::Notified;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::Status;
 
+use super::queue::Sender;
 use super::registry::{ClientSlot, Registration};
 use super::session::{self, Ack, Outgoing, Received, Session};
 use super::snapshot::ResourceSnapshot;
@@ -62,8 +63,8 @@ const STOPPING: &str = "the control plane is shutting down; reconnect to another
 const MAX_AGE: &str = "the connection reached its maximum age (--max-connection-age); reconnect \
                        (to any control plane replica)";
 
-/// What the task puts in the queue: boxed, so the queue's storage (which
-/// tokio allocates 32 slots at a time) stays small in every stream.
+/// What the task puts in the queue ([`super::queue`]): boxed, so the
+/// queue's ring stays two pointers wide per slot in every stream.
 pub type Queued = Result<Box<Outgoing>, Box<Status>>;
 
 /// Why a stream ended.
@@ -165,7 +166,7 @@ impl Interrupts<'_, '_> {
 
 impl StreamTask {
     /// Serves `inbound` until it ends, writing into `queue`.
-    pub async fn run<S>(mut self, mut inbound: S, queue: mpsc::Sender<Queued>) -> Ended
+    pub async fn run<S>(mut self, mut inbound: S, queue: Sender<Queued>) -> Ended
     where
         S: Stream<Item = Result<DiscoveryRequest, Status>> + Unpin,
     {
@@ -239,7 +240,7 @@ impl StreamTask {
     async fn wait_for_sync<S>(
         &mut self,
         inbound: &mut S,
-        queue: &mpsc::Sender<Queued>,
+        queue: &Sender<Queued>,
         interrupts: &mut Interrupts<'_, '_>,
     ) -> Result<VecDeque<DiscoveryRequest>, Ended>
     where
@@ -339,7 +340,7 @@ impl StreamTask {
     /// stream must end instead.
     async fn send(
         &self,
-        queue: &mpsc::Sender<Queued>,
+        queue: &Sender<Queued>,
         item: Queued,
         interrupts: &mut Interrupts<'_, '_>,
     ) -> Option<Ended> {
@@ -364,7 +365,7 @@ impl StreamTask {
 
     /// Ends the stream because the server stops or the connection aged
     /// (`aged` fired: it is cancelled by both).
-    fn end(&self, queue: &mpsc::Sender<Queued>) -> Ended {
+    fn end(&self, queue: &Sender<Queued>) -> Ended {
         if self.stopped.is_cancelled() {
             stopping(queue)
         } else {
@@ -389,19 +390,19 @@ where
 
 /// The client's side failed (a malformed or oversized message): tell it
 /// why, if it is still listening.
-fn client_failed(queue: &mpsc::Sender<Queued>, status: Status) -> Ended {
+fn client_failed(queue: &Sender<Queued>, status: Status) -> Ended {
     let reason = format!("the request stream failed: {}", status.message());
     let _ = queue.try_send(Err(Box::new(Status::new(status.code(), reason))));
     Ended::ClientFailed(status)
 }
 
-fn stopping(queue: &mpsc::Sender<Queued>) -> Ended {
+fn stopping(queue: &Sender<Queued>) -> Ended {
     // Best effort: a full queue means the client is not reading anyway.
     let _ = queue.try_send(Err(Box::new(Status::unavailable(STOPPING))));
     Ended::Stopping
 }
 
-fn aged(queue: &mpsc::Sender<Queued>) -> Ended {
+fn aged(queue: &Sender<Queued>) -> Ended {
     let _ = queue.try_send(Err(Box::new(Status::unavailable(MAX_AGE))));
     Ended::MaxAge
 }

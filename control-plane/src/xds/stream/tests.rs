@@ -5,6 +5,7 @@ use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use prost::Message;
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
@@ -13,6 +14,7 @@ use crate::kinds::ResourceType;
 use crate::model::{Endpoint, Service, ServicePort};
 use crate::names::Naming;
 use crate::store::{SourceKind, SourceState, SourceStatus, Store};
+use crate::xds::queue;
 use crate::xds::registry::Registry;
 use crate::xds::session::{Limits, Session};
 use crate::xds::snapshot::SnapshotBuilder;
@@ -78,7 +80,7 @@ impl Harness {
         &self,
     ) -> (
         mpsc::Sender<DiscoveryRequest>,
-        mpsc::Receiver<Queued>,
+        queue::Receiver<Queued>,
         tokio::task::JoinHandle<Ended>,
     ) {
         self.open_aged(self.stopped.child_token())
@@ -91,11 +93,11 @@ impl Harness {
         aged: CancellationToken,
     ) -> (
         mpsc::Sender<DiscoveryRequest>,
-        mpsc::Receiver<Queued>,
+        queue::Receiver<Queued>,
         tokio::task::JoinHandle<Ended>,
     ) {
         let (requests, inbound) = mpsc::channel(8);
-        let (queue, responses) = mpsc::channel(QUEUE_DEPTH);
+        let (queue, responses) = queue::channel(QUEUE_DEPTH);
         let task = StreamTask {
             session: Box::new(Session::new(
                 self.store.instance_id(),
@@ -140,7 +142,7 @@ fn addresses(item: Queued) -> Vec<String> {
     addresses
 }
 
-async fn next(responses: &mut mpsc::Receiver<Queued>) -> Queued {
+async fn next(responses: &mut queue::Receiver<Queued>) -> Queued {
     tokio::time::timeout(LIMIT, responses.recv())
         .await
         .expect("a response in time")
