@@ -62,6 +62,31 @@ impl<T> Shared<T> {
     }
 }
 
+impl<T> State<T> {
+    /// Queues `item` if the receiver is there and there is room; then the
+    /// receiver to wake, if it waits.
+    fn push(&mut self, item: T) -> Result<Option<Waker>, T> {
+        if self.receiver_gone || self.items.len() >= self.bound {
+            return Err(item);
+        }
+        self.items.push_back(item);
+        Ok(self.receiver_waiting.take())
+    }
+
+    /// The oldest item, and the sender to wake, if it waits for room.
+    fn pop(&mut self) -> Option<(T, Option<Waker>)> {
+        let item = self.items.pop_front()?;
+        Some((item, self.sender_waiting.take()))
+    }
+}
+
+/// Wakes `waker`, if any (after the lock is released).
+fn wake(waker: Option<Waker>) {
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
 /// Keeps `cx`'s waker in `slot` (no clone when it is the same task's).
 fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
     match slot {
@@ -96,21 +121,19 @@ impl<T> Sender<T> {
             let Some(taken) = item.take() else {
                 unreachable!("polled after completion")
             };
-            if state.receiver_gone {
-                return Poll::Ready(Err(taken));
-            }
-            if state.items.len() < state.bound {
-                state.items.push_back(taken);
-                let receiver = state.receiver_waiting.take();
-                drop(state);
-                if let Some(receiver) = receiver {
-                    receiver.wake();
+            match state.push(taken) {
+                Ok(receiver) => {
+                    drop(state);
+                    wake(receiver);
+                    Poll::Ready(Ok(()))
                 }
-                return Poll::Ready(Ok(()));
+                Err(taken) if state.receiver_gone => Poll::Ready(Err(taken)),
+                Err(taken) => {
+                    item = Some(taken);
+                    register(&mut state.sender_waiting, cx);
+                    Poll::Pending
+                }
             }
-            item = Some(taken);
-            register(&mut state.sender_waiting, cx);
-            Poll::Pending
         })
         .await
     }
@@ -119,15 +142,9 @@ impl<T> Sender<T> {
     /// none or the receiver is gone.
     pub fn try_send(&self, item: T) -> Result<(), T> {
         let mut state = self.shared.state();
-        if state.receiver_gone || state.items.len() >= state.bound {
-            return Err(item);
-        }
-        state.items.push_back(item);
-        let receiver = state.receiver_waiting.take();
+        let receiver = state.push(item)?;
         drop(state);
-        if let Some(receiver) = receiver {
-            receiver.wake();
-        }
+        wake(receiver);
         Ok(())
     }
 }
@@ -138,9 +155,7 @@ impl<T> Drop for Sender<T> {
         state.sender_gone = true;
         let receiver = state.receiver_waiting.take();
         drop(state);
-        if let Some(receiver) = receiver {
-            receiver.wake();
-        }
+        wake(receiver);
     }
 }
 
@@ -154,12 +169,9 @@ impl<T> Receiver<T> {
     /// The next item; `None` once the sender is gone and nothing is left.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         let mut state = self.shared.state();
-        if let Some(item) = state.items.pop_front() {
-            let sender = state.sender_waiting.take();
+        if let Some((item, sender)) = state.pop() {
             drop(state);
-            if let Some(sender) = sender {
-                sender.wake();
-            }
+            wake(sender);
             return Poll::Ready(Some(item));
         }
         if state.sender_gone {
@@ -173,13 +185,10 @@ impl<T> Receiver<T> {
     /// The next item if one is queued now.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
         let mut state = self.shared.state();
-        match state.items.pop_front() {
-            Some(item) => {
-                let sender = state.sender_waiting.take();
+        match state.pop() {
+            Some((item, sender)) => {
                 drop(state);
-                if let Some(sender) = sender {
-                    sender.wake();
-                }
+                wake(sender);
                 Ok(item)
             }
             None if state.sender_gone => Err(TryRecvError::Closed),
@@ -211,9 +220,7 @@ impl<T> Drop for Receiver<T> {
         let sender = state.sender_waiting.take();
         drop(state);
         drop(items);
-        if let Some(sender) = sender {
-            sender.wake();
-        }
+        wake(sender);
     }
 }
 
