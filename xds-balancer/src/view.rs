@@ -141,8 +141,10 @@ pub enum ConnectionState {
     Connecting,
     /// Connected; takes calls.
     Ready,
-    /// Connected, but takes no calls while a lower priority (another zone,
-    /// say) has a ready endpoint; takes them at once when none has.
+    /// Connected, but takes no calls: while a lower priority (another zone,
+    /// say) has a ready endpoint, or while the endpoint is not ready (the
+    /// connection is kept for when it is ready again). Takes calls at once
+    /// when that changes.
     Standby,
     /// Connected, but its health service reports NOT_SERVING; takes no
     /// calls.

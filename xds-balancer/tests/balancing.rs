@@ -219,6 +219,65 @@ async fn a_draining_endpoint_takes_no_new_calls() {
 }
 
 #[tokio::test]
+async fn a_not_ready_endpoint_keeps_its_connection_idle_until_it_is_ready_again() {
+    bounded(LIMIT, async {
+        let servers = backends(&["a", "b"]).await;
+        let fake = FakeXds::start().await;
+        let spec = |n: usize, health| (servers[n].addr, health, servers[n].name.as_str());
+        let ready = [spec(0, Health::Healthy), spec(1, Health::Healthy)];
+        let b_not_ready = [spec(0, Health::Healthy), spec(1, Health::Unhealthy)];
+        fake.set_endpoints("greeter", &ready);
+        let channel = builder(&fake, "greeter").connect().await.expect("connect");
+        wait_ready(&channel, &["a", "b"]).await;
+        let mut client = GreeterClient::new(channel.clone());
+        let connection_of_b = |replies: &[proto::greet::HelloReply]| {
+            replies
+                .iter()
+                .find(|r| r.served_by == "b")
+                .map(|r| r.connection_id)
+        };
+        let mut replies = Vec::new();
+        for _ in 0..2 {
+            replies.push(hello(&mut client, 0).await.expect("call"));
+        }
+        let first = connection_of_b(&replies).expect("a call on b");
+        let b_port = servers[1].addr.port();
+
+        // Not ready: no calls, the connection kept.
+        fake.set_endpoints("greeter", &b_not_ready);
+        wait_view(&channel, Duration::from_secs(5), "b standing by", |set| {
+            state_of(set, "b") == Some(ConnectionState::Standby)
+        })
+        .await;
+        assert_eq!(spread(&mut client, 10).await, counts(&[("a", 10)]));
+        assert_eq!(established_to(b_port), 1, "b's connection stays open");
+
+        // Ready again: calls on the same connection.
+        fake.set_endpoints("greeter", &ready);
+        wait_ready(&channel, &["a", "b"]).await;
+        let mut replies = Vec::new();
+        for _ in 0..2 {
+            replies.push(hello(&mut client, 0).await.expect("call"));
+        }
+        assert_eq!(connection_of_b(&replies), Some(first), "no new connection");
+
+        // Not ready and then gone: nothing reconnects to it.
+        fake.set_endpoints("greeter", &b_not_ready);
+        wait_view(&channel, Duration::from_secs(5), "b standing by", |set| {
+            state_of(set, "b") == Some(ConnectionState::Standby)
+        })
+        .await;
+        servers[1].process.signal(Signal::SIGKILL);
+        wait_view(&channel, Duration::from_secs(5), "b idle", |set| {
+            state_of(set, "b") == Some(ConnectionState::Idle)
+        })
+        .await;
+        assert_eq!(spread(&mut client, 4).await, counts(&[("a", 4)]));
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn updates_that_keep_an_endpoint_keep_its_connection() {
     bounded(LIMIT, async {
         let servers = backends(&["a", "b", "c"]).await;

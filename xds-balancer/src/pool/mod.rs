@@ -6,10 +6,13 @@
 //! Reconciling an update:
 //! - a HEALTHY endpoint without a subchannel gets one (it connects at once);
 //! - an endpoint that stays gets to keep its connection, untouched;
-//! - an endpoint that turns DRAINING or not ready, or disappears, is
-//!   retired: out of rotation at once, its in-flight calls finish, then its
-//!   connection closes (the view shows it `Closing` until the socket is
-//!   closed);
+//! - an endpoint that turns DRAINING, or disappears, is retired: out of
+//!   rotation at once, its in-flight calls finish, then its connection
+//!   closes (the view shows it `Closing` until the socket is closed);
+//! - an endpoint that turns not ready is out of rotation at once, but its
+//!   connection is kept, idle (`Standby` in the view), while it stays up,
+//!   so that a readiness flap costs no reconnect; a kept connection that
+//!   is lost is not replaced while the endpoint is not ready;
 //! - while discovery is waiting for a changed resource, the current
 //!   endpoints stay; when the service is deleted, all are retired.
 //!
@@ -194,7 +197,8 @@ impl Manager {
                 }
                 Some(event) = self.events_rx.recv() => match event {
                     SubEvent::State { id, state, conn, error } => {
-                        self.reconciler.on_state(id, state, conn, error);
+                        let command = self.reconciler.on_state(id, state, conn, error);
+                        self.carry_out(command);
                     }
                     SubEvent::Closed { id } => {
                         self.retire.remove(&id);
@@ -214,7 +218,13 @@ impl Manager {
 
     fn apply_resolution(&mut self) {
         let resolution = self.resolution.borrow_and_update().clone();
-        for command in self.reconciler.on_resolution(&resolution) {
+        let commands = self.reconciler.on_resolution(&resolution);
+        self.carry_out(commands);
+    }
+
+    /// Carries out the reconciler's commands.
+    fn carry_out(&mut self, commands: impl IntoIterator<Item = Command<Arc<ConnHandle>>>) {
+        for command in commands {
             match command {
                 Command::Start(spec) => {
                     let retire = self.stop.child_token();

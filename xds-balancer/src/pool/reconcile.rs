@@ -179,8 +179,14 @@ impl<C: Clone + Same> Reconciler<C> {
     /// A new resolution of the target:
     /// - a HEALTHY endpoint without a subchannel gets one;
     /// - an endpoint that stays keeps its subchannel, untouched;
-    /// - an endpoint that turns DRAINING or not ready, or disappears, is
-    ///   retired (the view shows it `Closing` until its socket closes);
+    /// - an endpoint that turns DRAINING, or disappears, is retired (the
+    ///   view shows it `Closing` until its socket closes);
+    /// - an endpoint that turns not ready leaves the rotation at once but
+    ///   keeps its connection, idle, while that stays up (the view shows it
+    ///   `Standby`): a readiness probe that fails for a while and recovers
+    ///   then costs no new connection (nor TLS handshake). A kept connection
+    ///   that is lost is not replaced until the endpoint is HEALTHY again;
+    ///   a terminating pod is DRAINING or gone, and closes as above;
     /// - while discovery waits for a changed resource, the endpoints stay;
     ///   when the service is deleted or unusable, all are retired.
     pub(crate) fn on_resolution(&mut self, resolution: &Resolution) -> Vec<Command<C>> {
@@ -252,26 +258,24 @@ impl<C: Clone + Same> Reconciler<C> {
 
     /// Subchannel `id` reports a state, with its connection while it has
     /// one and the error that ended the last attempt. Retired subchannels
-    /// stay `Closing` whatever they report.
+    /// stay `Closing` whatever they report. Returns the retirement of a
+    /// not-ready endpoint's kept subchannel whose connection is gone.
     pub(crate) fn on_state(
         &mut self,
         id: u64,
         state: ConnectionState,
         conn: Option<C>,
         error: Option<String>,
-    ) {
+    ) -> Option<Command<C>> {
         if let Some(error) = &error {
             self.last_connect_error = Some(error.clone());
             self.dirty = true;
         }
-        let Some(sub) = self
+        let at = self
             .entries
-            .iter_mut()
-            .filter_map(|e| e.sub.as_mut())
-            .find(|s| s.id == id)
-        else {
-            return;
-        };
+            .iter()
+            .position(|e| e.sub.as_ref().is_some_and(|s| s.id == id))?;
+        let sub = self.entries[at].sub.as_mut()?;
         self.dirty = true;
         sub.state = state;
         sub.conn = conn;
@@ -283,6 +287,7 @@ impl<C: Clone + Same> Reconciler<C> {
         } else if error.is_some() {
             sub.error = error;
         }
+        self.retire_if_unwanted(at)
     }
 
     /// Subchannel `id` ended: retired and its connection closed.

@@ -1,7 +1,8 @@
 //! Applying an endpoint list: when it lists the same addresses in the same
 //! order, only the endpoints that differ are touched; otherwise entries are
 //! matched by address. Subchannels are started for HEALTHY endpoints and
-//! retired for the others.
+//! retired for DRAINING and removed ones; a not-ready endpoint keeps its
+//! connection while it stays connected (see [`Reconciler::on_resolution`]).
 
 use super::*;
 
@@ -20,8 +21,7 @@ impl<C: Clone + Same> Reconciler<C> {
         let mut commands = Vec::new();
         let mut entries = std::mem::take(&mut self.entries);
         for (entry, endpoint) in entries.iter_mut().zip(endpoints) {
-            let wants_sub = endpoint.health == EndpointHealth::Healthy;
-            if entry.endpoint != *endpoint || wants_sub != entry.sub.is_some() {
+            if entry.endpoint != *endpoint || !settled(endpoint.health, entry.sub.as_ref()) {
                 self.update(entry, endpoint, &mut commands);
             }
         }
@@ -53,7 +53,14 @@ impl<C: Clone + Same> Reconciler<C> {
                 entry.sub = Some(sub);
                 commands.push(command);
             }
-            (EndpointHealth::Draining | EndpointHealth::NotReady, true) => {
+            (EndpointHealth::Draining, true) => {
+                if let Some(sub) = entry.sub.take() {
+                    commands.push(self.retire(sub));
+                }
+            }
+            // Kept while connected: no calls (the picker takes HEALTHY
+            // endpoints only), and ready again at once if it comes back.
+            (EndpointHealth::NotReady, true) if !settled(endpoint.health, entry.sub.as_ref()) => {
                 if let Some(sub) = entry.sub.take() {
                     commands.push(self.retire(sub));
                 }
@@ -92,6 +99,19 @@ impl<C: Clone + Same> Reconciler<C> {
         commands
     }
 
+    /// A not-ready endpoint's kept subchannel that lost its connection (or
+    /// never had one) is retired: nothing reconnects to a not-ready
+    /// endpoint. Returns the command, if any.
+    pub(super) fn retire_if_unwanted(&mut self, at: usize) -> Option<Command<C>> {
+        let entry = &mut self.entries[at];
+        if settled(entry.endpoint.health, entry.sub.as_ref()) {
+            return None;
+        }
+        let sub = entry.sub.take()?;
+        tracing::debug!(target = %self.target, endpoint = %entry.endpoint.label(), "the kept connection to a not-ready endpoint is gone; not reconnecting");
+        Some(self.retire(sub))
+    }
+
     fn start(&mut self, endpoint: &Endpoint) -> (Sub<C>, Command<C>) {
         self.next_id += 1;
         let hostname: Arc<str> = endpoint.hostname.as_str().into();
@@ -121,5 +141,16 @@ impl<C: Clone + Same> Reconciler<C> {
         sub.state = ConnectionState::Closing;
         self.closing.push(sub);
         command
+    }
+}
+
+/// Whether an endpoint with `health` and `sub` needs nothing done: a HEALTHY
+/// one has a subchannel, a DRAINING one none, a not-ready one none or a
+/// connected one.
+fn settled<C>(health: EndpointHealth, sub: Option<&Sub<C>>) -> bool {
+    match health {
+        EndpointHealth::Healthy => sub.is_some(),
+        EndpointHealth::Draining => sub.is_none(),
+        EndpointHealth::NotReady => sub.is_none_or(|sub| sub.conn.is_some()),
     }
 }

@@ -121,7 +121,8 @@ impl<C: Clone + Same> Reconciler<C> {
             let (connection, last_error) = match &entry.sub {
                 Some(sub)
                     if sub.state == ConnectionState::Ready
-                        && Some(entry.endpoint.priority) != active =>
+                        && (Some(entry.endpoint.priority) != active
+                            || entry.endpoint.health != EndpointHealth::Healthy) =>
                 {
                     (ConnectionState::Standby, None)
                 }

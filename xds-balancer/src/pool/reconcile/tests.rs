@@ -99,27 +99,36 @@ fn an_update_that_keeps_an_endpoint_keeps_its_subchannel() {
 }
 
 #[test]
-fn draining_not_ready_and_removed_endpoints_are_retired_with_their_connections() {
+fn draining_and_removed_endpoints_are_retired_with_their_connections() {
     let mut r = connected(&[1, 2, 3, 4]);
     let commands = r.on_resolution(&resolved(&[(1, Healthy), (2, Draining), (3, NotReady)]));
-    assert_eq!(
-        retired(&commands),
-        [(2, Some(2)), (3, Some(3)), (4, Some(4))]
-    );
+    assert_eq!(retired(&commands), [(2, Some(2)), (4, Some(4))]);
     assert!(started(&commands).is_empty());
     let published = r.publish(Instant::now());
-    assert_eq!(published.ready, [1]);
-    let closing: Vec<u16> = published
+    assert_eq!(
+        published.ready,
+        [1],
+        "only the HEALTHY endpoint takes calls"
+    );
+    let states: Vec<(u16, ConnectionState)> = published
         .endpoints
         .iter()
-        .filter(|e| e.connection == ConnectionState::Closing)
-        .map(|e| e.addr.port())
+        .map(|e| (e.addr.port(), e.connection))
         .collect();
-    assert_eq!(closing, [2, 3, 4], "closing until their sockets close");
+    assert_eq!(
+        states,
+        [
+            (1, ConnectionState::Ready),
+            (2, ConnectionState::Closing),
+            (3, ConnectionState::Standby),
+            (4, ConnectionState::Closing),
+        ],
+        "closing until their sockets close; the not-ready one kept"
+    );
     // A retired subchannel's late report changes nothing.
-    r.on_state(4, ConnectionState::Ready, Some(4), None);
+    assert_eq!(r.on_state(4, ConnectionState::Ready, Some(4), None), None);
     assert_eq!(r.publish(Instant::now()).ready, [1]);
-    for id in [2, 3, 4] {
+    for id in [2, 4] {
         r.on_closed(id);
     }
     let published = r.publish(Instant::now());
@@ -133,8 +142,47 @@ fn draining_not_ready_and_removed_endpoints_are_retired_with_their_connections()
         [
             (1, ConnectionState::Ready),
             (2, ConnectionState::Idle),
-            (3, ConnectionState::Idle)
+            (3, ConnectionState::Standby)
         ]
+    );
+}
+
+#[test]
+fn a_not_ready_endpoint_keeps_its_connection_until_it_is_lost() {
+    let mut r = connected(&[1, 2]);
+    let commands = r.on_resolution(&resolved(&[(1, Healthy), (2, NotReady)]));
+    assert!(commands.is_empty(), "kept, not retired: {commands:?}");
+    let published = r.publish(Instant::now());
+    assert_eq!(published.ready, [1]);
+    assert_eq!(published.counts.not_ready, 1);
+    // Ready again: in the rotation at once, with no new connection.
+    let commands = r.on_resolution(&resolved(&[(1, Healthy), (2, Healthy)]));
+    assert!(commands.is_empty(), "no new subchannel: {commands:?}");
+    assert_eq!(r.publish(Instant::now()).ready, [1, 2]);
+
+    // Not ready, and then its connection is lost: retired, not reconnected.
+    r.on_resolution(&resolved(&[(1, Healthy), (2, NotReady)]));
+    let command = r.on_state(2, ConnectionState::Ejected, None, Some("reset".into()));
+    assert_eq!(command, Some(Command::Retire { id: 2, conn: None }));
+    r.on_closed(2);
+    let published = r.publish(Instant::now());
+    assert_eq!(published.ready, [1]);
+    assert_eq!(published.endpoints[1].connection, ConnectionState::Idle);
+    // The same list again changes nothing; ready again, it connects anew.
+    assert!(
+        r.on_resolution(&resolved(&[(1, Healthy), (2, NotReady)]))
+            .is_empty()
+    );
+    let commands = r.on_resolution(&resolved(&[(1, Healthy), (2, Healthy)]));
+    assert_eq!(started(&commands), [(3, 2)]);
+
+    // Not ready while still connecting: nothing to keep, so retired.
+    let commands = r.on_resolution(&resolved(&[(1, Healthy), (2, NotReady)]));
+    assert_eq!(retired(&commands), [(3, None)]);
+    // A HEALTHY endpoint's lost connection is the subchannel's to retry.
+    assert_eq!(
+        r.on_state(1, ConnectionState::Ejected, None, Some("reset".into())),
+        None
     );
 }
 
@@ -320,15 +368,14 @@ fn a_readiness_change_touches_only_that_endpoint() {
     let mut endpoints: Vec<_> = ports.iter().map(|p| (*p, Healthy)).collect();
     endpoints[2].1 = NotReady;
     let commands = r.on_resolution(&resolved(&endpoints));
-    assert_eq!(retired(&commands), [(3, Some(3))]);
-    assert!(started(&commands).is_empty());
+    assert!(commands.is_empty(), "its connection is kept: {commands:?}");
     assert!(r.take_dirty());
     assert!(r.write_view(Some(0), &mut view));
     let states: Vec<_> = view
         .iter()
         .map(|e| (e.addr.port(), e.health, e.connection))
         .collect();
-    assert_eq!(states[2], (3, Some(NotReady), ConnectionState::Closing));
+    assert_eq!(states[2], (3, Some(NotReady), ConnectionState::Standby));
     assert!(
         states
             .iter()
@@ -338,11 +385,11 @@ fn a_readiness_change_touches_only_that_endpoint() {
     let kept: Vec<*const u8> = view.iter().map(|e| e.hostname.as_ptr()).collect();
     assert_eq!(kept, buffers, "every row rewritten in place");
 
-    // It comes back: one new subchannel, for it alone.
+    // It comes back: on its kept connection, nothing started.
     endpoints[2].1 = Healthy;
     let commands = r.on_resolution(&resolved(&endpoints));
-    assert_eq!(started(&commands), [(6, 3)]);
-    assert!(retired(&commands).is_empty());
+    assert!(commands.is_empty(), "{commands:?}");
+    assert_eq!(r.publish(Instant::now()).ready, ports);
 }
 
 #[test]
